@@ -1,0 +1,71 @@
+// swift-tools-version: 6.1
+//
+// Funnel: a recommendation and search retrieval engine.
+// The module graph mirrors the funnel; each stage imports only the stages below it.
+//
+//   CBLAS, _FunnelKernels          system BLAS/LAPACKE, AVX2/FMA C kernels
+//   LinearAlgebra                  Matrix, BLAS wrappers, distances, top-k, RNG, parallel loops
+//   Persistence                    atomic writes, bounds-checked binary reading
+//   Datasets                       vector files, CSV/MovieLens loaders, synthetic catalogs
+//   ExactSearch                    blocked-sgemm exact k-NN: the floor and the oracle
+//   Funnel                         umbrella: `import Funnel` gives the whole stack
+//   funnel (FunnelCLI)             the command line
+import PackageDescription
+
+let package = Package(
+    name: "Funnel",
+    products: [
+        .library(name: "Funnel", targets: ["Funnel"]),
+        .library(name: "LinearAlgebra", targets: ["LinearAlgebra"]),
+        .library(name: "Datasets", targets: ["Datasets"]),
+        .library(name: "ExactSearch", targets: ["ExactSearch"]),
+        .executable(name: "funnel", targets: ["FunnelCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: - Public API
+
+        .target(
+            name: "LinearAlgebra",
+            dependencies: ["CBLAS", "_FunnelKernels"]
+        ),
+        .target(name: "Persistence"),
+        .target(
+            name: "Datasets",
+            dependencies: ["LinearAlgebra", "Persistence"]
+        ),
+        .target(
+            name: "ExactSearch",
+            dependencies: ["LinearAlgebra", "CBLAS", "_FunnelKernels"]
+        ),
+        .target(
+            name: "Funnel",
+            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch"]
+        ),
+        .executableTarget(
+            name: "FunnelCLI",
+            dependencies: [
+                "Funnel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: - Implementation details
+
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]
+        ),
+        .target(name: "_FunnelKernels"),
+
+        // MARK: - Unit test bundles
+
+        .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra", "_FunnelKernels"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra"]),
+        .testTarget(name: "ExactSearchTests", dependencies: ["ExactSearch", "Datasets", "LinearAlgebra"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

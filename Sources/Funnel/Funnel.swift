@@ -1,0 +1,5 @@
+// `import Funnel` gives the whole stack; each stage module also stands alone.
+@_exported import LinearAlgebra
+@_exported import Persistence
+@_exported import Datasets
+@_exported import ExactSearch

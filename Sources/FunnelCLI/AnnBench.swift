@@ -1,0 +1,220 @@
+import ArgumentParser
+import Foundation
+import Funnel
+
+/// An index the bench can drive: build once, then search one query or a batch.
+protocol BenchEngine {
+    var name: String { get }
+    var bytesPerVector: Int { get }
+    /// The search-time knob values to sweep (nil: the engine has none).
+    var sweep: [Int?] { get }
+    func search(_ query: UnsafeBufferPointer<Float>, k: Int, knob: Int?, into out: UnsafeMutablePointer<Int32>)
+    func searchBatch(_ queries: Matrix, k: Int, knob: Int?, threads: Int) throws -> KNNResult
+}
+
+final class ExactEngine: BenchEngine {
+    let index: ExactIndex
+    init(index: ExactIndex) { self.index = index }
+    var name: String { "exact" }
+    var bytesPerVector: Int { index.bytesPerVector }
+    var sweep: [Int?] { [nil] }
+    func search(_ query: UnsafeBufferPointer<Float>, k: Int, knob: Int?, into out: UnsafeMutablePointer<Int32>) {
+        let r = try! index.search(Array(query), k: k)
+        for j in 0..<k { out[j] = j < r.count ? Int32(r[j].id) : -1 }
+    }
+    func searchBatch(_ queries: Matrix, k: Int, knob: Int?, threads: Int) throws -> KNNResult {
+        try index.search(queries, k: k, threads: threads)
+    }
+}
+
+struct BenchPoint: Encodable {
+    var ef: Int?
+    var recall: Double
+    var qps: Double
+    var p50_us: Double
+    var p99_us: Double
+    var batch_qps: Double
+
+    enum CodingKeys: String, CodingKey { case ef, recall, qps, p50_us, p99_us, batch_qps }
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        if let ef { try c.encode(ef, forKey: .ef) } else { try c.encodeNil(forKey: .ef) }
+        try c.encode(recall, forKey: .recall)
+        try c.encode(qps, forKey: .qps)
+        try c.encode(p50_us, forKey: .p50_us)
+        try c.encode(p99_us, forKey: .p99_us)
+        try c.encode(batch_qps, forKey: .batch_qps)
+    }
+}
+
+struct BenchReport: Encodable {
+    struct DatasetInfo: Encodable {
+        var n: Int
+        var dim: Int
+        var queries: Int
+        var metric: String
+    }
+    var engine: String
+    var dataset: DatasetInfo
+    var threads: Int
+    var k: Int
+    var build_seconds: Double
+    var bytes_per_vector: Int
+    var ground_truth_seconds: Double?
+    var points: [BenchPoint]
+}
+
+struct AnnBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ann-bench",
+        abstract: "Measure recall@k against latency and throughput for an index engine.",
+        discussion: """
+        Base and query files may be .fvecs, .bvecs, .npy or IDX. Without --gt, the ground
+        truth is computed with the exact engine. Recall counts ties at the k-th distance as
+        hits. Latency is one query at a time on one thread; batch QPS searches all queries
+        in one call on --threads threads.
+        """
+    )
+
+    @Option(help: "Base vectors file.") var base: String
+    @Option(help: "Query vectors file.") var query: String
+    @Option(help: "Ground-truth ids (.ivecs, nearest first).") var gt: String?
+    @Option(help: "l2, ip or cosine.") var metric: String = "l2"
+    @Option(help: "Neighbors per query.") var k: Int = 10
+    @Option(help: "Index engine: exact.") var engine: String = "exact"
+    @Option(help: "Threads for build and batch search (default: all cores).") var threads: Int?
+    @Option(help: "Use only the first N queries.") var maxQueries: Int?
+    @Option(help: "Use only the first N base vectors.") var maxBase: Int?
+    @Option(help: "Write the report as JSON to this file.") var json: String?
+
+    func validate() throws {
+        guard k >= 1 else { throw ValidationError("--k must be at least 1") }
+        guard Metric(name: metric) != nil else { throw ValidationError("--metric must be l2, ip or cosine, got '\(metric)'") }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        guard ["exact"].contains(engine) else { throw ValidationError("--engine must be exact (hnsw arrives with the HNSW stage), got '\(engine)'") }
+    }
+
+    func run() throws {
+        try FunnelCLI.run {
+            let metric = Metric(name: metric)!
+            let threads = threads ?? Parallel.availableCores
+            var baseM = try VectorFile.readMatrix(base, limit: maxBase)
+            var queries = try VectorFile.readMatrix(query, limit: maxQueries)
+            guard queries.columns == baseM.columns else {
+                throw ExactSearchError.dimensionMismatch(expected: baseM.columns, got: queries.columns)
+            }
+            print("base \(baseM.rows) x \(baseM.columns), queries \(queries.rows), metric \(metric.rawValue), k \(k), threads \(threads)")
+
+            // Build (the exact engine doubles as the ground-truth oracle).
+            let b0 = now()
+            let exact = try ExactIndex(vectors: baseM, metric: metric)
+            let exactBuild = now() - b0
+            let engineImpl: BenchEngine
+            let buildSeconds: Double
+            switch engine {
+            default:
+                engineImpl = ExactEngine(index: exact)
+                buildSeconds = exactBuild
+            }
+
+            // Ground truth.
+            let truth: [Int32]
+            let truthColumns: Int
+            var gtSeconds: Double? = nil
+            if let gt {
+                if maxBase != nil {
+                    throw ValidationError("--gt cannot be combined with --max-base (its ids would name vectors not loaded)")
+                }
+                let g = try VectorFile.read(gt, format: .ivecs)
+                guard g.rows >= queries.rows, g.columns >= k, let ids = g.int32Values() else {
+                    throw DatasetError.badFormat(path: gt, reason: "ground truth has \(g.rows) rows of \(g.columns) ids; need \(queries.rows) rows of at least \(k)")
+                }
+                truth = ids
+                truthColumns = g.columns
+            } else {
+                let t0 = now()
+                truth = try exact.search(queries, k: k, threads: threads).ids
+                truthColumns = k
+                gtSeconds = now() - t0
+            }
+            if metric == .cosine {
+                baseM.normalizeRows()
+                queries.normalizeRows()
+            }
+
+            var points = [BenchPoint]()
+            for knob in engineImpl.sweep {
+                // One query at a time, one thread.
+                var lat = [Double]()
+                lat.reserveCapacity(queries.rows)
+                var single = KNNResult(queryCount: queries.rows, k: k)
+                let wall0 = now()
+                queries.storage.withUnsafeBufferPointer { qp in
+                    single.ids.withUnsafeMutableBufferPointer { out in
+                        BLAS.withThreads(1) {
+                            for q in 0..<queries.rows {
+                                let qv = UnsafeBufferPointer(rebasing: qp[(q * queries.columns)..<((q + 1) * queries.columns)])
+                                let s = now()
+                                engineImpl.search(qv, k: k, knob: knob, into: out.baseAddress! + q * k)
+                                lat.append(now() - s)
+                            }
+                        }
+                    }
+                }
+                let wall = now() - wall0
+                lat.sort()
+                let recall = try Recall.atK(k, result: single, truth: truth, truthColumns: truthColumns,
+                                            base: baseM, queries: queries, metric: metric)
+                // Batch, all threads.
+                let bs = now()
+                let batch = try engineImpl.searchBatch(queries, k: k, knob: knob, threads: threads)
+                let batchSeconds = now() - bs
+                let batchRecall = try Recall.atK(k, result: batch, truth: truth, truthColumns: truthColumns,
+                                                 base: baseM, queries: queries, metric: metric)
+                if abs(batchRecall - recall) > 0.01 {
+                    print("note: batch recall \(fmt(batchRecall, 4)) differs from single-query recall \(fmt(recall, 4))")
+                }
+                points.append(BenchPoint(ef: knob, recall: recall, qps: Double(queries.rows) / wall,
+                                         p50_us: quantile(lat, 0.5) * 1e6, p99_us: quantile(lat, 0.99) * 1e6,
+                                         batch_qps: Double(queries.rows) / batchSeconds))
+            }
+
+            let report = BenchReport(
+                engine: engineImpl.name,
+                dataset: .init(n: baseM.rows, dim: baseM.columns, queries: queries.rows, metric: metric.rawValue),
+                threads: threads, k: k, build_seconds: buildSeconds, bytes_per_vector: engineImpl.bytesPerVector,
+                ground_truth_seconds: gtSeconds, points: points)
+            printTable(report)
+            if let json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                let data = try enc.encode(report)
+                try AtomicFile.write(Array(data) + [10], to: json)
+                print("wrote \(json)")
+            }
+        }
+    }
+
+    func printTable(_ r: BenchReport) {
+        print("engine \(r.engine)  build \(fmt(r.build_seconds, 3)) s  \(r.bytes_per_vector) bytes/vector"
+              + (r.ground_truth_seconds.map { "  ground truth \(fmt($0, 3)) s" } ?? ""))
+        let header = ["ef", "recall@\(r.k)", "QPS (1 thr)", "p50 us", "p99 us", "batch QPS (\(r.threads) thr)"]
+        let rows = r.points.map { p in
+            [p.ef.map(String.init) ?? "-", fmt(p.recall, 4), fmt(p.qps, 1), fmt(p.p50_us, 1), fmt(p.p99_us, 1), fmt(p.batch_qps, 1)]
+        }
+        printAligned(header: header, rows: rows)
+    }
+}
+
+/// Prints right-aligned columns under a header.
+func printAligned(header: [String], rows: [[String]]) {
+    var widths = header.map(\.count)
+    for row in rows { for (i, c) in row.enumerated() { widths[i] = max(widths[i], c.count) } }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { String(repeating: " ", count: widths[$0.offset] - $0.element.count) + $0.element }
+            .joined(separator: "  ")
+    }
+    print(line(header))
+    print(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  "))
+    for row in rows { print(line(row)) }
+}

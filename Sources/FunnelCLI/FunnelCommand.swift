@@ -1,0 +1,20 @@
+import ArgumentParser
+import Funnel
+
+@main
+struct FunnelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "funnel",
+        abstract: "A recommendation and search retrieval engine: embeddings, ANN retrieval, ranking, re-ranking.",
+        subcommands: [Demo.self, AnnBench.self, Generate.self]
+    )
+}
+
+/// Turns library errors into a clean message and a non-zero exit, with no stack trace.
+func run<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let e as CustomStringConvertible where !(e is ExitCode) && !(e is CleanExit) {
+        throw ValidationError("\(e)")
+    }
+}

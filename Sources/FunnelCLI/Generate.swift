@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import Funnel
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write generated data sets to files, for Funnel and for peer tools.",
+        subcommands: [Vectors.self, Catalog.self]
+    )
+
+    struct Vectors: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Clustered vectors (Gaussian mixture): base.fvecs, query.fvecs and exact gt.ivecs.")
+        @Option(help: "Base vectors.") var n: Int = 100_000
+        @Option(help: "Dimension.") var dim: Int = 128
+        @Option(help: "Query vectors.") var queries: Int = 1_000
+        @Option(help: "Mixture components.") var clusters: Int = 100
+        @Option(help: "Per-coordinate standard deviation around a center.") var spread: Float = 0.3
+        @Option(help: "Metric for the ground truth: l2, ip or cosine.") var metric: String = "l2"
+        @Option(help: "Ground-truth neighbors per query (0: none).") var gtK: Int = 100
+        @Option(help: "Random seed.") var seed: UInt64 = 42
+        @Option(help: "Output directory.") var out: String
+
+        func validate() throws {
+            guard n > 0, dim > 0, queries > 0, clusters > 0 else { throw ValidationError("sizes must be positive") }
+            guard Metric(name: metric) != nil else { throw ValidationError("--metric must be l2, ip or cosine") }
+        }
+
+        func run() throws {
+            try FunnelCLI.run {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                let t0 = now()
+                let mix = GaussianMixture(dimension: dim, clusters: clusters, spread: spread, seed: seed)
+                let base = mix.sample(n, stream: 1)
+                let q = mix.sample(queries, stream: 2)
+                try VectorFile.writeFvecs(base, to: "\(out)/base.fvecs")
+                try VectorFile.writeFvecs(q, to: "\(out)/query.fvecs")
+                print("wrote \(out)/base.fvecs (\(n) x \(dim)) and \(out)/query.fvecs (\(queries)) in \(fmt(now() - t0, 2)) s")
+                if gtK > 0 {
+                    let t1 = now()
+                    let index = try ExactIndex(vectors: base, metric: Metric(name: metric)!)
+                    let r = try index.search(q, k: min(gtK, n))
+                    try VectorFile.writeIvecs(r.ids, columns: r.k, to: "\(out)/gt.ivecs")
+                    print("wrote \(out)/gt.ivecs (exact top-\(r.k), \(metric)) in \(fmt(now() - t1, 2)) s")
+                }
+            }
+        }
+    }
+
+    struct Catalog: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A synthetic catalog as CSV: interactions.csv, items.csv, users.csv.")
+        @Option var users: Int = 5_000
+        @Option var items: Int = 20_000
+        @Option var interactions: Int = 500_000
+        @Option var seed: UInt64 = 42
+        @Option(help: "Output directory.") var out: String
+
+        func run() throws {
+            try FunnelCLI.run {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                var config = SyntheticCatalog.Config()
+                config.users = users
+                config.items = items
+                config.interactions = interactions
+                config.seed = seed
+                let t0 = now()
+                let cat = SyntheticCatalog.generate(config)
+                print("generated \(cat.interactions.count) interactions in \(fmt(now() - t0, 2)) s")
+                try cat.writeCSV(to: out)
+                print("wrote \(out)/interactions.csv, items.csv, users.csv")
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+// Hot distance and selection kernels for Funnel.
+//
+// Every function has an AVX2+FMA body and a portable scalar body; the choice is
+// made once at load time from the CPU's feature bits (see fk_simd_level), so the
+// package needs no compiler flags and runs on any x86-64 (or other) machine.
+#ifndef FUNNEL_KERNELS_H
+#define FUNNEL_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// 1 when the AVX2+FMA bodies are in use, 0 for the scalar ones.
+int fk_simd_level(void);
+/// Forces the scalar bodies (on != 0) or restores detection (on == 0). For tests.
+void fk_force_scalar(int on);
+
+/// Inner product of two float vectors of length n.
+float fk_dot_f32(const float *a, const float *b, size_t n);
+/// Squared Euclidean distance of two float vectors of length n.
+float fk_l2sq_f32(const float *a, const float *b, size_t n);
+/// Squared norm of a float vector.
+float fk_norm2_f32(const float *a, size_t n);
+
+/// out[i] = ||q - base[i]||^2 for rows base[i] = base + i * stride, i < count.
+void fk_l2sq_f32_rows(const float *q, const float *base, size_t count, size_t dim,
+                      size_t stride, float *out);
+/// out[i] = <q, base[i]> for rows base[i] = base + i * stride, i < count.
+void fk_dot_f32_rows(const float *q, const float *base, size_t count, size_t dim,
+                     size_t stride, float *out);
+
+/// Inner product of two int8 vectors (exact, 64-bit result).
+int64_t fk_dot_i8(const int8_t *a, const int8_t *b, size_t n);
+/// Squared Euclidean distance of two int8 vectors (exact).
+int64_t fk_l2sq_i8(const int8_t *a, const int8_t *b, size_t n);
+/// Inner product of two uint8 vectors (exact).
+int64_t fk_dot_u8(const uint8_t *a, const uint8_t *b, size_t n);
+/// Squared Euclidean distance of two uint8 vectors (exact).
+int64_t fk_l2sq_u8(const uint8_t *a, const uint8_t *b, size_t n);
+
+/// Scores v[i] = bias[i] + scale * x[i] (bias may be NULL: v[i] = scale * x[i]) and
+/// writes the indices and values of those with v[i] < threshold to idx/val.
+/// Returns how many were written (at most n). Used to filter a block of sgemm
+/// output against a top-k heap's current worst distance in one pass.
+size_t fk_affine_select_below(const float *x, const float *bias, float scale, size_t n,
+                              float threshold, uint32_t *idx, float *val);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,267 @@
+#include "FunnelKernels.h"
+#include <math.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define FK_X86 1
+#else
+#define FK_X86 0
+#endif
+
+static int fk_detected = 0;
+static int fk_level = 0;
+
+__attribute__((constructor)) static void fk_detect(void) {
+#if FK_X86
+    __builtin_cpu_init();
+    fk_detected = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+#else
+    fk_detected = 0;
+#endif
+    fk_level = fk_detected;
+}
+
+int fk_simd_level(void) { return fk_level; }
+void fk_force_scalar(int on) { fk_level = on ? 0 : fk_detected; }
+
+// MARK: - Scalar bodies (also the tails of the SIMD ones)
+
+static float dot_f32_scalar(const float *a, const float *b, size_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static float l2sq_f32_scalar(const float *a, const float *b, size_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float d0 = a[i] - b[i], d1 = a[i + 1] - b[i + 1];
+        float d2 = a[i + 2] - b[i + 2], d3 = a[i + 3] - b[i + 3];
+        s0 += d0 * d0; s1 += d1 * d1; s2 += d2 * d2; s3 += d3 * d3;
+    }
+    for (; i < n; i++) { float d = a[i] - b[i]; s0 += d * d; }
+    return (s0 + s1) + (s2 + s3);
+}
+
+static int64_t dot_i8_scalar(const int8_t *a, const int8_t *b, size_t n) {
+    int64_t s = 0;
+    for (size_t i = 0; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
+    return s;
+}
+static int64_t l2sq_i8_scalar(const int8_t *a, const int8_t *b, size_t n) {
+    int64_t s = 0;
+    for (size_t i = 0; i < n; i++) { int32_t d = (int32_t)a[i] - (int32_t)b[i]; s += d * d; }
+    return s;
+}
+static int64_t dot_u8_scalar(const uint8_t *a, const uint8_t *b, size_t n) {
+    int64_t s = 0;
+    for (size_t i = 0; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
+    return s;
+}
+static int64_t l2sq_u8_scalar(const uint8_t *a, const uint8_t *b, size_t n) {
+    int64_t s = 0;
+    for (size_t i = 0; i < n; i++) { int32_t d = (int32_t)a[i] - (int32_t)b[i]; s += d * d; }
+    return s;
+}
+
+static size_t affine_select_scalar(const float *x, const float *bias, float scale, size_t n,
+                                   float threshold, uint32_t *idx, float *val) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        float v = bias ? bias[i] + scale * x[i] : scale * x[i];
+        if (v < threshold) { idx[c] = (uint32_t)i; val[c] = v; c++; }
+    }
+    return c;
+}
+
+// MARK: - AVX2 + FMA bodies
+
+#if FK_X86
+#define FK_AVX2 __attribute__((target("avx2,fma")))
+
+FK_AVX2 static inline float hsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    __m128 sh = _mm_movehdup_ps(lo);
+    lo = _mm_add_ps(lo, sh);
+    sh = _mm_movehl_ps(sh, lo);
+    lo = _mm_add_ss(lo, sh);
+    return _mm_cvtss_f32(lo);
+}
+
+FK_AVX2 static inline int64_t hsum256_epi32(__m256i v) {
+    // Widen to 64-bit before adding so long vectors cannot overflow here.
+    __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
+    __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1));
+    __m256i s = _mm256_add_epi64(lo, hi);
+    __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    return _mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1);
+}
+
+FK_AVX2 static float dot_f32_avx2(const float *a, const float *b, size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+FK_AVX2 static float l2sq_f32_avx2(const float *a, const float *b, size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
+        __m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16));
+        __m256 d3 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24));
+        s0 = _mm256_fmadd_ps(d0, d0, s0);
+        s1 = _mm256_fmadd_ps(d1, d1, s1);
+        s2 = _mm256_fmadd_ps(d2, d2, s2);
+        s3 = _mm256_fmadd_ps(d3, d3, s3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        s0 = _mm256_fmadd_ps(d, d, s0);
+    }
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) { float d = a[i] - b[i]; s += d * d; }
+    return s;
+}
+
+FK_AVX2 static int64_t dot_i8_avx2(const int8_t *a, const int8_t *b, size_t n) {
+    __m256i acc = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i va = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256i vb = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(va, vb));
+    }
+    return hsum256_epi32(acc) + dot_i8_scalar(a + i, b + i, n - i);
+}
+
+FK_AVX2 static int64_t l2sq_i8_avx2(const int8_t *a, const int8_t *b, size_t n) {
+    __m256i acc = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i va = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256i vb = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
+        __m256i d = _mm256_sub_epi16(va, vb);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(d, d));
+    }
+    return hsum256_epi32(acc) + l2sq_i8_scalar(a + i, b + i, n - i);
+}
+
+FK_AVX2 static int64_t dot_u8_avx2(const uint8_t *a, const uint8_t *b, size_t n) {
+    // Widened to 16 bits, each operand is <= 255, so madd's signed 16-bit inputs
+    // are exact and each 32-bit lane gains at most 2 * 65025 per step.
+    __m256i acc = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i va = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256i vb = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(va, vb));
+    }
+    return hsum256_epi32(acc) + dot_u8_scalar(a + i, b + i, n - i);
+}
+
+FK_AVX2 static int64_t l2sq_u8_avx2(const uint8_t *a, const uint8_t *b, size_t n) {
+    __m256i acc = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i va = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256i vb = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
+        __m256i d = _mm256_sub_epi16(va, vb);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(d, d));
+    }
+    return hsum256_epi32(acc) + l2sq_u8_scalar(a + i, b + i, n - i);
+}
+
+FK_AVX2 static size_t affine_select_avx2(const float *x, const float *bias, float scale,
+                                         size_t n, float threshold, uint32_t *idx, float *val) {
+    size_t c = 0, i = 0;
+    __m256 vs = _mm256_set1_ps(scale), vt = _mm256_set1_ps(threshold);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = bias ? _mm256_fmadd_ps(vs, _mm256_loadu_ps(x + i), _mm256_loadu_ps(bias + i))
+                        : _mm256_mul_ps(vs, _mm256_loadu_ps(x + i));
+        int mask = _mm256_movemask_ps(_mm256_cmp_ps(v, vt, _CMP_LT_OQ));
+        if (mask) {
+            float tmp[8];
+            _mm256_storeu_ps(tmp, v);
+            while (mask) {
+                int j = __builtin_ctz(mask);
+                idx[c] = (uint32_t)(i + j);
+                val[c] = tmp[j];
+                c++;
+                mask &= mask - 1;
+            }
+        }
+    }
+    for (; i < n; i++) {
+        float v = bias ? fmaf(scale, x[i], bias[i]) : scale * x[i];
+        if (v < threshold) { idx[c] = (uint32_t)i; val[c] = v; c++; }
+    }
+    return c;
+}
+#endif
+
+// MARK: - Dispatch
+
+#if FK_X86
+#define FK_DISPATCH(name, ...) (fk_level ? name##_avx2(__VA_ARGS__) : name##_scalar(__VA_ARGS__))
+#else
+#define FK_DISPATCH(name, ...) (name##_scalar(__VA_ARGS__))
+#endif
+
+float fk_dot_f32(const float *a, const float *b, size_t n) { return FK_DISPATCH(dot_f32, a, b, n); }
+float fk_l2sq_f32(const float *a, const float *b, size_t n) { return FK_DISPATCH(l2sq_f32, a, b, n); }
+float fk_norm2_f32(const float *a, size_t n) { return FK_DISPATCH(dot_f32, a, a, n); }
+
+void fk_l2sq_f32_rows(const float *q, const float *base, size_t count, size_t dim,
+                      size_t stride, float *out) {
+#if FK_X86
+    if (fk_level) {
+        for (size_t i = 0; i < count; i++) out[i] = l2sq_f32_avx2(q, base + i * stride, dim);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < count; i++) out[i] = l2sq_f32_scalar(q, base + i * stride, dim);
+}
+
+void fk_dot_f32_rows(const float *q, const float *base, size_t count, size_t dim,
+                     size_t stride, float *out) {
+#if FK_X86
+    if (fk_level) {
+        for (size_t i = 0; i < count; i++) out[i] = dot_f32_avx2(q, base + i * stride, dim);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < count; i++) out[i] = dot_f32_scalar(q, base + i * stride, dim);
+}
+
+int64_t fk_dot_i8(const int8_t *a, const int8_t *b, size_t n) { return FK_DISPATCH(dot_i8, a, b, n); }
+int64_t fk_l2sq_i8(const int8_t *a, const int8_t *b, size_t n) { return FK_DISPATCH(l2sq_i8, a, b, n); }
+int64_t fk_dot_u8(const uint8_t *a, const uint8_t *b, size_t n) { return FK_DISPATCH(dot_u8, a, b, n); }
+int64_t fk_l2sq_u8(const uint8_t *a, const uint8_t *b, size_t n) { return FK_DISPATCH(l2sq_u8, a, b, n); }
+
+size_t fk_affine_select_below(const float *x, const float *bias, float scale, size_t n,
+                              float threshold, uint32_t *idx, float *val) {
+    return FK_DISPATCH(affine_select, x, bias, scale, n, threshold, idx, val);
+}
