@@ -19,13 +19,16 @@ public enum Timestamp {
             }
             return v
         }
-        // dd-Mon-yyyy
-        if b.count == 11, b[2] == UInt8(ascii: "-"), b[6] == UInt8(ascii: "-"),
-           let day = num(0, 2), let year = num(7, 4) {
-            let mon = String(decoding: b[3..<6], as: UTF8.self).lowercased()
-            let months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-            guard let m = months.firstIndex(of: mon), (1...31).contains(day) else { return nil }
-            return daysFromCivil(year, m + 1, day) * 86_400
+        // d-Mon-yyyy or dd-Mon-yyyy
+        if b.count == 10 || b.count == 11 {
+            let o = b.count - 11  // -1 for a one-digit day
+            if b[2 + o] == UInt8(ascii: "-"), b[6 + o] == UInt8(ascii: "-"),
+               let day = num(0, 2 + o), let year = num(7 + o, 4) {
+                let mon = String(decoding: b[(3 + o)..<(6 + o)], as: UTF8.self).lowercased()
+                let months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+                guard let m = months.firstIndex(of: mon), (1...31).contains(day) else { return nil }
+                return daysFromCivil(year, m + 1, day) * 86_400
+            }
         }
         // yyyy-mm-dd[(T| )hh:mm[:ss[.fff]]][Z|±hh:mm]
         guard b.count >= 10, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"),

@@ -39,8 +39,8 @@ public final class ExactIndex: @unchecked Sendable {
     private var squaredNorms: [Float] = []
 
     /// Rows of the base scanned per block and queries per block in batch search.
-    public var baseBlock = 2048
-    public var queryBlock = 128
+    public var baseBlock = 1024
+    public var queryBlock = 512
 
     /// The number of stored vectors.
     public var count: Int { vectors.rows }

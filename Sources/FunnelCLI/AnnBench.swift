@@ -30,9 +30,9 @@ final class ExactEngine: BenchEngine {
 struct BenchPoint: Encodable {
     var ef: Int?
     var recall: Double
-    var qps: Double
-    var p50_us: Double
-    var p99_us: Double
+    var qps: Double?
+    var p50_us: Double?
+    var p99_us: Double?
     var batch_qps: Double
 
     enum CodingKeys: String, CodingKey { case ef, recall, qps, p50_us, p99_us, batch_qps }
@@ -40,9 +40,10 @@ struct BenchPoint: Encodable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         if let ef { try c.encode(ef, forKey: .ef) } else { try c.encodeNil(forKey: .ef) }
         try c.encode(recall, forKey: .recall)
-        try c.encode(qps, forKey: .qps)
-        try c.encode(p50_us, forKey: .p50_us)
-        try c.encode(p99_us, forKey: .p99_us)
+        // Unmeasured figures are written as null, never left out.
+        for (value, key) in [(qps, CodingKeys.qps), (p50_us, .p50_us), (p99_us, .p99_us)] {
+            if let value { try c.encode(value, forKey: key) } else { try c.encodeNil(forKey: key) }
+        }
         try c.encode(batch_qps, forKey: .batch_qps)
     }
 }
@@ -85,7 +86,11 @@ struct AnnBench: ParsableCommand {
     @Option(help: "Threads for build and batch search (default: all cores).") var threads: Int?
     @Option(help: "Use only the first N queries.") var maxQueries: Int?
     @Option(help: "Use only the first N base vectors.") var maxBase: Int?
+    @Option(help: "Queries timed one at a time for QPS and latency (default: all; 0 skips, and recall comes from the batch).")
+    var singleQueries: Int?
     @Option(help: "Write the report as JSON to this file.") var json: String?
+    @Option(help: "Exact engine: queries per sgemm block.") var queryBlock: Int?
+    @Option(help: "Exact engine: base vectors per sgemm block.") var baseBlock: Int?
 
     func validate() throws {
         guard k >= 1 else { throw ValidationError("--k must be at least 1") }
@@ -109,6 +114,8 @@ struct AnnBench: ParsableCommand {
             let b0 = now()
             let exact = try ExactIndex(vectors: baseM, metric: metric)
             let exactBuild = now() - b0
+            if let queryBlock { exact.queryBlock = max(1, queryBlock) }
+            if let baseBlock { exact.baseBlock = max(1, baseBlock) }
             let engineImpl: BenchEngine
             let buildSeconds: Double
             switch engine {
@@ -143,40 +150,47 @@ struct AnnBench: ParsableCommand {
             }
 
             var points = [BenchPoint]()
+            let timed = min(queries.rows, singleQueries ?? queries.rows)
             for knob in engineImpl.sweep {
-                // One query at a time, one thread.
-                var lat = [Double]()
-                lat.reserveCapacity(queries.rows)
-                var single = KNNResult(queryCount: queries.rows, k: k)
-                let wall0 = now()
-                queries.storage.withUnsafeBufferPointer { qp in
-                    single.ids.withUnsafeMutableBufferPointer { out in
-                        BLAS.withThreads(1) {
-                            for q in 0..<queries.rows {
-                                let qv = UnsafeBufferPointer(rebasing: qp[(q * queries.columns)..<((q + 1) * queries.columns)])
-                                let s = now()
-                                engineImpl.search(qv, k: k, knob: knob, into: out.baseAddress! + q * k)
-                                lat.append(now() - s)
-                            }
-                        }
-                    }
-                }
-                let wall = now() - wall0
-                lat.sort()
-                let recall = try Recall.atK(k, result: single, truth: truth, truthColumns: truthColumns,
-                                            base: baseM, queries: queries, metric: metric)
                 // Batch, all threads.
                 let bs = now()
                 let batch = try engineImpl.searchBatch(queries, k: k, knob: knob, threads: threads)
                 let batchSeconds = now() - bs
-                let batchRecall = try Recall.atK(k, result: batch, truth: truth, truthColumns: truthColumns,
-                                                 base: baseM, queries: queries, metric: metric)
-                if abs(batchRecall - recall) > 0.01 {
-                    print("note: batch recall \(fmt(batchRecall, 4)) differs from single-query recall \(fmt(recall, 4))")
+                var recall = try Recall.atK(k, result: batch, truth: truth, truthColumns: truthColumns,
+                                            base: baseM, queries: queries, metric: metric)
+                var point = BenchPoint(ef: knob, recall: recall, qps: nil, p50_us: nil, p99_us: nil,
+                                       batch_qps: Double(queries.rows) / batchSeconds)
+                if timed > 0 {
+                    // One query at a time, one thread.
+                    var lat = [Double]()
+                    lat.reserveCapacity(timed)
+                    var single = KNNResult(queryCount: timed, k: k)
+                    let wall0 = now()
+                    queries.storage.withUnsafeBufferPointer { qp in
+                        single.ids.withUnsafeMutableBufferPointer { out in
+                            BLAS.withThreads(1) {
+                                for q in 0..<timed {
+                                    let qv = UnsafeBufferPointer(rebasing: qp[(q * queries.columns)..<((q + 1) * queries.columns)])
+                                    let s = now()
+                                    engineImpl.search(qv, k: k, knob: knob, into: out.baseAddress! + q * k)
+                                    lat.append(now() - s)
+                                }
+                            }
+                        }
+                    }
+                    let wall = now() - wall0
+                    lat.sort()
+                    recall = try Recall.atK(k, result: single, truth: truth, truthColumns: truthColumns,
+                                            base: baseM, queries: queries, metric: metric)
+                    if timed == queries.rows && abs(recall - point.recall) > 0.01 {
+                        print("note: single-query recall \(fmt(recall, 4)) differs from batch recall \(fmt(point.recall, 4))")
+                    }
+                    point.recall = recall
+                    point.qps = Double(timed) / wall
+                    point.p50_us = quantile(lat, 0.5) * 1e6
+                    point.p99_us = quantile(lat, 0.99) * 1e6
                 }
-                points.append(BenchPoint(ef: knob, recall: recall, qps: Double(queries.rows) / wall,
-                                         p50_us: quantile(lat, 0.5) * 1e6, p99_us: quantile(lat, 0.99) * 1e6,
-                                         batch_qps: Double(queries.rows) / batchSeconds))
+                points.append(point)
             }
 
             let report = BenchReport(
@@ -200,7 +214,8 @@ struct AnnBench: ParsableCommand {
               + (r.ground_truth_seconds.map { "  ground truth \(fmt($0, 3)) s" } ?? ""))
         let header = ["ef", "recall@\(r.k)", "QPS (1 thr)", "p50 us", "p99 us", "batch QPS (\(r.threads) thr)"]
         let rows = r.points.map { p in
-            [p.ef.map(String.init) ?? "-", fmt(p.recall, 4), fmt(p.qps, 1), fmt(p.p50_us, 1), fmt(p.p99_us, 1), fmt(p.batch_qps, 1)]
+            [p.ef.map(String.init) ?? "-", fmt(p.recall, 4), fmt(p.qps ?? .nan, 1), fmt(p.p50_us ?? .nan, 1),
+             fmt(p.p99_us ?? .nan, 1), fmt(p.batch_qps, 1)]
         }
         printAligned(header: header, rows: rows)
     }

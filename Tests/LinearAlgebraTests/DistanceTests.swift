@@ -1,0 +1,96 @@
+import Testing
+import LinearAlgebra
+import _FunnelKernels
+
+/// Naive double-precision oracles.
+func naiveDot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
+func naiveL2(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + pow(Double($1.0) - Double($1.1), 2) } }
+
+func randomVector(_ n: Int, _ rng: inout SeededGenerator) -> [Float] { (0..<n).map { _ in rng.nextGaussian() } }
+
+@Suite("Distance kernels against naive loops", .serialized)
+struct DistanceTests {
+    // Dimensions around every SIMD width and unroll boundary, plus a long one.
+    static let dims = [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 784, 1000]
+
+    @Test("float dot and squared L2, SIMD and scalar paths", arguments: dims, [false, true])
+    func floatKernels(dim: Int, scalar: Bool) {
+        fk_force_scalar(scalar ? 1 : 0)
+        defer { fk_force_scalar(0) }
+        var rng = SeededGenerator(seed: UInt64(dim))
+        for _ in 0..<5 {
+            let a = randomVector(dim, &rng), b = randomVector(dim, &rng)
+            let tol = 1e-5 * Double(dim).squareRoot() * 4
+            #expect(abs(Double(Distance.dot(a, b)) - naiveDot(a, b)) <= tol * max(1, sqrt(naiveDot(a, a) * naiveDot(b, b))))
+            #expect(abs(Double(Distance.squaredL2(a, b)) - naiveL2(a, b)) <= tol * max(1, naiveL2(a, b)))
+        }
+    }
+
+    @Test("row scans equal pairwise kernels", arguments: [1, 5, 33, 128])
+    func rowScans(dim: Int) {
+        var rng = SeededGenerator(seed: 7)
+        let q = randomVector(dim, &rng)
+        let n = 37
+        // Rows with a stride larger than the dimension.
+        let stride = dim + 3
+        let base = randomVector(n * stride, &rng)
+        var l2 = [Float](repeating: 0, count: n), ip = [Float](repeating: 0, count: n)
+        q.withUnsafeBufferPointer { qp in
+            base.withUnsafeBufferPointer { bp in
+                l2.withUnsafeMutableBufferPointer { Distance.squaredL2(query: qp.baseAddress!, rows: bp.baseAddress!, count: n, dimension: dim, stride: stride, into: $0.baseAddress!) }
+                ip.withUnsafeMutableBufferPointer { Distance.dot(query: qp.baseAddress!, rows: bp.baseAddress!, count: n, dimension: dim, stride: stride, into: $0.baseAddress!) }
+            }
+        }
+        for i in 0..<n {
+            let row = Array(base[(i * stride)..<(i * stride + dim)])
+            #expect(abs(Double(l2[i]) - naiveL2(q, row)) <= 1e-4 * max(1, naiveL2(q, row)))
+            #expect(abs(Double(ip[i]) - naiveDot(q, row)) <= 1e-4 * max(1, sqrt(naiveDot(q, q) * naiveDot(row, row))))
+        }
+    }
+
+    @Test("int8 and uint8 kernels are exact, including extreme values", arguments: dims, [false, true])
+    func integerKernels(dim: Int, scalar: Bool) {
+        fk_force_scalar(scalar ? 1 : 0)
+        defer { fk_force_scalar(0) }
+        var rng = SeededGenerator(seed: 99 &+ UInt64(dim))
+        for trial in 0..<4 {
+            var a8 = (0..<dim).map { _ in Int8(truncatingIfNeeded: rng.next()) }
+            var b8 = (0..<dim).map { _ in Int8(truncatingIfNeeded: rng.next()) }
+            var au = (0..<dim).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            var bu = (0..<dim).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            if trial == 0 {  // the extremes that overflow a careless 16-bit path
+                a8 = Array(repeating: -128, count: dim); b8 = Array(repeating: 127, count: dim)
+                au = Array(repeating: 255, count: dim); bu = Array(repeating: 0, count: dim)
+            }
+            let dot8 = zip(a8, b8).reduce(Int64(0)) { $0 + Int64($1.0) * Int64($1.1) }
+            let l28 = zip(a8, b8).reduce(Int64(0)) { $0 + (Int64($1.0) - Int64($1.1)) * (Int64($1.0) - Int64($1.1)) }
+            let dotu = zip(au, bu).reduce(Int64(0)) { $0 + Int64($1.0) * Int64($1.1) }
+            let l2u = zip(au, bu).reduce(Int64(0)) { $0 + (Int64($1.0) - Int64($1.1)) * (Int64($1.0) - Int64($1.1)) }
+            a8.withUnsafeBufferPointer { pa in b8.withUnsafeBufferPointer { pb in
+                #expect(Distance.dot(pa.baseAddress!, pb.baseAddress!, dim) == dot8)
+                #expect(Distance.squaredL2(pa.baseAddress!, pb.baseAddress!, dim) == l28)
+            } }
+            au.withUnsafeBufferPointer { pa in bu.withUnsafeBufferPointer { pb in
+                #expect(Distance.dot(pa.baseAddress!, pb.baseAddress!, dim) == dotu)
+                #expect(Distance.squaredL2(pa.baseAddress!, pb.baseAddress!, dim) == l2u)
+            } }
+        }
+    }
+
+    @Test("affine select keeps exactly the values below the threshold", arguments: [0, 1, 7, 8, 9, 100, 1000], [false, true])
+    func affineSelect(n: Int, scalar: Bool) {
+        fk_force_scalar(scalar ? 1 : 0)
+        defer { fk_force_scalar(0) }
+        var rng = SeededGenerator(seed: 3)
+        let x = randomVector(n, &rng), bias = randomVector(n, &rng)
+        var idx = [UInt32](repeating: 0, count: n + 1), val = [Float](repeating: 0, count: n + 1)
+        let count = fk_affine_select_below(x, bias, -2, n, 0.5, &idx, &val)
+        let expected = (0..<n).filter { bias[$0] - 2 * x[$0] < 0.5 }
+        #expect(Array(idx[0..<count].map(Int.init)) == expected)
+        for j in 0..<count {
+            #expect(abs(val[j] - (bias[Int(idx[j])] - 2 * x[Int(idx[j])])) <= 1e-5)
+        }
+    }
+}
+
+import Foundation
