@@ -8,6 +8,7 @@
 //   Persistence                    atomic writes, bounds-checked binary reading
 //   Datasets                       vector files, CSV/MovieLens loaders, synthetic catalogs
 //   ExactSearch                    blocked-sgemm exact k-NN: the floor and the oracle
+//   HNSW                           approximate nearest neighbors: build, search, delete, filter, quantize, persist
 //   Funnel                         umbrella: `import Funnel` gives the whole stack
 //   funnel (FunnelCLI)             the command line
 import PackageDescription
@@ -19,6 +20,7 @@ let package = Package(
         .library(name: "LinearAlgebra", targets: ["LinearAlgebra"]),
         .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "ExactSearch", targets: ["ExactSearch"]),
+        .library(name: "HNSW", targets: ["HNSW"]),
         .executable(name: "funnel", targets: ["FunnelCLI"]),
     ],
     dependencies: [
@@ -31,7 +33,7 @@ let package = Package(
             name: "LinearAlgebra",
             dependencies: ["CBLAS", "_FunnelKernels"]
         ),
-        .target(name: "Persistence"),
+        .target(name: "Persistence", dependencies: ["_FunnelKernels"]),
         .target(
             name: "Datasets",
             dependencies: ["LinearAlgebra", "Persistence"]
@@ -41,8 +43,12 @@ let package = Package(
             dependencies: ["LinearAlgebra", "CBLAS", "_FunnelKernels"]
         ),
         .target(
+            name: "HNSW",
+            dependencies: ["LinearAlgebra", "ExactSearch", "Persistence", "_FunnelKernels"]
+        ),
+        .target(
             name: "Funnel",
-            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch"]
+            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW"]
         ),
         .executableTarget(
             name: "FunnelCLI",
@@ -66,6 +72,8 @@ let package = Package(
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra", "_FunnelKernels"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra"]),
         .testTarget(name: "ExactSearchTests", dependencies: ["ExactSearch", "Datasets", "LinearAlgebra"]),
+        .testTarget(name: "HNSWTests", dependencies: ["HNSW", "ExactSearch", "Datasets", "LinearAlgebra", "Persistence"]),
+        .testTarget(name: "PersistenceTests", dependencies: ["Persistence"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -3,3 +3,4 @@
 @_exported import Persistence
 @_exported import Datasets
 @_exported import ExactSearch
+@_exported import HNSW

@@ -27,6 +27,29 @@ final class ExactEngine: BenchEngine {
     }
 }
 
+final class HNSWEngine: BenchEngine {
+    let index: HNSWIndex
+    let efs: [Int]
+    init(index: HNSWIndex, efs: [Int]) {
+        self.index = index
+        self.efs = efs
+    }
+    var name: String { index.parameters.quantization == .none ? "hnsw" : "hnsw-\(index.parameters.quantization.rawValue)" }
+    var bytesPerVector: Int { Int(index.bytesPerVector.rounded()) }
+    var sweep: [Int?] { efs.map { $0 } }
+    func search(_ query: UnsafeBufferPointer<Float>, k: Int, knob: Int?, into out: UnsafeMutablePointer<Int32>) {
+        withUnsafeTemporaryAllocation(of: Int64.self, capacity: k) { ids in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { d in
+                index.search(query.baseAddress!, k: k, ef: knob ?? 64, ids: ids.baseAddress!, distances: d.baseAddress!)
+                for j in 0..<k { out[j] = Int32(truncatingIfNeeded: ids[j]) }
+            }
+        }
+    }
+    func searchBatch(_ queries: Matrix, k: Int, knob: Int?, threads: Int) throws -> KNNResult {
+        try index.search(queries, k: k, ef: knob ?? 64, threads: threads)
+    }
+}
+
 struct BenchPoint: Encodable {
     var ef: Int?
     var recall: Double
@@ -82,7 +105,12 @@ struct AnnBench: ParsableCommand {
     @Option(help: "Ground-truth ids (.ivecs, nearest first).") var gt: String?
     @Option(help: "l2, ip or cosine.") var metric: String = "l2"
     @Option(help: "Neighbors per query.") var k: Int = 10
-    @Option(help: "Index engine: exact.") var engine: String = "exact"
+    @Option(help: "Index engine: exact or hnsw.") var engine: String = "exact"
+    @Option(name: .customLong("m"), help: "HNSW: links per node (2M on layer 0).") var m: Int = 16
+    @Option(help: "HNSW: beam width while building.") var efConstruction: Int = 200
+    @Option(help: "HNSW: comma-separated beam widths to sweep.") var ef: String = "10,16,24,32,48,64,96,128,192,256,384,512"
+    @Option(help: "HNSW: vector storage for traversal: none or int8.") var quantization: String = "none"
+    @Option(help: "Write the recall-vs-QPS curve as an SVG.") var plot: String?
     @Option(help: "Threads for build and batch search (default: all cores).") var threads: Int?
     @Option(help: "Use only the first N queries.") var maxQueries: Int?
     @Option(help: "Use only the first N base vectors.") var maxBase: Int?
@@ -96,8 +124,14 @@ struct AnnBench: ParsableCommand {
         guard k >= 1 else { throw ValidationError("--k must be at least 1") }
         guard Metric(name: metric) != nil else { throw ValidationError("--metric must be l2, ip or cosine, got '\(metric)'") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
-        guard ["exact"].contains(engine) else { throw ValidationError("--engine must be exact (hnsw arrives with the HNSW stage), got '\(engine)'") }
+        guard ["exact", "hnsw"].contains(engine) else { throw ValidationError("--engine must be exact or hnsw, got '\(engine)'") }
+        guard HNSWIndex.Quantization(rawValue: quantization) != nil else {
+            throw ValidationError("--quantization must be none or int8, got '\(quantization)'")
+        }
+        guard !efList.isEmpty, efList.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--ef must be a comma-separated list of positive integers") }
     }
+
+    var efList: [Int] { ef.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func run() throws {
         try FunnelCLI.run {
@@ -119,6 +153,16 @@ struct AnnBench: ParsableCommand {
             let engineImpl: BenchEngine
             let buildSeconds: Double
             switch engine {
+            case "hnsw":
+                let params = HNSWIndex.Parameters(metric: metric, M: m, efConstruction: efConstruction,
+                                                  quantization: HNSWIndex.Quantization(rawValue: quantization)!)
+                let h0 = now()
+                let index = try HNSWIndex(dimension: baseM.columns, parameters: params)
+                index.reserve(baseM.rows)
+                try index.add(baseM, ids: (0..<UInt64(baseM.rows)).map { $0 }, threads: threads)
+                buildSeconds = now() - h0
+                engineImpl = HNSWEngine(index: index, efs: efList)
+                print("built HNSW (M \(m), efConstruction \(efConstruction), \(quantization)) in \(fmt(buildSeconds, 2)) s on \(threads) threads")
             default:
                 engineImpl = ExactEngine(index: exact)
                 buildSeconds = exactBuild
@@ -199,6 +243,10 @@ struct AnnBench: ParsableCommand {
                 threads: threads, k: k, build_seconds: buildSeconds, bytes_per_vector: engineImpl.bytesPerVector,
                 ground_truth_seconds: gtSeconds, points: points)
             printTable(report)
+            if let plot {
+                try AtomicFile.write(Array(RecallPlot.svg(report).utf8), to: plot)
+                print("wrote \(plot)")
+            }
             if let json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]

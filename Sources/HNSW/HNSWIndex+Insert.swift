@@ -1,0 +1,274 @@
+import _FunnelKernels
+import LinearAlgebra
+
+extension HNSWIndex {
+    // MARK: - Public mutation
+
+    /// Inserts `vectors` with the given ids (default: the next sequence numbers), linking
+    /// them into the graph on `threads` threads. Slots of deleted items are reused first.
+    ///
+    /// With `threads == 1` the graph is a deterministic function of the seed and the
+    /// insertion order. Searches may run concurrently.
+    /// - Throws: on a wrong dimension, a NaN or infinite value, or an id already present;
+    ///   the index is unchanged when it throws.
+    /// - Complexity: O(n * log(N) * efConstruction * M * d) distance work, divided across threads.
+    @discardableResult
+    public func add(_ vectors: Matrix, ids: [UInt64]? = nil, threads: Int = Parallel.availableCores) throws -> [UInt64] {
+        guard mappedOwner == nil else { throw HNSWError.readOnly }
+        guard vectors.columns == dimension else { throw HNSWError.dimensionMismatch(expected: dimension, got: vectors.columns) }
+        if let bad = vectors.firstNonFinite() { throw HNSWError.nonFinite(row: bad.row, column: bad.column) }
+        let n = vectors.rows
+        if n == 0 { return [] }
+        if let ids, ids.count != n {
+            throw HNSWError.invalidParameter("\(ids.count) ids for \(n) vectors")
+        }
+        var prepared = vectors
+        if parameters.metric == .cosine { prepared.normalizeRows() }
+
+        // Validate and claim ids and slots.
+        var labelList: [UInt64]
+        var slots = [Int]()
+        var reused = [Bool]()
+        var sequences = [UInt64]()
+        bookkeeping.lock()
+        do {
+            defer { bookkeeping.unlock() }
+            labelList = ids ?? (0..<UInt64(n)).map { insertSequence &+ $0 }
+            var seen = Set<UInt64>()
+            for l in labelList {
+                if labelToNode[l] != nil || !seen.insert(l).inserted { throw HNSWError.duplicateLabel(l) }
+            }
+            for i in 0..<n {
+                sequences.append(insertSequence &+ UInt64(i))
+                if let free = freeSlots.popLast() {
+                    slots.append(Int(free))
+                    reused.append(true)
+                } else {
+                    slots.append(-1)
+                    reused.append(false)
+                }
+            }
+            insertSequence &+= UInt64(n)
+        }
+
+        // Allocate new slots and write vectors (exclusive, short).
+        writeLocked {
+            if parameters.quantization == .int8 && quantizer == nil {
+                quantizer = ScalarQuantizer(training: prepared)
+            }
+            let fresh = slots.filter { $0 < 0 }.count
+            grow(to: slotCount + fresh)
+            for i in 0..<n where slots[i] < 0 {
+                let node = slotCount
+                slotCount += 1
+                slots[i] = node
+                let level = randomLevel(sequence: sequences[i])
+                levels[node] = Int32(level)
+                if level > 0 {
+                    let p = UnsafeMutablePointer<UInt32>.allocate(capacity: level * linkWords)
+                    p.initialize(repeating: 0, count: level * linkWords)
+                    upperLinks[node] = p
+                } else {
+                    upperLinks[node] = nil
+                }
+                links0(node).initialize(repeating: 0, count: linkWords0)
+                deletedFlags[node] = 0
+                nodeLocks[node] = 0
+            }
+            for i in 0..<n where !reused[i] {
+                writeVector(prepared, row: i, node: slots[i], label: labelList[i])
+            }
+        }
+        bookkeeping.lock()
+        for i in 0..<n where !reused[i] { labelToNode[labelList[i]] = UInt32(slots[i]) }
+        bookkeeping.unlock()
+
+        // Reused slots: relinked one at a time under the exclusive lock, since searches
+        // may be walking through the old item.
+        let scratch = SearchScratch(capacity: capacity, dimension: dimension)
+        for i in 0..<n where reused[i] {
+            writeLocked {
+                let node = slots[i]
+                writeVector(prepared, row: i, node: node, label: labelList[i])
+                link(node: node, level: Int(levels[node]), scratch: scratch)
+                bookkeeping.lock()
+                fk_store_u8(deletedFlags + node, 0)
+                deletedCount -= 1
+                labelToNode[labelList[i]] = UInt32(node)
+                bookkeeping.unlock()
+            }
+        }
+
+        // New slots: linked concurrently, each under the shared lock.
+        let fresh = (0..<n).filter { !reused[$0] }.map { slots[$0] }
+        if threads <= 1 {
+            for node in fresh { readLocked { link(node: node, level: Int(levels[node]), scratch: scratch) } }
+        } else {
+            let block = 32
+            let blocks = (fresh.count + block - 1) / block
+            Parallel.forEach(blocks: blocks, threads: threads) { b, _ in
+                let s = scratchPool.take(capacity: capacity, dimension: dimension)
+                defer { scratchPool.give(s) }
+                for j in (b * block)..<min(fresh.count, (b + 1) * block) {
+                    let node = fresh[j]
+                    readLocked { link(node: node, level: Int(levels[node]), scratch: s) }
+                }
+            }
+        }
+        return labelList
+    }
+
+    /// Inserts one vector with the given id.
+    public func add(_ vector: [Float], id: UInt64) throws {
+        try add(Matrix(rows: 1, columns: vector.count, storage: vector), ids: [id], threads: 1)
+    }
+
+    /// Marks the item with `id` deleted: searches no longer return it, and its slot is
+    /// reused by a later insert. - Complexity: O(1).
+    public func remove(_ id: UInt64) throws {
+        guard mappedOwner == nil else { throw HNSWError.readOnly }
+        bookkeeping.lock()
+        defer { bookkeeping.unlock() }
+        guard let node = labelToNode.removeValue(forKey: id) else { throw HNSWError.unknownLabel(id) }
+        fk_store_u8(deletedFlags + Int(node), 1)
+        deletedCount += 1
+        freeSlots.append(node)
+    }
+
+    /// Replaces the vector of `id` (inserting it when absent).
+    public func update(_ id: UInt64, vector: [Float]) throws {
+        guard vector.count == dimension else { throw HNSWError.dimensionMismatch(expected: dimension, got: vector.count) }
+        if let c = vector.firstIndex(where: { !$0.isFinite }) { throw HNSWError.nonFinite(row: 0, column: c) }
+        if contains(id) { try remove(id) }
+        try add(vector, id: id)
+    }
+
+    // MARK: - Internals
+
+    /// Writes a (prepared) vector, its codes and its id into `node`'s slot.
+    func writeVector(_ m: Matrix, row: Int, node: Int, label: UInt64) {
+        labels[node] = label
+        m.storage.withUnsafeBufferPointer { p in
+            let src = p.baseAddress! + row * dimension
+            floatVector(node).update(from: src, count: dimension)
+            if let quantizer {
+                let codes = vectorBytesPointer(node).assumingMemoryBound(to: UInt8.self)
+                codeBias![node] = quantizer.encode(src, into: codes, dimension: dimension)
+            }
+        }
+    }
+
+    /// Connects `node` into every layer up to `level` (the paper's INSERT).
+    func link(node: Int, level: Int, scratch: SearchScratch) {
+        guard var (ep, top) = loadEntry() else {
+            entryLock.lock()
+            if loadEntry() == nil {
+                storeEntry(node: node, level: level)
+                entryLock.unlock()
+                return
+            }
+            entryLock.unlock()
+            link(node: node, level: level, scratch: scratch)
+            return
+        }
+        let raisesTop = level > top
+        if raisesTop {
+            entryLock.lock()
+            (ep, top) = loadEntry()!
+        }
+        defer { if raisesTop { entryLock.unlock() } }
+
+        let q = preparedNode(node)
+        var cur = ep
+        var curDist = distance(q, cur)
+        if top > level {
+            for lc in stride(from: top, to: level, by: -1) { greedy(q, node: &cur, dist: &curDist, level: lc) }
+        }
+        for lc in stride(from: min(level, top), through: 0, by: -1) {
+            let found = searchLayerForInsert(q, entry: cur, entryDist: curDist, ef: parameters.efConstruction,
+                                             level: lc, scratch: scratch)
+            // Drop the node itself (a reused slot can be found by its own search).
+            var w = 0
+            for i in 0..<found where Int(scratch.sortedNode[i]) != node {
+                scratch.sortedNode[w] = scratch.sortedNode[i]
+                scratch.sortedDist[w] = scratch.sortedDist[i]
+                w += 1
+            }
+            if w == 0 { continue }
+            let chosen = selectNeighbors(count: w, keep: maxLinks, dist: scratch.sortedDist, nodes: scratch.sortedNode)
+            let selected = Array(UnsafeBufferPointer(start: scratch.sortedNode, count: chosen))
+            let selectedDist = Array(UnsafeBufferPointer(start: scratch.sortedDist, count: chosen))
+            cur = Int(selected[0])
+            curDist = selectedDist[0]
+
+            // Own links first, so that whoever finds the node sees a complete list.
+            fk_spin_lock(nodeLocks + node)
+            let own = links(node, level: lc)
+            for (i, s) in selected.enumerated() { fk_store_u32(own + 1 + i, s) }
+            fk_store_release_u32(own, UInt32(chosen))
+            fk_spin_unlock(nodeLocks + node)
+
+            for (s, d) in zip(selected, selectedDist) {
+                addBackLink(from: Int(s), to: node, distance: d, level: lc)
+            }
+        }
+        if raisesTop { storeEntry(node: node, level: level) }
+    }
+
+    /// The neighbor-selection heuristic: walk candidates nearest first and keep one only
+    /// if it is nearer to the base than to every neighbor kept so far. Compacts the kept
+    /// candidates to the front of `dist`/`nodes` and returns how many.
+    func selectNeighbors(count: Int, keep: Int, dist: UnsafeMutablePointer<Float>, nodes: UnsafeMutablePointer<UInt32>) -> Int {
+        if count <= keep { return count }
+        var kept = 0
+        for i in 0..<count {
+            if kept >= keep { break }
+            let c = Int(nodes[i]), dc = dist[i]
+            let qc = preparedNode(c)
+            var good = true
+            for j in 0..<kept where distance(qc, Int(nodes[j])) < dc {
+                good = false
+                break
+            }
+            if good {
+                nodes[kept] = nodes[i]
+                dist[kept] = dc
+                kept += 1
+            }
+        }
+        return kept
+    }
+
+    /// Adds `to` to the links of `from` on `level`, pruning with the heuristic when full.
+    func addBackLink(from: Int, to: Int, distance d: Float, level: Int) {
+        let limit = level == 0 ? maxLinks0 : maxLinks
+        fk_spin_lock(nodeLocks + from)
+        defer { fk_spin_unlock(nodeLocks + from) }
+        let l = links(from, level: level)
+        let n = Int(fk_load_u32(l))
+        for i in 1..<(n + 1) where Int(fk_load_u32(l + i)) == to { return }
+        if n < limit {
+            fk_store_u32(l + 1 + n, UInt32(to))
+            fk_store_release_u32(l, UInt32(n + 1))
+            return
+        }
+        // Full: choose the best `limit` among the current links and the newcomer.
+        let qf = preparedNode(from)
+        var cand = [(Float, UInt32)]()
+        cand.reserveCapacity(n + 1)
+        cand.append((d, UInt32(to)))
+        for i in 1..<(n + 1) {
+            let x = fk_load_u32(l + i)
+            cand.append((distance(qf, Int(x)), x))
+        }
+        cand.sort { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
+        var dists = cand.map(\.0), ids = cand.map(\.1)
+        let kept = dists.withUnsafeMutableBufferPointer { dp in
+            ids.withUnsafeMutableBufferPointer { ip in
+                selectNeighbors(count: cand.count, keep: limit, dist: dp.baseAddress!, nodes: ip.baseAddress!)
+            }
+        }
+        for i in 0..<kept { fk_store_u32(l + 1 + i, ids[i]) }
+        fk_store_release_u32(l, UInt32(kept))
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+
+/// A binary heap of (distance, node) on reusable storage. `max == true` keeps the
+/// largest distance on top (bounded result sets), `false` the smallest (candidates).
+@usableFromInline
+struct NodeHeap {
+    @usableFromInline var dist: UnsafeMutablePointer<Float>
+    @usableFromInline var node: UnsafeMutablePointer<UInt32>
+    @usableFromInline var capacity: Int
+    @usableFromInline var count = 0
+    @usableFromInline let isMax: Bool
+
+    init(capacity: Int, isMax: Bool) {
+        self.capacity = max(16, capacity)
+        dist = .allocate(capacity: self.capacity)
+        node = .allocate(capacity: self.capacity)
+        self.isMax = isMax
+    }
+
+    func free() {
+        dist.deallocate()
+        node.deallocate()
+    }
+
+    @inline(__always) func above(_ a: Float, _ b: Float) -> Bool { isMax ? a > b : a < b }
+
+    @inline(__always) var topDistance: Float { dist[0] }
+    @inline(__always) var topNode: UInt32 { node[0] }
+
+    @inline(__always)
+    mutating func push(_ d: Float, _ n: UInt32) {
+        if count == capacity { growStorage() }
+        var i = count
+        count += 1
+        while i > 0 {
+            let p = (i - 1) >> 1
+            if !above(d, dist[p]) { break }
+            dist[i] = dist[p]
+            node[i] = node[p]
+            i = p
+        }
+        dist[i] = d
+        node[i] = n
+    }
+
+    @inline(__always)
+    mutating func pop() {
+        count -= 1
+        guard count > 0 else { return }
+        let d = dist[count], n = node[count]
+        var i = 0
+        while true {
+            let l = 2 * i + 1
+            if l >= count { break }
+            var c = l
+            if l + 1 < count && above(dist[l + 1], dist[l]) { c = l + 1 }
+            if !above(dist[c], d) { break }
+            dist[i] = dist[c]
+            node[i] = node[c]
+            i = c
+        }
+        dist[i] = d
+        node[i] = n
+    }
+
+    mutating func growStorage() {
+        let newCap = capacity * 2
+        let d = UnsafeMutablePointer<Float>.allocate(capacity: newCap)
+        let n = UnsafeMutablePointer<UInt32>.allocate(capacity: newCap)
+        d.update(from: dist, count: count)
+        n.update(from: node, count: count)
+        dist.deallocate()
+        node.deallocate()
+        dist = d
+        node = n
+        capacity = newCap
+    }
+}
+
+/// Per-search buffers: a visited set with epoch tags (no clearing between searches),
+/// the two heaps, a sorted-candidates buffer and room for a quantized query.
+final class SearchScratch {
+    var visited: UnsafeMutablePointer<UInt16>
+    var visitedCapacity: Int
+    var epoch: UInt16 = 0
+    var candidates: NodeHeap
+    var results: NodeHeap
+    /// Sorted output of a layer search: (distance, node), nearest first.
+    var sortedDist: UnsafeMutablePointer<Float>
+    var sortedNode: UnsafeMutablePointer<UInt32>
+    var sortedCapacity: Int
+    var queryCodes: UnsafeMutablePointer<UInt8>
+    var queryFloats: UnsafeMutablePointer<Float>
+    let dimension: Int
+
+    init(capacity: Int, dimension: Int) {
+        visitedCapacity = max(capacity, 1)
+        visited = .allocate(capacity: visitedCapacity)
+        visited.initialize(repeating: 0, count: visitedCapacity)
+        candidates = NodeHeap(capacity: 256, isMax: false)
+        results = NodeHeap(capacity: 256, isMax: true)
+        sortedCapacity = 256
+        sortedDist = .allocate(capacity: sortedCapacity)
+        sortedNode = .allocate(capacity: sortedCapacity)
+        self.dimension = dimension
+        queryCodes = .allocate(capacity: dimension + 64)
+        queryFloats = .allocate(capacity: dimension)
+    }
+
+    deinit {
+        visited.deallocate()
+        candidates.free()
+        results.free()
+        sortedDist.deallocate()
+        sortedNode.deallocate()
+        queryCodes.deallocate()
+        queryFloats.deallocate()
+    }
+
+    /// Starts a new search over `capacity` slots.
+    @inline(__always)
+    func beginSearch(capacity: Int) {
+        if capacity > visitedCapacity {
+            visited.deallocate()
+            visitedCapacity = capacity + capacity / 2
+            visited = .allocate(capacity: visitedCapacity)
+            visited.initialize(repeating: 0, count: visitedCapacity)
+            epoch = 0
+        }
+        epoch &+= 1
+        if epoch == 0 {
+            visited.update(repeating: 0, count: visitedCapacity)
+            epoch = 1
+        }
+        candidates.count = 0
+        results.count = 0
+    }
+
+    func ensureSorted(_ n: Int) {
+        guard n > sortedCapacity else { return }
+        sortedDist.deallocate()
+        sortedNode.deallocate()
+        sortedCapacity = n * 2
+        sortedDist = .allocate(capacity: sortedCapacity)
+        sortedNode = .allocate(capacity: sortedCapacity)
+    }
+
+    /// Moves the result heap into the sorted buffers, nearest first; returns the count.
+    func drainResultsSorted() -> Int {
+        let n = results.count
+        ensureSorted(n)
+        var i = n - 1
+        while results.count > 0 {
+            sortedDist[i] = results.topDistance
+            sortedNode[i] = results.topNode
+            results.pop()
+            i -= 1
+        }
+        return n
+    }
+}
+
+/// Reusable scratch buffers shared by searches on any thread.
+final class ScratchPool: @unchecked Sendable {
+    private var free: [SearchScratch] = []
+    private let lock = NSLock()
+
+    func take(capacity: Int, dimension: Int) -> SearchScratch {
+        lock.lock()
+        let s = free.popLast()
+        lock.unlock()
+        return s ?? SearchScratch(capacity: capacity, dimension: dimension)
+    }
+
+    func give(_ s: SearchScratch) {
+        lock.lock()
+        if free.count < 64 { free.append(s) }
+        lock.unlock()
+    }
+}
