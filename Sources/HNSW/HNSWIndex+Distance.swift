@@ -43,30 +43,92 @@ extension HNSWIndex {
 
     /// The traversal distance from a prepared query to `node` (codes when quantized).
     @inline(__always)
-    func distance(_ q: PreparedQuery, _ node: Int) -> Float {
-        let d = dimension
-        if let qc = q.codes {
-            let codes = vectorBytesPointer(node).assumingMemoryBound(to: UInt8.self)
-            let s = quantizer!.scale
-            switch parameters.metric {
-            case .l2:
-                return s * s * Float(fk_l2sq_u8(qc, codes, d))
-            case .innerProduct, .cosine:
-                let dot = quantizer!.offsetNorm + s * (q.bias + codeBias![node]) + s * s * Float(fk_dot_u8(qc, codes, d))
-                return parameters.metric == .cosine ? 1 - dot : -dot
-            }
-        }
-        let v = vectorBytesPointer(node).assumingMemoryBound(to: Float.self)
-        switch parameters.metric {
-        case .l2: return fk_l2sq_f32(q.floats, v, d)
-        case .innerProduct: return -fk_dot_f32(q.floats, v, d)
-        case .cosine: return 1 - fk_dot_f32(q.floats, v, d)
-        }
-    }
+    func distance(_ q: PreparedQuery, _ node: Int) -> Float { view.distance(q, node) }
 
     /// The exact float distance from a prepared query to `node` (for rescoring).
     @inline(__always)
     func exactDistance(_ q: PreparedQuery, _ node: Int) -> Float {
         parameters.metric.distance(q.floats, floatVector(node), dimension)
+    }
+}
+
+/// The index's storage as plain values, read once per search so the hot loop touches
+/// no class properties (no exclusivity checks, no reloads).
+struct GraphView {
+    let level0: UnsafeMutableRawPointer
+    let blockSize: Int
+    let vectorOffset: Int
+    let dimension: Int
+    let metric: Metric
+    let quantized: Bool
+    let scale: Float
+    let offsetNorm: Float
+    let codeBias: UnsafeMutablePointer<Float>?
+
+    @inline(__always)
+    func links0(_ node: Int) -> UnsafeMutablePointer<UInt32> {
+        (level0 + node * blockSize).assumingMemoryBound(to: UInt32.self)
+    }
+
+    @inline(__always)
+    func vector(_ node: Int) -> UnsafeMutableRawPointer { level0 + node * blockSize + vectorOffset }
+
+    /// Distances from `q` to `count` nodes, four at a time in C (see `fk_distance_batch`).
+    @inline(__always)
+    func distances(_ q: PreparedQuery, _ ids: UnsafePointer<UInt32>, _ count: Int, into out: UnsafeMutablePointer<Float>) {
+        if quantized {
+            let kind: Int32 = metric == .l2 ? 2 : 3
+            fk_distance_batch(kind, q.codes!, level0, blockSize, vectorOffset, ids, count, dimension, out)
+            let s2 = scale * scale
+            switch metric {
+            case .l2:
+                for i in 0..<count { out[i] *= s2 }
+            case .innerProduct, .cosine:
+                let one: Float = metric == .cosine ? 1 : 0
+                for i in 0..<count {
+                    let dot = offsetNorm + scale * (q.bias + codeBias![Int(ids[i])]) + s2 * out[i]
+                    out[i] = one - dot
+                }
+            }
+            return
+        }
+        switch metric {
+        case .l2:
+            fk_distance_batch(0, q.floats, level0, blockSize, vectorOffset, ids, count, dimension, out)
+        case .innerProduct, .cosine:
+            fk_distance_batch(1, q.floats, level0, blockSize, vectorOffset, ids, count, dimension, out)
+            let one: Float = metric == .cosine ? 1 : 0
+            for i in 0..<count { out[i] = one - out[i] }
+        }
+    }
+
+    @inline(__always)
+    func distance(_ q: PreparedQuery, _ node: Int) -> Float {
+        let d = dimension
+        if quantized {
+            let codes = vector(node).assumingMemoryBound(to: UInt8.self)
+            switch metric {
+            case .l2:
+                return scale * scale * Float(fk_l2sq_u8(q.codes!, codes, d))
+            case .innerProduct, .cosine:
+                let dot = offsetNorm + scale * (q.bias + codeBias![node]) + scale * scale * Float(fk_dot_u8(q.codes!, codes, d))
+                return metric == .cosine ? 1 - dot : -dot
+            }
+        }
+        let v = vector(node).assumingMemoryBound(to: Float.self)
+        switch metric {
+        case .l2: return fk_l2sq_f32(q.floats, v, d)
+        case .innerProduct: return -fk_dot_f32(q.floats, v, d)
+        case .cosine: return 1 - fk_dot_f32(q.floats, v, d)
+        }
+    }
+}
+
+extension HNSWIndex {
+    @inline(__always)
+    var view: GraphView {
+        GraphView(level0: level0, blockSize: blockSize, vectorOffset: linkWords0 * 4, dimension: dimension,
+                  metric: parameters.metric, quantized: quantizer != nil, scale: quantizer?.scale ?? 1,
+                  offsetNorm: quantizer?.offsetNorm ?? 0, codeBias: codeBias)
     }
 }

@@ -187,40 +187,49 @@ extension HNSWIndex {
     func searchBaseLayer(_ q: PreparedQuery, entry: Int, entryDist: Float, ef: Int, scratch: SearchScratch,
                          accept: ((Int) -> Bool)?) {
         scratch.beginSearch(capacity: capacity)
+        let g = view
         let visited = scratch.visited
         let tag = scratch.epoch
+        let batchIds = scratch.batchIds, batchDist = scratch.batchDist
+        // Work on local copies of the heaps: no class-property access in the loop.
+        var candidates = scratch.candidates
+        var results = scratch.results
+        defer {
+            scratch.candidates = candidates
+            scratch.results = results
+        }
         visited[entry] = tag
-        scratch.candidates.push(entryDist, UInt32(entry))
-        if accept?(entry) ?? true { scratch.results.push(entryDist, UInt32(entry)) }
-        var bound: Float = scratch.results.count >= ef ? scratch.results.topDistance : .infinity
-        while scratch.candidates.count > 0 {
-            let cd = scratch.candidates.topDistance
+        candidates.push(entryDist, UInt32(entry))
+        if accept?(entry) ?? true { results.push(entryDist, UInt32(entry)) }
+        var bound: Float = results.count >= ef ? results.topDistance : .infinity
+        while candidates.count > 0 {
+            let cd = candidates.topDistance
             if cd > bound { break }
-            let c = Int(scratch.candidates.topNode)
-            scratch.candidates.pop()
-            let l = links0(c)
+            let c = Int(candidates.topNode)
+            candidates.pop()
+            let l = g.links0(c)
             let n = Int(fk_load_acquire_u32(l))
-            if n > 0 {
-                fk_prefetch(visited + Int(fk_load_u32(l + 1)))
-                fk_prefetch(vectorBytesPointer(Int(fk_load_u32(l + 1))))
-            }
+            // Gather the unvisited neighbors, then score them in one batch.
+            var m = 0
             for i in 1..<(n + 1) {
-                let nb = Int(fk_load_u32(l + i))
-                if i < n {
-                    let next = Int(fk_load_u32(l + i + 1))
-                    fk_prefetch(visited + next)
-                    fk_prefetch(vectorBytesPointer(next))
-                }
-                if visited[nb] == tag { continue }
-                visited[nb] = tag
-                let d = distance(q, nb)
-                if scratch.results.count < ef || d < bound {
-                    scratch.candidates.push(d, UInt32(nb))
-                    if accept?(nb) ?? true {
-                        scratch.results.push(d, UInt32(nb))
-                        if scratch.results.count > ef { scratch.results.pop() }
+                let nb = fk_load_u32(l + i)
+                if visited[Int(nb)] == tag { continue }
+                visited[Int(nb)] = tag
+                batchIds[m] = nb
+                m += 1
+            }
+            if m == 0 { continue }
+            g.distances(q, batchIds, m, into: batchDist)
+            for i in 0..<m {
+                let d = batchDist[i]
+                if results.count < ef || d < bound {
+                    let nb = batchIds[i]
+                    candidates.push(d, nb)
+                    if accept?(Int(nb)) ?? true {
+                        results.push(d, nb)
+                        if results.count > ef { results.pop() }
                     }
-                    if scratch.results.count >= ef { bound = scratch.results.topDistance }
+                    if results.count >= ef { bound = results.topDistance }
                 }
             }
         }

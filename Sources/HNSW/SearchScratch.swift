@@ -1,28 +1,23 @@
 import Foundation
 
-/// A binary heap of (distance, node) on reusable storage. `max == true` keeps the
-/// largest distance on top (bounded result sets), `false` the smallest (candidates).
+/// A binary heap of (distance, node) on reusable storage, with the smallest distance on top.
 @usableFromInline
-struct NodeHeap {
+struct MinHeap {
     @usableFromInline var dist: UnsafeMutablePointer<Float>
     @usableFromInline var node: UnsafeMutablePointer<UInt32>
     @usableFromInline var capacity: Int
     @usableFromInline var count = 0
-    @usableFromInline let isMax: Bool
 
-    init(capacity: Int, isMax: Bool) {
+    init(capacity: Int) {
         self.capacity = max(16, capacity)
         dist = .allocate(capacity: self.capacity)
         node = .allocate(capacity: self.capacity)
-        self.isMax = isMax
     }
 
     func free() {
         dist.deallocate()
         node.deallocate()
     }
-
-    @inline(__always) func above(_ a: Float, _ b: Float) -> Bool { isMax ? a > b : a < b }
 
     @inline(__always) var topDistance: Float { dist[0] }
     @inline(__always) var topNode: UInt32 { node[0] }
@@ -34,7 +29,7 @@ struct NodeHeap {
         count += 1
         while i > 0 {
             let p = (i - 1) >> 1
-            if !above(d, dist[p]) { break }
+            if !(d < dist[p]) { break }
             dist[i] = dist[p]
             node[i] = node[p]
             i = p
@@ -53,8 +48,8 @@ struct NodeHeap {
             let l = 2 * i + 1
             if l >= count { break }
             var c = l
-            if l + 1 < count && above(dist[l + 1], dist[l]) { c = l + 1 }
-            if !above(dist[c], d) { break }
+            if l + 1 < count && dist[l + 1] < dist[l] { c = l + 1 }
+            if !(dist[c] < d) { break }
             dist[i] = dist[c]
             node[i] = node[c]
             i = c
@@ -63,6 +58,80 @@ struct NodeHeap {
         node[i] = n
     }
 
+    @inline(never)
+    mutating func growStorage() {
+        let newCap = capacity * 2
+        let d = UnsafeMutablePointer<Float>.allocate(capacity: newCap)
+        let n = UnsafeMutablePointer<UInt32>.allocate(capacity: newCap)
+        d.update(from: dist, count: count)
+        n.update(from: node, count: count)
+        dist.deallocate()
+        node.deallocate()
+        dist = d
+        node = n
+        capacity = newCap
+    }
+}
+
+/// A binary heap of (distance, node) on reusable storage, with the largest distance on top.
+@usableFromInline
+struct MaxHeap {
+    @usableFromInline var dist: UnsafeMutablePointer<Float>
+    @usableFromInline var node: UnsafeMutablePointer<UInt32>
+    @usableFromInline var capacity: Int
+    @usableFromInline var count = 0
+
+    init(capacity: Int) {
+        self.capacity = max(16, capacity)
+        dist = .allocate(capacity: self.capacity)
+        node = .allocate(capacity: self.capacity)
+    }
+
+    func free() {
+        dist.deallocate()
+        node.deallocate()
+    }
+
+    @inline(__always) var topDistance: Float { dist[0] }
+    @inline(__always) var topNode: UInt32 { node[0] }
+
+    @inline(__always)
+    mutating func push(_ d: Float, _ n: UInt32) {
+        if count == capacity { growStorage() }
+        var i = count
+        count += 1
+        while i > 0 {
+            let p = (i - 1) >> 1
+            if !(d > dist[p]) { break }
+            dist[i] = dist[p]
+            node[i] = node[p]
+            i = p
+        }
+        dist[i] = d
+        node[i] = n
+    }
+
+    @inline(__always)
+    mutating func pop() {
+        count -= 1
+        guard count > 0 else { return }
+        let d = dist[count], n = node[count]
+        var i = 0
+        while true {
+            let l = 2 * i + 1
+            if l >= count { break }
+            var c = l
+            if l + 1 < count && dist[l + 1] > dist[l] { c = l + 1 }
+            if !(dist[c] > d) { break }
+            dist[i] = dist[c]
+            node[i] = node[c]
+            i = c
+        }
+        dist[i] = d
+        node[i] = n
+    }
+
+    @inline(never)
     mutating func growStorage() {
         let newCap = capacity * 2
         let d = UnsafeMutablePointer<Float>.allocate(capacity: newCap)
@@ -83,12 +152,15 @@ final class SearchScratch {
     var visited: UnsafeMutablePointer<UInt16>
     var visitedCapacity: Int
     var epoch: UInt16 = 0
-    var candidates: NodeHeap
-    var results: NodeHeap
+    var candidates: MinHeap
+    var results: MaxHeap
     /// Sorted output of a layer search: (distance, node), nearest first.
     var sortedDist: UnsafeMutablePointer<Float>
     var sortedNode: UnsafeMutablePointer<UInt32>
     var sortedCapacity: Int
+    /// Unvisited neighbors of one node and their distances (at most 2M <= 1024).
+    let batchIds: UnsafeMutablePointer<UInt32>
+    let batchDist: UnsafeMutablePointer<Float>
     var queryCodes: UnsafeMutablePointer<UInt8>
     var queryFloats: UnsafeMutablePointer<Float>
     let dimension: Int
@@ -97,13 +169,15 @@ final class SearchScratch {
         visitedCapacity = max(capacity, 1)
         visited = .allocate(capacity: visitedCapacity)
         visited.initialize(repeating: 0, count: visitedCapacity)
-        candidates = NodeHeap(capacity: 256, isMax: false)
-        results = NodeHeap(capacity: 256, isMax: true)
+        candidates = MinHeap(capacity: 256)
+        results = MaxHeap(capacity: 256)
         sortedCapacity = 256
         sortedDist = .allocate(capacity: sortedCapacity)
         sortedNode = .allocate(capacity: sortedCapacity)
         self.dimension = dimension
         queryCodes = .allocate(capacity: dimension + 64)
+        batchIds = .allocate(capacity: 1024)
+        batchDist = .allocate(capacity: 1024)
         queryFloats = .allocate(capacity: dimension)
     }
 
@@ -115,6 +189,8 @@ final class SearchScratch {
         sortedNode.deallocate()
         queryCodes.deallocate()
         queryFloats.deallocate()
+        batchIds.deallocate()
+        batchDist.deallocate()
     }
 
     /// Starts a new search over `capacity` slots.

@@ -48,6 +48,14 @@ int64_t fk_l2sq_u8(const uint8_t *a, const uint8_t *b, size_t n);
 size_t fk_affine_select_below(const float *x, const float *bias, float scale, size_t n,
                               float threshold, uint32_t *idx, float *val);
 
+/// Graph-search batches: for i < count, the row at base + ids[i] * stride + offset
+/// (byte units) is compared with q and the distance written to out[i]. Rows are
+/// processed four at a time, sharing the loads of q, while the next rows are prefetched.
+/// `kind`: 0 squared L2 on float32, 1 dot on float32, 2 squared L2 on uint8 codes,
+/// 3 dot on uint8 codes (integer results are returned as floats, exact below 2^24).
+void fk_distance_batch(int kind, const void *q, const void *base, size_t stride, size_t offset,
+                       const uint32_t *ids, size_t count, size_t dim, float *out);
+
 #ifdef __cplusplus
 }
 #endif

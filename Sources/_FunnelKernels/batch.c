@@ -1,0 +1,170 @@
+#include "FunnelKernels.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define FK_X86 1
+#else
+#define FK_X86 0
+#endif
+
+// Defined in kernels.c.
+extern int fk_simd_level(void);
+
+#define ROW(i) ((const char *)base + (size_t)ids[i] * stride + offset)
+
+static void prefetch_row(const void *p, size_t bytes) {
+    // The first lines of a row; the hardware prefetcher follows the rest.
+    const char *c = (const char *)p;
+    size_t lines = bytes > 256 ? 4 : (bytes + 63) / 64;
+    for (size_t l = 0; l < lines; l++) __builtin_prefetch(c + 64 * l, 0, 3);
+}
+
+static size_t row_bytes(int kind, size_t dim) { return kind < 2 ? dim * 4 : dim; }
+
+static void batch_scalar(int kind, const void *q, const void *base, size_t stride, size_t offset,
+                         const uint32_t *ids, size_t count, size_t dim, float *out) {
+    for (size_t i = 0; i < count; i++) {
+        switch (kind) {
+        case 0: out[i] = fk_l2sq_f32((const float *)q, (const float *)ROW(i), dim); break;
+        case 1: out[i] = fk_dot_f32((const float *)q, (const float *)ROW(i), dim); break;
+        case 2: out[i] = (float)fk_l2sq_u8((const uint8_t *)q, (const uint8_t *)ROW(i), dim); break;
+        default: out[i] = (float)fk_dot_u8((const uint8_t *)q, (const uint8_t *)ROW(i), dim); break;
+        }
+    }
+}
+
+#if FK_X86
+#define FK_AVX2 __attribute__((target("avx2,fma")))
+
+FK_AVX2 static inline float hsum(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+FK_AVX2 static inline int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+FK_AVX2 static void l2_f32_4(const float *q, const float *a, const float *b, const float *c, const float *d,
+                             size_t dim, float *out) {
+    __m256 sa = _mm256_setzero_ps(), sb = _mm256_setzero_ps(), sc = _mm256_setzero_ps(), sd = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 8 <= dim; j += 8) {
+        __m256 qv = _mm256_loadu_ps(q + j);
+        __m256 da = _mm256_sub_ps(_mm256_loadu_ps(a + j), qv);
+        __m256 db = _mm256_sub_ps(_mm256_loadu_ps(b + j), qv);
+        __m256 dc = _mm256_sub_ps(_mm256_loadu_ps(c + j), qv);
+        __m256 dd = _mm256_sub_ps(_mm256_loadu_ps(d + j), qv);
+        sa = _mm256_fmadd_ps(da, da, sa);
+        sb = _mm256_fmadd_ps(db, db, sb);
+        sc = _mm256_fmadd_ps(dc, dc, sc);
+        sd = _mm256_fmadd_ps(dd, dd, sd);
+    }
+    float ra = hsum(sa), rb = hsum(sb), rc = hsum(sc), rd = hsum(sd);
+    for (; j < dim; j++) {
+        float x;
+        x = a[j] - q[j]; ra += x * x;
+        x = b[j] - q[j]; rb += x * x;
+        x = c[j] - q[j]; rc += x * x;
+        x = d[j] - q[j]; rd += x * x;
+    }
+    out[0] = ra; out[1] = rb; out[2] = rc; out[3] = rd;
+}
+
+FK_AVX2 static void dot_f32_4(const float *q, const float *a, const float *b, const float *c, const float *d,
+                              size_t dim, float *out) {
+    __m256 sa = _mm256_setzero_ps(), sb = _mm256_setzero_ps(), sc = _mm256_setzero_ps(), sd = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 8 <= dim; j += 8) {
+        __m256 qv = _mm256_loadu_ps(q + j);
+        sa = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), qv, sa);
+        sb = _mm256_fmadd_ps(_mm256_loadu_ps(b + j), qv, sb);
+        sc = _mm256_fmadd_ps(_mm256_loadu_ps(c + j), qv, sc);
+        sd = _mm256_fmadd_ps(_mm256_loadu_ps(d + j), qv, sd);
+    }
+    float ra = hsum(sa), rb = hsum(sb), rc = hsum(sc), rd = hsum(sd);
+    for (; j < dim; j++) {
+        ra += a[j] * q[j]; rb += b[j] * q[j]; rc += c[j] * q[j]; rd += d[j] * q[j];
+    }
+    out[0] = ra; out[1] = rb; out[2] = rc; out[3] = rd;
+}
+
+FK_AVX2 static void l2_u8_4(const uint8_t *q, const uint8_t *a, const uint8_t *b, const uint8_t *c, const uint8_t *d,
+                            size_t dim, float *out) {
+    __m256i sa = _mm256_setzero_si256(), sb = _mm256_setzero_si256(), sc = _mm256_setzero_si256(), sd = _mm256_setzero_si256();
+    size_t j = 0;
+    for (; j + 16 <= dim; j += 16) {
+        __m256i qv = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + j)));
+        __m256i da = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + j))), qv);
+        __m256i db = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + j))), qv);
+        __m256i dc = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(c + j))), qv);
+        __m256i dd = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(d + j))), qv);
+        sa = _mm256_add_epi32(sa, _mm256_madd_epi16(da, da));
+        sb = _mm256_add_epi32(sb, _mm256_madd_epi16(db, db));
+        sc = _mm256_add_epi32(sc, _mm256_madd_epi16(dc, dc));
+        sd = _mm256_add_epi32(sd, _mm256_madd_epi16(dd, dd));
+    }
+    int32_t ra = hsum_i32(sa), rb = hsum_i32(sb), rc = hsum_i32(sc), rd = hsum_i32(sd);
+    for (; j < dim; j++) {
+        int32_t x;
+        x = (int32_t)a[j] - q[j]; ra += x * x;
+        x = (int32_t)b[j] - q[j]; rb += x * x;
+        x = (int32_t)c[j] - q[j]; rc += x * x;
+        x = (int32_t)d[j] - q[j]; rd += x * x;
+    }
+    out[0] = (float)ra; out[1] = (float)rb; out[2] = (float)rc; out[3] = (float)rd;
+}
+
+FK_AVX2 static void dot_u8_4(const uint8_t *q, const uint8_t *a, const uint8_t *b, const uint8_t *c, const uint8_t *d,
+                             size_t dim, float *out) {
+    __m256i sa = _mm256_setzero_si256(), sb = _mm256_setzero_si256(), sc = _mm256_setzero_si256(), sd = _mm256_setzero_si256();
+    size_t j = 0;
+    for (; j + 16 <= dim; j += 16) {
+        __m256i qv = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + j)));
+        sa = _mm256_add_epi32(sa, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + j))), qv));
+        sb = _mm256_add_epi32(sb, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + j))), qv));
+        sc = _mm256_add_epi32(sc, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(c + j))), qv));
+        sd = _mm256_add_epi32(sd, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(d + j))), qv));
+    }
+    int32_t ra = hsum_i32(sa), rb = hsum_i32(sb), rc = hsum_i32(sc), rd = hsum_i32(sd);
+    for (; j < dim; j++) {
+        ra += (int32_t)a[j] * q[j]; rb += (int32_t)b[j] * q[j]; rc += (int32_t)c[j] * q[j]; rd += (int32_t)d[j] * q[j];
+    }
+    out[0] = (float)ra; out[1] = (float)rb; out[2] = (float)rc; out[3] = (float)rd;
+}
+
+FK_AVX2 static void batch_avx2(int kind, const void *q, const void *base, size_t stride, size_t offset,
+                               const uint32_t *ids, size_t count, size_t dim, float *out) {
+    size_t bytes = row_bytes(kind, dim);
+    for (size_t i = 0; i < count && i < 4; i++) prefetch_row(ROW(i), bytes);
+    size_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+        for (size_t p = i + 4; p < count && p < i + 8; p++) prefetch_row(ROW(p), bytes);
+        const void *a = ROW(i), *b = ROW(i + 1), *c = ROW(i + 2), *d = ROW(i + 3);
+        switch (kind) {
+        case 0: l2_f32_4((const float *)q, a, b, c, d, dim, out + i); break;
+        case 1: dot_f32_4((const float *)q, a, b, c, d, dim, out + i); break;
+        case 2: l2_u8_4((const uint8_t *)q, a, b, c, d, dim, out + i); break;
+        default: dot_u8_4((const uint8_t *)q, a, b, c, d, dim, out + i); break;
+        }
+    }
+    if (i < count) batch_scalar(kind, q, base, stride, offset, ids + i, count - i, dim, out + i);
+}
+#endif
+
+void fk_distance_batch(int kind, const void *q, const void *base, size_t stride, size_t offset,
+                       const uint32_t *ids, size_t count, size_t dim, float *out) {
+#if FK_X86
+    if (fk_simd_level()) {
+        batch_avx2(kind, q, base, stride, offset, ids, count, dim, out);
+        return;
+    }
+#endif
+    batch_scalar(kind, q, base, stride, offset, ids, count, dim, out);
+}
