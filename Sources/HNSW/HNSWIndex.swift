@@ -151,7 +151,7 @@ public final class HNSWIndex: @unchecked Sendable {
         labels.deallocate()
         deletedFlags.deallocate()
         nodeLocks.deallocate()
-        if mappedOwner == nil { floats?.deallocate() }
+        floats?.deallocate()
         codeBias?.deallocate()
         entry.deallocate()
         deletedCounter.deallocate()
@@ -267,7 +267,7 @@ public final class HNSWIndex: @unchecked Sendable {
             let f = UnsafeMutablePointer<Float>.allocate(capacity: newCap * dimension)
             if let old = floats {
                 f.update(from: old, count: slotCount * dimension)
-                if mappedOwner == nil { old.deallocate() }
+                old.deallocate()
             }
             floats = f
             let b = UnsafeMutablePointer<Float>.allocate(capacity: newCap)

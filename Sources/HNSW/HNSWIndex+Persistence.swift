@@ -1,0 +1,172 @@
+import _FunnelKernels
+import LinearAlgebra
+import Persistence
+
+extension HNSWIndex {
+    static let magic = "FNLHNSW\u{1}"
+    static let formatVersion: UInt32 = 1
+
+    /// Saves the index to `path` atomically (temp file, fsync, rename) in Funnel's
+    /// versioned, checksummed container. Concurrent searches wait only while the
+    /// snapshot is copied.
+    /// - Complexity: O(file size).
+    public func save(to path: String) throws {
+        var payload = PayloadWriter()
+        writeLocked {
+            bookkeeping.lock()
+            defer { bookkeeping.unlock() }
+            payload.write(UInt64(dimension))
+            payload.write(string: parameters.metric.rawValue)
+            payload.write(UInt64(parameters.M))
+            payload.write(UInt64(parameters.efConstruction))
+            payload.write(string: parameters.quantization.rawValue)
+            payload.write(parameters.seed)
+            payload.write(UInt64(slotCount))
+            payload.write(UInt64(deletedCount))
+            payload.write(insertSequence)
+            payload.write(fk_load_acquire_u64(entry))
+            payload.write(raw: UnsafeRawBufferPointer(start: levels, count: slotCount * 4))
+            payload.write(raw: UnsafeRawBufferPointer(start: labels, count: slotCount * 8))
+            payload.write(raw: UnsafeRawBufferPointer(start: deletedFlags, count: slotCount))
+            payload.write(raw: UnsafeRawBufferPointer(start: level0, count: slotCount * blockSize))
+            for node in 0..<slotCount where levels[node] > 0 {
+                payload.write(raw: UnsafeRawBufferPointer(start: upperLinks[node]!, count: Int(levels[node]) * linkWords * 4))
+            }
+            if let quantizer, let floats, let codeBias {
+                for o in quantizer.offsets { payload.write(o) }
+                payload.write(quantizer.scale)
+                payload.write(raw: UnsafeRawBufferPointer(start: floats, count: slotCount * dimension * 4))
+                payload.write(raw: UnsafeRawBufferPointer(start: codeBias, count: slotCount * 4))
+            }
+        }
+        try FunnelFile.write(to: path, magic: Self.magic, version: Self.formatVersion) { w in
+            w = payload
+        }
+    }
+
+    /// Loads an index saved by `save(to:)`.
+    ///
+    /// The checksum, every count, every level and every link are checked before the
+    /// index is returned, so a truncated, corrupted or foreign file gives an error.
+    /// - Parameter mmap: keep the layer-0 graph in the mapped file instead of copying
+    ///   it (less resident memory for large indexes); such an index is read-only.
+    /// - Complexity: O(file size).
+    public static func load(from path: String, mmap: Bool = false) throws -> HNSWIndex {
+        func bad(_ why: String) -> HNSWError { .corruptFile(path: path, reason: why) }
+        do {
+            let file = try MappedFile(path: path)
+            var (_, r) = try FunnelFile.open(file, magic: magic, versions: 1...formatVersion)
+            let dimension = try r.readCount("dimension", max: 1 << 20)
+            guard dimension > 0 else { throw bad("dimension is 0") }
+            guard let metric = Metric(rawValue: try r.readString("metric", maxLength: 32)) else { throw bad("unknown metric") }
+            let M = try r.readCount("M", max: 512)
+            let efc = try r.readCount("efConstruction", max: 1 << 20)
+            guard let quant = Quantization(rawValue: try r.readString("quantization", maxLength: 32)) else {
+                throw bad("unknown quantization")
+            }
+            let seed = try r.read(UInt64.self, "seed")
+            let params = Parameters(metric: metric, M: M, efConstruction: max(1, efc), quantization: quant, seed: seed)
+            let index = try HNSWIndex(dimension: dimension, parameters: params)
+            let n = try r.readCount("item count", max: r.remaining / max(1, index.blockSize))
+            let deleted = try r.readCount("deleted count", max: n)
+            let sequence = try r.read(UInt64.self, "insert sequence")
+            let entry = try r.read(UInt64.self, "entry point")
+
+            let levelBytes = try r.view(n * 4, "levels")
+            let labelBytes = try r.view(n * 8, "labels")
+            let flagBytes = try r.view(n, "deleted flags")
+            let blocks = try r.view(n * index.blockSize, "layer-0 graph")
+
+            index.grow(to: n)
+            index.slotCount = n
+            var upperTotal = 0
+            for i in 0..<n {
+                let level = Int32(littleEndian: levelBytes.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))
+                guard (0...30).contains(level) else { throw bad("item \(i) has level \(level)") }
+                index.levels[i] = level
+                index.labels[i] = UInt64(littleEndian: labelBytes.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))
+                let f = flagBytes[i]
+                guard f <= 1 else { throw bad("item \(i) has deleted flag \(f)") }
+                index.deletedFlags[i] = f
+                upperTotal += Int(level)
+            }
+            if mmap && !blocks.isEmpty {
+                index.level0.deallocate()
+                index.level0 = UnsafeMutableRawPointer(mutating: blocks.baseAddress!)
+                index.mappedOwner = file
+            } else if !blocks.isEmpty {
+                index.level0.copyMemory(from: blocks.baseAddress!, byteCount: blocks.count)
+            }
+            let upper = try r.view(upperTotal * index.linkWords * 4, "upper-layer links")
+            var off = 0
+            for i in 0..<n where index.levels[i] > 0 {
+                let words = Int(index.levels[i]) * index.linkWords
+                let p = UnsafeMutablePointer<UInt32>.allocate(capacity: words)
+                UnsafeMutableRawPointer(p).copyMemory(from: upper.baseAddress! + off, byteCount: words * 4)
+                index.upperLinks[i] = p
+                off += words * 4
+            }
+            if quant == .int8 {
+                var offsets = [Float]()
+                for _ in 0..<dimension { offsets.append(try r.readFloat("quantizer offsets")) }
+                let scale = try r.readFloat("quantizer scale")
+                guard scale > 0, scale.isFinite, offsets.allSatisfy(\.isFinite) else { throw bad("quantizer parameters are not finite") }
+                index.quantizer = ScalarQuantizer(offsets: offsets, scale: scale)
+                let fl = try r.view(n * dimension * 4, "float vectors")
+                if !fl.isEmpty { UnsafeMutableRawPointer(index.floats!).copyMemory(from: fl.baseAddress!, byteCount: fl.count) }
+                let cb = try r.view(n * 4, "code terms")
+                if !cb.isEmpty { UnsafeMutableRawPointer(index.codeBias!).copyMemory(from: cb.baseAddress!, byteCount: cb.count) }
+            }
+            guard r.remaining == 0 else { throw bad("\(r.remaining) unexpected bytes after the index") }
+
+            // Every link must name an existing item, and counts must fit their lists.
+            for i in 0..<n {
+                for level in 0...Int(index.levels[i]) {
+                    let l = index.links(i, level: level)
+                    let c = Int(l[0])
+                    guard c <= (level == 0 ? index.maxLinks0 : index.maxLinks) else {
+                        throw bad("item \(i) has \(c) links on level \(level)")
+                    }
+                    for j in 1..<(c + 1) {
+                        let t = Int(l[j])
+                        guard t < n, index.levels[t] >= Int32(level) else {
+                            throw bad("item \(i) links to \(t) on level \(level), which does not exist there")
+                        }
+                    }
+                }
+            }
+            if n > 0 {
+                guard entry != .max else { throw bad("a non-empty index has no entry point") }
+                let node = Int(entry & 0xFFFF_FFFF), level = Int(entry >> 32)
+                guard node < n, Int32(level) == index.levels[node] else { throw bad("entry point \(node) at level \(level) is not an item of that level") }
+                index.storeEntry(node: node, level: level)
+            }
+            if let floats = index.floats {
+                for i in 0..<(n * dimension) where !floats[i].isFinite { throw bad("vector \(i / dimension) is not finite") }
+            } else {
+                for i in 0..<n {
+                    let v = index.floatVector(i)
+                    for j in 0..<dimension where !v[j].isFinite { throw bad("vector \(i) is not finite") }
+                }
+            }
+            var live = 0
+            for i in 0..<n {
+                if index.deletedFlags[i] == 0 {
+                    guard index.labelToNode.updateValue(UInt32(i), forKey: index.labels[i]) == nil else {
+                        throw bad("id \(index.labels[i]) appears twice")
+                    }
+                    live += 1
+                } else {
+                    index.freeSlots.append(UInt32(i))
+                }
+            }
+            guard n - live == deleted else { throw bad("the header counts \(deleted) deleted items, the flags \(n - live)") }
+            index.deletedCount = deleted
+            index.insertSequence = sequence
+            return index
+        } catch let e as PersistenceError {
+            if case .corrupt(_, let reason) = e { throw HNSWError.corruptFile(path: path, reason: reason) }
+            throw HNSWError.corruptFile(path: path, reason: e.description)
+        }
+    }
+}

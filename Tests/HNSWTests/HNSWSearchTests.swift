@@ -1,0 +1,94 @@
+import Testing
+@testable import HNSW
+import LinearAlgebra
+import ExactSearch
+
+@Suite("HNSW search quality against brute force")
+struct HNSWSearchTests {
+    @Test("recall@10 >= 0.98 at ef 200 for every metric, several sizes and dimensions",
+          arguments: Metric.allCases, [(n: 500, d: 8), (n: 2000, d: 32), (n: 4000, d: 100)])
+    func recallAtHighEf(metric: Metric, shape: (n: Int, d: Int)) throws {
+        let base = clustered(shape.n, shape.d, seed: 1)
+        let queries = clustered(50, shape.d, seed: 1, stream: 9)
+        let index = try HNSWIndex(dimension: shape.d, parameters: .init(metric: metric, M: 12, efConstruction: 100))
+        try index.add(base, ids: (0..<UInt64(shape.n)).map { $0 }, threads: 2)
+        #expect(index.count == shape.n)
+        let got = try index.searchLabels(queries, k: 10, ef: 200, threads: 2)
+        let r = try recall(got: got.ids, k: 10, queries: queries, base: base, metric: metric)
+        // Inner product is not a metric (no triangle inequality): graphs navigate it less well.
+        #expect(r >= (metric == .innerProduct ? 0.95 : 0.98), "recall \(r)")
+        // Distances are the metric's, nearest first.
+        for q in 0..<queries.rows {
+            let row = Array(got.distances[(q * 10)..<(q * 10 + 10)])
+            #expect(row == row.sorted())
+        }
+    }
+
+    @Test("one thread builds the identical graph twice; two threads reach the same recall")
+    func determinism() throws {
+        let base = clustered(1500, 16, seed: 2)
+        let queries = clustered(40, 16, seed: 2, stream: 5)
+        func build(_ threads: Int) throws -> HNSWIndex {
+            let i = try HNSWIndex(dimension: 16, parameters: .init(M: 8, efConstruction: 64, seed: 7))
+            try i.add(base, threads: threads)
+            return i
+        }
+        let a = try build(1), b = try build(1)
+        #expect(memcmp(a.level0, b.level0, a.slotCount * a.blockSize) == 0)
+        for i in 0..<a.slotCount where a.levels[i] > 0 {
+            #expect(memcmp(a.upperLinks[i]!, b.upperLinks[i]!, Int(a.levels[i]) * a.linkWords * 4) == 0)
+        }
+        let ra = try a.searchLabels(queries, k: 10, ef: 50, threads: 1)
+        let rb = try b.searchLabels(queries, k: 10, ef: 50, threads: 2)
+        #expect(ra.ids == rb.ids)
+        let c = try build(2)
+        let rc = try c.searchLabels(queries, k: 10, ef: 100, threads: 2)
+        #expect(try recall(got: rc.ids, k: 10, queries: queries, base: base, metric: .l2) >= 0.97)
+    }
+
+    @Test("int8 codes keep recall high and return exact float distances", arguments: [Metric.l2, .cosine, .innerProduct])
+    func quantized(metric: Metric) throws {
+        let base = clustered(3000, 48, seed: 3)
+        let queries = clustered(40, 48, seed: 3, stream: 4)
+        let index = try HNSWIndex(dimension: 48, parameters: .init(metric: metric, M: 16, efConstruction: 100, quantization: .int8))
+        try index.add(base, threads: 2)
+        let got = try index.searchLabels(queries, k: 10, ef: 200)
+        #expect(try recall(got: got.ids, k: 10, queries: queries, base: base, metric: metric) >= 0.95)
+        var b = base, q = queries
+        if metric == .cosine { b.normalizeRows(); q.normalizeRows() }
+        for qi in 0..<queries.rows {
+            for j in 0..<10 {
+                let id = Int(got.ids[qi * 10 + j])
+                let want = b.row(id).withUnsafeBufferPointer { x in q.row(qi).withUnsafeBufferPointer { metric.distance($0.baseAddress!, x.baseAddress!, 48) } }
+                #expect(abs(got.distances[qi * 10 + j] - want) <= 1e-4 * max(1, abs(want)))
+            }
+        }
+        #expect(index.bytesPerVector > 48)  // codes + the float copy for rescoring
+    }
+
+    @Test("k larger than the index returns every item, padded; an empty index returns nothing")
+    func smallIndexes() throws {
+        let index = try HNSWIndex(dimension: 3)
+        #expect(try index.search([1, 2, 3], k: 5).isEmpty)
+        try index.add(try Matrix(rowArrays: [[0, 0, 0], [1, 1, 1], [5, 5, 5]]), ids: [10, 20, 30])
+        let r = try index.search([0.9, 1, 1], k: 5)
+        #expect(r.map(\.id) == [20, 10, 30])
+    }
+
+    @Test("bad input is an error naming the problem")
+    func badInput() throws {
+        #expect(throws: HNSWError.self) { try HNSWIndex(dimension: 0) }
+        #expect(throws: HNSWError.self) { try HNSWIndex(dimension: 4, parameters: .init(M: 1)) }
+        let index = try HNSWIndex(dimension: 2)
+        try index.add(try Matrix(rowArrays: [[0, 0], [1, 1]]), ids: [1, 2])
+        #expect(throws: HNSWError.dimensionMismatch(expected: 2, got: 3)) { try index.search([1, 2, 3], k: 1) }
+        #expect(throws: HNSWError.nonFinite(row: 0, column: 1)) { try index.search([1, .nan], k: 1) }
+        #expect(throws: HNSWError.self) { try index.search([1, 2], k: 0) }
+        #expect(throws: HNSWError.duplicateLabel(2)) { try index.add(try Matrix(rowArrays: [[3, 3]]), ids: [2]) }
+        #expect(throws: HNSWError.nonFinite(row: 0, column: 0)) { try index.add(try Matrix(rowArrays: [[.infinity, 3]]), ids: [5]) }
+        #expect(throws: HNSWError.unknownLabel(99)) { try index.remove(99) }
+        #expect(index.count == 2)
+    }
+}
+
+import Foundation
