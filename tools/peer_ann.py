@@ -62,17 +62,27 @@ def qps_at(points, target):
     return None
 
 
+def resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def bench_peer(name, build, search, xq, xb, gt, k, efs, metric):
+    """bytes_per_vector is the growth of resident memory over the build (the index's
+    real memory, as Funnel reports its own), with the saved file size beside it."""
+    before = resident_bytes()
     t = time.perf_counter()
-    index, nbytes = build()
+    index, file_bytes = build()
     build_s = time.perf_counter() - t
+    nbytes = resident_bytes() - before
     points = []
     for ef in efs:
         t = time.perf_counter()
         ids = search(index, ef)
         dt = time.perf_counter() - t
         points.append({"ef": ef, "recall": recall_at_k(ids, xq, xb, gt, k, metric), "qps": len(xq) / dt})
-    return {"engine": name, "build_seconds": build_s, "bytes_per_vector": nbytes / len(xb), "points": points}
+    return {"engine": name, "build_seconds": build_s, "bytes_per_vector": nbytes / len(xb),
+            "file_bytes_per_vector": file_bytes / len(xb), "points": points}
 
 
 def main():
@@ -80,7 +90,7 @@ def main():
     ap.add_argument("--base", default=os.path.join(ROOT, "../shared/data/mnist/train-images-idx3-ubyte"))
     ap.add_argument("--query", default=os.path.join(ROOT, "../shared/data/mnist/t10k-images-idx3-ubyte"))
     ap.add_argument("--gt", default=os.path.join(ROOT, "../shared/data/mnist/t10k_vs_train.groundtruth.top100.ivecs"))
-    ap.add_argument("--metric", default="l2", choices=["l2", "ip"])
+    ap.add_argument("--metric", default="l2", choices=["l2", "ip", "cosine"])
     ap.add_argument("--m", type=int, default=16)
     ap.add_argument("--ef-construction", type=int, default=200)
     ap.add_argument("--ef", default="10,16,24,32,48,64,96,128,192,256,384,512")
@@ -101,6 +111,12 @@ def main():
         xq, gt = xq[: a.max_queries], gt[: a.max_queries]
     n, d = xb.shape
     results = []
+    # Peers see cosine as inner product on unit vectors (what Funnel does inside).
+    peer_metric = a.metric
+    if a.metric == "cosine":
+        xb = xb / np.maximum(np.linalg.norm(xb, axis=1, keepdims=True), 1e-30)
+        xq = xq / np.maximum(np.linalg.norm(xq, axis=1, keepdims=True), 1e-30)
+        peer_metric = "ip"
 
     # Funnel first, then each peer.
     out = tempfile.mktemp(suffix=".json")
@@ -120,7 +136,7 @@ def main():
     if "hnswlib" in peers:
         import hnswlib
         def build():
-            p = hnswlib.Index(space="l2" if a.metric == "l2" else "ip", dim=d)
+            p = hnswlib.Index(space="l2" if peer_metric == "l2" else "ip", dim=d)
             p.init_index(max_elements=n, M=a.m, ef_construction=a.ef_construction, random_seed=100)
             p.add_items(xb, np.arange(n), num_threads=a.threads)
             f = tempfile.mktemp()
@@ -133,12 +149,12 @@ def main():
             labels, _ = p.knn_query(xq, k=a.k, num_threads=1)
             return labels
         results.append(bench_peer(f"hnswlib {hnswlib.__version__ if hasattr(hnswlib, '__version__') else ''}".strip(),
-                                  build, search, xq, xb, gt, a.k, efs, a.metric))
+                                  build, search, xq, xb, gt, a.k, efs, peer_metric))
     if "faiss" in peers:
         import faiss
         def build():
             faiss.omp_set_num_threads(a.threads)
-            metric = faiss.METRIC_L2 if a.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+            metric = faiss.METRIC_L2 if peer_metric == "l2" else faiss.METRIC_INNER_PRODUCT
             p = faiss.IndexHNSWFlat(d, a.m, metric)
             p.hnsw.efConstruction = a.ef_construction
             p.add(xb)
@@ -148,7 +164,7 @@ def main():
             p.hnsw.efSearch = max(ef, a.k)
             _, labels = p.search(xq, a.k)
             return labels
-        results.append(bench_peer(f"faiss HNSWFlat {faiss.__version__}", build, search, xq, xb, gt, a.k, efs, a.metric))
+        results.append(bench_peer(f"faiss HNSWFlat {faiss.__version__}", build, search, xq, xb, gt, a.k, efs, peer_metric))
     if "usearch" in peers:
         try:
             from usearch.index import Index as UIndex
@@ -157,7 +173,7 @@ def main():
             print("usearch not installed: skipped (pip install usearch into tools/.venv to include it)")
         else:
             def build():
-                p = UIndex(ndim=d, metric="l2sq" if a.metric == "l2" else "ip", dtype="f32",
+                p = UIndex(ndim=d, metric="l2sq" if peer_metric == "l2" else "ip", dtype="f32",
                            connectivity=a.m, expansion_add=a.ef_construction)
                 p.add(np.arange(n), xb, threads=a.threads)
                 f = tempfile.mktemp()
@@ -169,13 +185,14 @@ def main():
                 p.expansion_search = max(ef, a.k)
                 m = p.search(xq, a.k, threads=1)
                 return m.keys
-            results.append(bench_peer(f"usearch {usearch.__version__}", build, search, xq, xb, gt, a.k, efs, a.metric))
+            results.append(bench_peer(f"usearch {usearch.__version__}", build, search, xq, xb, gt, a.k, efs, peer_metric))
 
     print()
     print(f"{n} x {d} base, {len(xq)} queries, {a.metric}, k={a.k}, M={a.m}, efConstruction={a.ef_construction}, "
           f"build threads={a.threads}, search 1 thread; {platform.machine()}, {os.cpu_count()} cores")
     for r in results:
-        print(f"\n{r['engine']}: build {r['build_seconds']:.2f} s, {r['bytes_per_vector']:.0f} bytes/vector")
+        extra = f" (saved file {r['file_bytes_per_vector']:.0f})" if "file_bytes_per_vector" in r else ""
+        print(f"\n{r['engine']}: build {r['build_seconds']:.2f} s, {r['bytes_per_vector']:.0f} resident bytes/vector{extra}")
         print(f"{'ef':>6} {'recall':>8} {'QPS':>10}")
         for p in r["points"]:
             print(f"{p['ef']:>6} {p['recall']:>8.4f} {p['qps']:>10.1f}")
