@@ -1,0 +1,177 @@
+import LinearAlgebra
+
+/// Rows of features with a label each, optionally grouped into queries (for ranking)
+/// and weighted: the training and evaluation data of the ranking stage.
+///
+/// Features are dense; NaN marks a missing value, while a feature absent from a sparse
+/// (SVMlight) line is 0, as LightGBM reads it. Column j is feature index j of the file,
+/// so models trained here or by LightGBM on the same file name the same features.
+public struct LabeledData: Sendable {
+    public var features: Matrix
+    public var labels: [Float]
+    /// Query boundaries: query q is rows `groups[q] ..< groups[q+1]`; nil when ungrouped.
+    public var groups: [Int]?
+    public var weights: [Float]?
+
+    public init(features: Matrix, labels: [Float], groups: [Int]? = nil, weights: [Float]? = nil) {
+        self.features = features
+        self.labels = labels
+        self.groups = groups
+        self.weights = weights
+    }
+
+    public var rowCount: Int { features.rows }
+    public var featureCount: Int { features.columns }
+    public var queryCount: Int { (groups?.count ?? 1) - 1 }
+
+    /// Reads SVMlight / LibSVM text: `label [qid:Q] index:value ...` per line.
+    ///
+    /// Query groups come from `qid:` tokens (consecutive equal ids) or from `queryFile`
+    /// (LightGBM's `.query`: one group size per line). Weights come from `weightFile`
+    /// (one per line). `featureCount` pads to at least that many columns.
+    /// - Throws: `DatasetError.badRow` naming the file and line of any malformed token.
+    public static func readSVMLight(_ path: String, queryFile: String? = nil, weightFile: String? = nil,
+                                    featureCount: Int? = nil) throws -> LabeledData {
+        let bytes = try DatasetError.readFile(path)
+        var labels = [Float]()
+        var entries = [(row: Int32, col: Int32, value: Float)]()
+        var qids = [Int64]()
+        var maxCol = -1
+        var lineNo = 0
+        for raw in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNo += 1
+            var line = raw
+            if let hash = line.firstIndex(of: UInt8(ascii: "#")) { line = line[..<hash] }
+            let tokens = line.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") })
+            if tokens.isEmpty { continue }
+            guard let label = Float(String(decoding: tokens[0], as: UTF8.self)), label.isFinite else {
+                throw DatasetError.badRow(path: path, line: lineNo, reason: "label '\(String(decoding: tokens[0], as: UTF8.self))' is not a number")
+            }
+            let row = Int32(labels.count)
+            labels.append(label)
+            for t in tokens.dropFirst() {
+                guard let colon = t.firstIndex(of: UInt8(ascii: ":")) else {
+                    throw DatasetError.badRow(path: path, line: lineNo, reason: "token '\(String(decoding: t, as: UTF8.self))' is not index:value")
+                }
+                let key = String(decoding: t[..<colon], as: UTF8.self)
+                let valueText = String(decoding: t[t.index(after: colon)...], as: UTF8.self)
+                if key == "qid" {
+                    guard let q = Int64(valueText) else {
+                        throw DatasetError.badRow(path: path, line: lineNo, reason: "qid '\(valueText)' is not an integer")
+                    }
+                    if qids.count < labels.count { qids.append(q) }
+                    continue
+                }
+                guard let col = Int(key), col >= 0, col < 1 << 24 else {
+                    throw DatasetError.badRow(path: path, line: lineNo, reason: "feature index '\(key)' is not a non-negative integer")
+                }
+                guard let v = Float(valueText), !v.isInfinite else {
+                    throw DatasetError.badRow(path: path, line: lineNo, reason: "feature \(col) value '\(valueText)' is not a number")
+                }
+                maxCol = max(maxCol, col)
+                entries.append((row, Int32(col), v))
+            }
+            if !qids.isEmpty && qids.count != labels.count {
+                throw DatasetError.badRow(path: path, line: lineNo, reason: "some lines have qid: and this one does not")
+            }
+        }
+        guard !labels.isEmpty else { throw DatasetError.empty(path: path) }
+        let columns = max(maxCol + 1, featureCount ?? 0, 1)
+        var m = Matrix(rows: labels.count, columns: columns)
+        for e in entries { m[Int(e.row), Int(e.col)] = e.value }
+        var data = LabeledData(features: m, labels: labels)
+        if !qids.isEmpty {
+            var g = [0]
+            for i in 1..<qids.count where qids[i] != qids[i - 1] { g.append(i) }
+            g.append(qids.count)
+            data.groups = g
+        }
+        if let queryFile { data.groups = try readGroups(queryFile, rows: labels.count) }
+        if let weightFile { data.weights = try readWeights(weightFile, rows: labels.count) }
+        return data
+    }
+
+    /// Reads delimited text with a label column (`labelColumn`, 0-based) and numeric
+    /// features in the other columns; empty fields and `NaN`/`na` are missing.
+    public static func readDelimited(_ path: String, labelColumn: Int = 0, delimiter: Character = "\t",
+                                     hasHeader: Bool = false, queryFile: String? = nil,
+                                     weightFile: String? = nil) throws -> LabeledData {
+        var reader = try CSVReader(path: path, delimiter: delimiter)
+        if hasHeader { _ = try reader.next() }
+        var labels = [Float]()
+        var values = [Float]()
+        var width = -1
+        while let row = try reader.next() {
+            if width < 0 {
+                width = row.count
+                guard labelColumn < width else {
+                    throw DatasetError.badRow(path: path, line: reader.line, reason: "label column \(labelColumn) is past the \(width) columns")
+                }
+            }
+            guard row.count == width else {
+                throw DatasetError.badRow(path: path, line: reader.line, reason: "\(row.count) fields, earlier rows have \(width)")
+            }
+            for (c, f) in row.enumerated() {
+                let t = f.trimmingCharacters(in: .whitespaces)
+                let v: Float
+                if t.isEmpty || t.lowercased() == "nan" || t.lowercased() == "na" {
+                    v = .nan
+                } else {
+                    guard let x = Float(t), x.isFinite else {
+                        throw DatasetError.badRow(path: path, line: reader.line, reason: "column \(c) value '\(f)' is not a finite number")
+                    }
+                    v = x
+                }
+                if c == labelColumn {
+                    guard !v.isNaN else { throw DatasetError.badRow(path: path, line: reader.line, reason: "missing label") }
+                    labels.append(v)
+                } else {
+                    values.append(v)
+                }
+            }
+        }
+        guard !labels.isEmpty else { throw DatasetError.empty(path: path) }
+        var data = LabeledData(features: try Matrix(rows: labels.count, columns: width - 1, storage: values), labels: labels)
+        if let queryFile { data.groups = try readGroups(queryFile, rows: labels.count) }
+        if let weightFile { data.weights = try readWeights(weightFile, rows: labels.count) }
+        return data
+    }
+
+    /// LightGBM's `.query` file: one group size per line, summing to the row count.
+    public static func readGroups(_ path: String, rows: Int) throws -> [Int] {
+        let text = String(decoding: try DatasetError.readFile(path), as: UTF8.self)
+        var g = [0]
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let t = line.trimmingCharacters(in: .whitespacesAndNewlines)
+            if t.isEmpty { continue }
+            guard let size = Int(t), size > 0 else {
+                throw DatasetError.badRow(path: path, line: i + 1, reason: "group size '\(t)' is not a positive integer")
+            }
+            g.append(g.last! + size)
+        }
+        guard g.last! == rows else {
+            throw DatasetError.badFormat(path: path, reason: "group sizes add up to \(g.last!), the data has \(rows) rows")
+        }
+        return g
+    }
+
+    /// One weight per line, as many as rows.
+    public static func readWeights(_ path: String, rows: Int) throws -> [Float] {
+        let text = String(decoding: try DatasetError.readFile(path), as: UTF8.self)
+        var w = [Float]()
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let t = line.trimmingCharacters(in: .whitespacesAndNewlines)
+            if t.isEmpty { continue }
+            guard let v = Float(t), v.isFinite, v >= 0 else {
+                throw DatasetError.badRow(path: path, line: i + 1, reason: "weight '\(t)' is not a non-negative number")
+            }
+            w.append(v)
+        }
+        guard w.count == rows else {
+            throw DatasetError.badFormat(path: path, reason: "\(w.count) weights for \(rows) rows")
+        }
+        return w
+    }
+}
+
+import Foundation
