@@ -9,6 +9,7 @@
 //   Datasets                       vector files, CSV/MovieLens loaders, synthetic catalogs
 //   ExactSearch                    blocked-sgemm exact k-NN: the floor and the oracle
 //   HNSW                           approximate nearest neighbors: build, search, delete, filter, quantize, persist
+//   GBDT                           gradient-boosted trees: lambdarank / binary / regression, inference, SHAP
 //   Funnel                         umbrella: `import Funnel` gives the whole stack
 //   funnel (FunnelCLI)             the command line
 import PackageDescription
@@ -21,6 +22,7 @@ let package = Package(
         .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "ExactSearch", targets: ["ExactSearch"]),
         .library(name: "HNSW", targets: ["HNSW"]),
+        .library(name: "GBDT", targets: ["GBDT"]),
         .executable(name: "funnel", targets: ["FunnelCLI"]),
     ],
     dependencies: [
@@ -47,8 +49,12 @@ let package = Package(
             dependencies: ["LinearAlgebra", "ExactSearch", "Persistence", "_FunnelKernels"]
         ),
         .target(
+            name: "GBDT",
+            dependencies: ["LinearAlgebra", "Datasets", "Persistence"]
+        ),
+        .target(
             name: "Funnel",
-            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW"]
+            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT"]
         ),
         .executableTarget(
             name: "FunnelCLI",
@@ -74,6 +80,7 @@ let package = Package(
         .testTarget(name: "ExactSearchTests", dependencies: ["ExactSearch", "Datasets", "LinearAlgebra"]),
         .testTarget(name: "HNSWTests", dependencies: ["HNSW", "ExactSearch", "Datasets", "LinearAlgebra", "Persistence"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence"]),
+        .testTarget(name: "GBDTTests", dependencies: ["GBDT", "Datasets", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v5]
 )

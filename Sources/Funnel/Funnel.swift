@@ -4,3 +4,4 @@
 @_exported import Datasets
 @_exported import ExactSearch
 @_exported import HNSW
+@_exported import GBDT

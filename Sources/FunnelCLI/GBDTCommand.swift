@@ -1,0 +1,162 @@
+import ArgumentParser
+import Foundation
+import Funnel
+
+struct GBDTCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gbdt",
+        abstract: "Train, evaluate and apply gradient-boosted tree rankers and classifiers.",
+        subcommands: [Train.self, Eval.self, Predict.self, Importance.self]
+    )
+
+    /// Data options shared by the subcommands.
+    struct DataOptions: ParsableArguments {
+        @Option(help: "Data file: SVMlight/LibSVM (label [qid:] idx:val ...) or, with --delimiter, delimited text.")
+        var data: String?
+        @Option(help: "LightGBM query file (group sizes), when the data has no qid: tokens.") var query: String?
+        @Option(help: "Weight file (one per row).") var weight: String?
+        @Option(help: "Read delimited text with this delimiter (tab, comma) instead of SVMlight.") var delimiter: String?
+        @Option(help: "Label column of delimited text (0-based).") var labelColumn: Int = 0
+
+        func load(_ path: String, query: String?, weight: String?, featureCount: Int? = nil) throws -> LabeledData {
+            if let delimiter {
+                let d: Character = delimiter == "tab" || delimiter == "\\t" ? "\t" : (delimiter == "comma" ? "," : Character(delimiter))
+                return try LabeledData.readDelimited(path, labelColumn: labelColumn, delimiter: d, queryFile: query, weightFile: weight)
+            }
+            return try LabeledData.readSVMLight(path, queryFile: query, weightFile: weight, featureCount: featureCount)
+        }
+    }
+
+    static func loadModel(_ path: String) throws -> GBDTModel {
+        if let head = FileManager.default.contents(atPath: path)?.prefix(5), head == Data("tree\n".utf8) {
+            return try GBDTModel.loadLightGBM(path)
+        }
+        return try GBDTModel.load(from: path)
+    }
+
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Train a model; LightGBM's defaults and names.")
+        @Option(help: "Training data.") var train: String
+        @Option(help: "Training query file.") var query: String?
+        @Option(help: "Training weight file.") var weight: String?
+        @Option(help: "Validation data (evaluated every round; early stopping).") var valid: String?
+        @Option(help: "Validation query file.") var validQuery: String?
+        @Option(help: "Validation weight file.") var validWeight: String?
+        @Option(help: "Read delimited text with this delimiter (tab, comma) instead of SVMlight.") var delimiter: String?
+        @Option(help: "Label column of delimited text (0-based).") var labelColumn: Int = 0
+        @Option(help: "lambdarank, binary or regression.") var objective: String = "lambdarank"
+        @Option var numLeaves: Int = 31
+        @Option var learningRate: Double = 0.1
+        @Option var rounds: Int = 100
+        @Option var minDataInLeaf: Int = 20
+        @Option var minSumHessianInLeaf: Double = 1e-3
+        @Option var maxBin: Int = 255
+        @Option var maxDepth: Int = -1
+        @Option var lambdaL2: Double = 0
+        @Option var featureFraction: Double = 1
+        @Option var baggingFraction: Double = 1
+        @Option var baggingFreq: Int = 0
+        @Option var earlyStoppingRounds: Int = 0
+        @Option var seed: UInt64 = 0
+        @Option(help: "Threads (default 1; histogram building splits across features).") var threads: Int = 1
+        @Option(help: "Where to write the model.") var out: String
+
+        func run() throws {
+            try FunnelCLI.run {
+                guard let obj = Objective(name: objective) else { throw ValidationError("--objective must be lambdarank, binary or regression") }
+                var p = GBDTParameters()
+                p.objective = obj
+                p.numLeaves = numLeaves
+                p.learningRate = learningRate
+                p.rounds = rounds
+                p.minDataInLeaf = minDataInLeaf
+                p.minSumHessianInLeaf = minSumHessianInLeaf
+                p.maxBin = maxBin
+                p.maxDepth = maxDepth
+                p.lambdaL2 = lambdaL2
+                p.featureFraction = featureFraction
+                p.baggingFraction = baggingFraction
+                p.baggingFrequency = baggingFreq
+                p.earlyStoppingRounds = earlyStoppingRounds
+                p.seed = seed
+                p.threads = max(1, threads)
+                var opts = DataOptions()
+                opts.delimiter = delimiter
+                opts.labelColumn = labelColumn
+                let t0 = now()
+                let trainData = try opts.load(train, query: query, weight: weight)
+                let validData = try valid.map { try opts.load($0, query: validQuery, weight: validWeight, featureCount: trainData.featureCount) }
+                let loadSeconds = now() - t0
+                let t1 = now()
+                let (model, history) = try GBDTTrainer.train(p, train: trainData, valid: validData) { print($0) }
+                let trainSeconds = now() - t1
+                try model.save(to: out)
+                print("trained \(model.trees.count) trees on \(trainData.rowCount) rows x \(trainData.featureCount) features "
+                      + "in \(fmt(trainSeconds, 3)) s (\(p.threads) threads; loading took \(fmt(loadSeconds, 2)) s); wrote \(out)")
+                if let last = history.last {
+                    print("validation: " + last.values.map { "\($0.name) \(fmt($0.value, 5))" }.joined(separator: "  "))
+                }
+            }
+        }
+    }
+
+    struct Eval: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Evaluate a model (Funnel's or LightGBM's model.txt) on data.")
+        @Option(help: "Model file.") var model: String
+        @OptionGroup var data: DataOptions
+        @Option(help: "NDCG/MAP positions.") var evalAt: String = "1,3,5,10"
+        @Option(help: "Write metrics as JSON.") var json: String?
+
+        func run() throws {
+            try FunnelCLI.run {
+                guard let path = data.data else { throw ValidationError("--data is required") }
+                let m = try GBDTCommand.loadModel(model)
+                let d = try data.load(path, query: data.query, weight: data.weight, featureCount: m.featureCount)
+                let raw = try m.predict(d.features, raw: true, threads: 1)
+                let ks = evalAt.split(separator: ",").compactMap { Int($0) }
+                let metrics = GBDTTrainer.evaluate(m.objective, scores: raw, data: d, evalAt: ks, sigmoid: m.sigmoid)
+                printAligned(header: ["metric", "value"], rows: metrics.map { [$0.name, fmt($0.value, 6)] })
+                if let json {
+                    var obj = [String: Double]()
+                    for (k, v) in metrics { obj[k] = v }
+                    let bytes = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+                    try AtomicFile.write(Array(bytes) + [10], to: json)
+                }
+            }
+        }
+    }
+
+    struct Predict: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write one prediction per row.")
+        @Option(help: "Model file.") var model: String
+        @OptionGroup var data: DataOptions
+        @Flag(help: "Raw scores (no sigmoid for binary).") var raw = false
+        @Option(help: "Output file (default: standard output).") var out: String?
+
+        func run() throws {
+            try FunnelCLI.run {
+                guard let path = data.data else { throw ValidationError("--data is required") }
+                let m = try GBDTCommand.loadModel(model)
+                let d = try data.load(path, query: nil, weight: nil, featureCount: m.featureCount)
+                let p = try m.predict(d.features, raw: raw)
+                let text = p.map { String(format: "%.9g", $0) }.joined(separator: "\n") + "\n"
+                if let out { try AtomicFile.write(Array(text.utf8), to: out) } else { print(text, terminator: "") }
+            }
+        }
+    }
+
+    struct Importance: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Feature importance by split count and by gain.")
+        @Option(help: "Model file.") var model: String
+        @Option(help: "Show the top N features.") var top: Int = 20
+
+        func run() throws {
+            try FunnelCLI.run {
+                let m = try GBDTCommand.loadModel(model)
+                let splits = m.importance(), gains = m.importance(byGain: true)
+                let order = (0..<m.featureCount).sorted { gains[$0] > gains[$1] }.prefix(top)
+                printAligned(header: ["feature", "splits", "gain"], rows: order.map { [m.featureNames[$0], String(Int(splits[$0])), fmt(gains[$0], 2)] })
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+import Datasets
+import Foundation
+import LinearAlgebra
+
+/// Training settings; the defaults are LightGBM's.
+public struct GBDTParameters: Sendable, Equatable {
+    public var objective: Objective = .lambdarank
+    public var rounds = 100
+    public var learningRate: Double = 0.1
+    public var numLeaves = 31
+    /// Maximum depth; 0 or less means unlimited (leaf-wise growth bounded by numLeaves).
+    public var maxDepth = -1
+    public var minDataInLeaf = 20
+    public var minSumHessianInLeaf: Double = 1e-3
+    public var lambdaL2: Double = 0
+    public var maxBin = 255
+    /// Fraction of features each tree may use.
+    public var featureFraction: Double = 1
+    /// Fraction of rows each bagging round uses, redrawn every `baggingFrequency` rounds (0: off).
+    public var baggingFraction: Double = 1
+    public var baggingFrequency = 0
+    public var seed: UInt64 = 0
+    public var threads = 1
+    /// Stop when the first validation metric has not improved for this many rounds (0: never).
+    public var earlyStoppingRounds = 0
+    public var lambdaRank = LambdaRankOptions()
+    /// NDCG/MAP positions reported on validation data.
+    public var evalAt = [1, 3, 5, 10]
+
+    public init() {}
+
+    func validate() throws {
+        guard rounds >= 1 else { throw GBDTError.invalidParameter("rounds must be at least 1") }
+        guard learningRate > 0 else { throw GBDTError.invalidParameter("learning rate must be positive") }
+        guard numLeaves >= 2 else { throw GBDTError.invalidParameter("num_leaves must be at least 2") }
+        guard minDataInLeaf >= 1 else { throw GBDTError.invalidParameter("min_data_in_leaf must be at least 1") }
+        guard (2...255).contains(maxBin) else { throw GBDTError.invalidParameter("max_bin must be in 2...255") }
+        guard featureFraction > 0 && featureFraction <= 1 else { throw GBDTError.invalidParameter("feature_fraction must be in (0, 1]") }
+        guard baggingFraction > 0 && baggingFraction <= 1 else { throw GBDTError.invalidParameter("bagging_fraction must be in (0, 1]") }
+        guard lambdaL2 >= 0 else { throw GBDTError.invalidParameter("lambda_l2 must be non-negative") }
+    }
+}
+
+/// One round's evaluation on the validation data.
+public struct RoundMetrics: Sendable {
+    public var round: Int
+    /// Metric name -> value, e.g. "ndcg@10", "auc", "binary_logloss", "rmse".
+    public var values: [(name: String, value: Double)]
+}
+
+/// Histogram gradient boosting (LightGBM's algorithm family).
+public enum GBDTTrainer {
+    /// Trains a model on `train`, evaluating `valid` after every round when given.
+    ///
+    /// Deterministic for a fixed seed and thread count.
+    /// - Throws: on bad parameters, or data that does not fit the objective (binary labels
+    ///   outside {0, 1}, lambdarank without query groups, mismatched feature counts).
+    public static func train(_ p: GBDTParameters, train: LabeledData, valid: LabeledData? = nil,
+                             log: ((String) -> Void)? = nil) throws -> (model: GBDTModel, history: [RoundMetrics]) {
+        try p.validate()
+        try check(train, p.objective, "training")
+        if let valid {
+            try check(valid, p.objective, "validation")
+            guard valid.featureCount <= train.featureCount || true else { throw GBDTError.invalidData("") }
+        }
+        let n = train.rowCount
+        let bins = FeatureBins(features: train.features, maxBin: p.maxBin)
+        let binned = BinnedData(train.features, bins: bins, threads: p.threads)
+        let learner = TreeLearner(data: binned, numLeaves: p.numLeaves, maxDepth: p.maxDepth,
+                                  minDataInLeaf: p.minDataInLeaf, minSumHessian: p.minSumHessianInLeaf,
+                                  lambdaL2: p.lambdaL2, threads: p.threads)
+        let initScore = Self.initScore(p.objective, train)
+        var model = GBDTModel(objective: p.objective, trees: [], initScore: initScore, featureCount: train.featureCount)
+        var scores = [Double](repeating: initScore, count: n)
+        var validScores = valid.map { [Double](repeating: initScore, count: $0.rowCount) } ?? []
+        var g = [Float](repeating: 0, count: n), h = [Float](repeating: 0, count: n)
+        var rng = SeededGenerator(seed: p.seed)
+        var bag = (0..<Int32(n)).map { $0 }
+        let usable = (0..<train.featureCount).filter { bins.valueBins($0) > 1 || binned.hasMissing[$0] }
+        var history = [RoundMetrics]()
+        var bestValue = -Double.infinity, bestRound = 0
+
+        for round in 0..<p.rounds {
+            Gradients.compute(p.objective, scores: scores, labels: train.labels, weights: train.weights,
+                              groups: train.groups, rank: p.lambdaRank, g: &g, h: &h)
+            if p.baggingFrequency > 0 && p.baggingFraction < 1 && round % p.baggingFrequency == 0 {
+                bag = (0..<Int32(n)).filter { _ in rng.nextUnitDouble() < p.baggingFraction }
+            }
+            var features = usable
+            if p.featureFraction < 1 {
+                features.shuffle(using: &rng)
+                features = Array(features.prefix(max(1, Int((Double(usable.count) * p.featureFraction).rounded())))).sorted()
+            }
+            var rows = bag
+            var (tree, thresholdBins) = learner.grow(rows: &rows, g: g, h: h, features: features)
+            if tree.isLeafOnly {
+                log?("round \(round + 1): no split improves the loss; stopping")
+                break
+            }
+            for i in 0..<tree.feature.count {
+                tree.threshold[i] = Double(bins.upperBounds[Int(tree.feature[i])][thresholdBins[i]])
+            }
+            for i in 0..<tree.leafValue.count { tree.leafValue[i] *= p.learningRate }
+            model.trees.append(tree)
+            train.features.storage.withUnsafeBufferPointer { xp in
+                let cols = train.featureCount
+                for r in 0..<n { scores[r] += tree.predict(xp.baseAddress! + r * cols) }
+            }
+            if let valid {
+                valid.features.storage.withUnsafeBufferPointer { xp in
+                    let cols = valid.featureCount
+                    for r in 0..<valid.rowCount { validScores[r] += tree.predict(xp.baseAddress! + r * cols) }
+                }
+                let m = evaluate(p.objective, scores: validScores, data: valid, evalAt: p.evalAt, sigmoid: model.sigmoid)
+                history.append(RoundMetrics(round: round + 1, values: m))
+                let primary = m.first!
+                let better = primary.name.contains("loss") || primary.name == "rmse" ? -primary.value : primary.value
+                if better > bestValue {
+                    bestValue = better
+                    bestRound = round + 1
+                }
+                if (round + 1) % 10 == 0 || round == 0 {
+                    log?("round \(round + 1): " + m.map { "\($0.name) \(String(format: "%.5f", $0.value))" }.joined(separator: "  "))
+                }
+                if p.earlyStoppingRounds > 0 && round + 1 - bestRound >= p.earlyStoppingRounds {
+                    log?("early stopping at round \(round + 1); best round \(bestRound)")
+                    model.trees.removeLast(model.trees.count - bestRound)
+                    break
+                }
+            }
+        }
+        return (model, history)
+    }
+
+    static func check(_ d: LabeledData, _ objective: Objective, _ what: String) throws {
+        guard d.rowCount > 0 else { throw GBDTError.invalidData("the \(what) data has no rows") }
+        guard d.labels.count == d.rowCount else { throw GBDTError.invalidData("the \(what) data has \(d.labels.count) labels for \(d.rowCount) rows") }
+        if let w = d.weights, w.count != d.rowCount { throw GBDTError.invalidData("the \(what) data has \(w.count) weights for \(d.rowCount) rows") }
+        switch objective {
+        case .binary:
+            if let bad = d.labels.firstIndex(where: { $0 != 0 && $0 != 1 }) {
+                throw GBDTError.invalidData("binary labels must be 0 or 1; \(what) row \(bad) has \(d.labels[bad])")
+            }
+        case .lambdarank:
+            guard let g = d.groups, g.count >= 2, g.last == d.rowCount else {
+                throw GBDTError.invalidData("lambdarank needs query groups for the \(what) data (qid: tokens or a .query file)")
+            }
+            if let bad = d.labels.firstIndex(where: { $0 < 0 || $0 > 31 || $0 != $0.rounded() }) {
+                throw GBDTError.invalidData("lambdarank labels must be integers 0...31; \(what) row \(bad) has \(d.labels[bad])")
+            }
+        case .regression:
+            break
+        }
+    }
+
+    static func initScore(_ objective: Objective, _ d: LabeledData) -> Double {
+        var s = 0.0, w = 0.0
+        for i in 0..<d.rowCount {
+            let wi = Double(d.weights?[i] ?? 1)
+            s += wi * Double(d.labels[i])
+            w += wi
+        }
+        let mean = s / max(w, 1e-300)
+        switch objective {
+        case .regression: return mean
+        case .binary:
+            let p = min(max(mean, 1e-15), 1 - 1e-15)
+            return log(p / (1 - p))
+        case .lambdarank: return 0
+        }
+    }
+
+    /// The metrics reported for an objective: NDCG@k and MAP@k for ranking, AUC and
+    /// logloss for binary, RMSE for regression. The first is the early-stopping metric
+    /// (the largest k's NDCG for ranking).
+    public static func evaluate(_ objective: Objective, scores: [Double], data: LabeledData,
+                                evalAt: [Int], sigmoid: Double = 1) -> [(name: String, value: Double)] {
+        switch objective {
+        case .lambdarank:
+            let groups = data.groups ?? [0, data.rowCount]
+            var m = [(String, Double)]()
+            for k in evalAt.sorted(by: >) { m.append(("ndcg@\(k)", RankingMetrics.ndcg(at: k, scores: scores, labels: data.labels, groups: groups))) }
+            for k in evalAt.sorted(by: >) { m.append(("map@\(k)", RankingMetrics.map(at: k, scores: scores, labels: data.labels, groups: groups))) }
+            return m
+        case .binary:
+            let probs = scores.map { 1 / (1 + exp(-sigmoid * $0)) }
+            return [("auc", RankingMetrics.auc(scores: scores, labels: data.labels, weights: data.weights)),
+                    ("binary_logloss", RankingMetrics.logloss(probabilities: probs, labels: data.labels, weights: data.weights))]
+        case .regression:
+            return [("rmse", RankingMetrics.rmse(predictions: scores, labels: data.labels))]
+        }
+    }
+}
