@@ -6,7 +6,7 @@ struct GBDTCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gbdt",
         abstract: "Train, evaluate and apply gradient-boosted tree rankers and classifiers.",
-        subcommands: [Train.self, Eval.self, Predict.self, Importance.self]
+        subcommands: [Train.self, Eval.self, Predict.self, Importance.self, Dump.self]
     )
 
     /// Data options shared by the subcommands.
@@ -141,6 +141,34 @@ struct GBDTCommand: ParsableCommand {
                 let p = try m.predict(d.features, raw: raw)
                 let text = p.map { String(format: "%.9g", $0) }.joined(separator: "\n") + "\n"
                 if let out { try AtomicFile.write(Array(text.utf8), to: out) } else { print(text, terminator: "") }
+            }
+        }
+    }
+
+    struct Dump: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print trees as text: one line per node.")
+        @Option(help: "Model file.") var model: String
+        @Option(help: "Only this tree (0-based).") var tree: Int?
+
+        func run() throws {
+            try FunnelCLI.run {
+                let m = try GBDTCommand.loadModel(model)
+                print("objective \(m.objective.rawValue)  init \(m.initScore)  trees \(m.trees.count)  features \(m.featureCount)")
+                for (ti, t) in m.trees.enumerated() where tree == nil || tree == ti {
+                    print("tree \(ti): \(t.leafValue.count) leaves")
+                    func show(_ n: Int32, _ indent: String) {
+                        if n < 0 {
+                            print("\(indent)leaf \(~n): \(t.leafValue[Int(~n)])  (n=\(Int(t.leafCount[Int(~n)])))")
+                            return
+                        }
+                        let i = Int(n)
+                        print("\(indent)\(m.featureNames[Int(t.feature[i])]) <= \(t.threshold[i])  gain \(t.gain[i])  n=\(Int(t.internalCount[i]))"
+                              + (t.defaultLeft[i] ? "  missing left" : ""))
+                        show(t.left[i], indent + "  ")
+                        show(t.right[i], indent + "  ")
+                    }
+                    show(t.isLeafOnly ? -1 : 0, "  ")
+                }
             }
         }
     }

@@ -32,6 +32,9 @@ public struct FeatureBins: Sendable, Equatable {
         self.upperBounds = upperBounds
     }
 
+    /// The fewest values a bin may hold (LightGBM's min_data_in_bin default).
+    static let minDataInBin = 3
+
     static func bounds(of values: inout [Float], maxBin: Int) -> [Float] {
         guard !values.isEmpty else { return [.infinity] }
         values.sort()
@@ -43,8 +46,17 @@ public struct FeatureBins: Sendable, Equatable {
             }
         }
         if uniques.count <= maxBin {
+            // A boundary only once the bin holds minDataInBin values (LightGBM's rule),
+            // so rare values share a bin with their neighbours.
             var b = [Float]()
-            for i in 0..<(uniques.count - 1) { b.append(midpoint(uniques[i], uniques[i + 1])) }
+            var inBin = 0
+            for i in 0..<(uniques.count - 1) {
+                inBin += counts[i]
+                if inBin >= minDataInBin {
+                    b.append(midpoint(uniques[i], uniques[i + 1]))
+                    inBin = 0
+                }
+            }
             b.append(.infinity)
             return b
         }

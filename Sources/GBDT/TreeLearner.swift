@@ -174,16 +174,22 @@ struct TreeLearner {
     }
 
     /// The best split of a leaf over `features`.
+    ///
+    /// As in LightGBM, the min_data_in_leaf test uses counts estimated from hessians
+    /// (count * hessian share), and among equal gains within a feature the larger
+    /// threshold wins, so that the same settings grow the same trees.
     func bestSplit(_ hist: [HistBin], sum: HistBin, features: [Int]) -> SplitCandidate {
         var best = SplitCandidate()
         if sum.c < 2 * minDataInLeaf || sum.h < 2 * minSumHessian { return best }
         let parentScore = sum.g * sum.g / (sum.h + lambdaL2)
+        let countPerHessian = Double(sum.c) / sum.h
         for f in features {
             let base = data.histogramOffset[f]
             let nb = data.binCount[f]
             let miss = hist[base + nb - 1]
             let tryLeft = miss.c > 0
             var acc = HistBin()
+            var featureBest = SplitCandidate()
             for b in 0..<max(0, nb - 2) {
                 let x = hist[base + b]
                 acc.g += x.g
@@ -197,13 +203,17 @@ struct TreeLearner {
                         l.c += miss.c
                     }
                     let r = HistBin(g: sum.g - l.g, h: sum.h - l.h, c: sum.c - l.c)
-                    if l.c < minDataInLeaf || r.c < minDataInLeaf || l.h < minSumHessian || r.h < minSumHessian { continue }
+                    let leftCount = Int((l.h * countPerHessian).rounded())
+                    let rightCount = sum.c - leftCount
+                    if leftCount < minDataInLeaf || rightCount < minDataInLeaf || l.h < minSumHessian || r.h < minSumHessian { continue }
+                    if l.c == 0 || r.c == 0 { continue }
                     let gain = l.g * l.g / (l.h + lambdaL2) + r.g * r.g / (r.h + lambdaL2) - parentScore
-                    if gain > best.gain {
-                        best = SplitCandidate(gain: gain, feature: f, bin: b, defaultLeft: dirLeft, left: l, right: r)
+                    if gain > 0 && gain >= featureBest.gain {
+                        featureBest = SplitCandidate(gain: gain, feature: f, bin: b, defaultLeft: dirLeft, left: l, right: r)
                     }
                 }
             }
+            if featureBest.feature >= 0 && featureBest.gain > best.gain { best = featureBest }
         }
         return best
     }
