@@ -113,6 +113,13 @@ struct BinnedData {
     let totalBins: Int
     /// Whether the feature has any missing value in the data.
     let hasMissing: [Bool]
+    /// Each feature's most frequent bin, left out of `entries`: its histogram cell is the
+    /// leaf total minus the feature's other cells, so sparse data costs only its non-zeros.
+    let defaultBin: [Int]
+    /// Row-wise sparse view: row r's non-default bins (as global histogram cells) are
+    /// `entries[rowStart[r] ..< rowStart[r + 1]]`.
+    let rowStart: [Int]
+    let entries: [UInt32]
 
     init(_ m: Matrix, bins fb: FeatureBins, threads: Int) {
         rows = m.rows
@@ -147,5 +154,23 @@ struct BinnedData {
         }
         bins = b
         hasMissing = missing
+        var defaults = [Int](repeating: 0, count: d)
+        for j in 0..<d {
+            var counts = [Int](repeating: 0, count: counts[j])
+            for r in 0..<n { counts[Int(b[j * n + r])] += 1 }
+            defaults[j] = counts.indices.max { counts[$0] < counts[$1] } ?? 0
+        }
+        defaultBin = defaults
+        var starts = [Int](repeating: 0, count: n + 1)
+        var e = [UInt32]()
+        for r in 0..<n {
+            for j in 0..<d {
+                let bin = Int(b[j * n + r])
+                if bin != defaults[j] { e.append(UInt32(offsets[j] + bin)) }
+            }
+            starts[r + 1] = e.count
+        }
+        rowStart = starts
+        entries = e
     }
 }

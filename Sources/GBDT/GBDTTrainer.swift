@@ -92,7 +92,7 @@ public enum GBDTTrainer {
                 features = Array(features.prefix(max(1, Int((Double(usable.count) * p.featureFraction).rounded())))).sorted()
             }
             var rows = bag
-            var (tree, thresholdBins) = learner.grow(rows: &rows, g: g, h: h, features: features)
+            var (tree, thresholdBins, leafRanges) = learner.grow(rows: &rows, g: g, h: h, features: features)
             if tree.isLeafOnly {
                 log?("round \(round + 1): no split improves the loss; stopping")
                 break
@@ -102,9 +102,18 @@ public enum GBDTTrainer {
             }
             for i in 0..<tree.leafValue.count { tree.leafValue[i] *= p.learningRate }
             model.trees.append(tree)
-            train.features.storage.withUnsafeBufferPointer { xp in
-                let cols = train.featureCount
-                for r in 0..<n { scores[r] += tree.predict(xp.baseAddress! + r * cols) }
+            // Rows in the bag: their leaf is known from the partition. The rest: walk the tree.
+            for (leaf, range) in leafRanges.enumerated() {
+                let v = tree.leafValue[leaf]
+                for i in range { scores[Int(rows[i])] += v }
+            }
+            if rows.count < n {
+                var inBag = [Bool](repeating: false, count: n)
+                for r in rows { inBag[Int(r)] = true }
+                train.features.storage.withUnsafeBufferPointer { xp in
+                    let cols = train.featureCount
+                    for r in 0..<n where !inBag[r] { scores[r] += tree.predict(xp.baseAddress! + r * cols) }
+                }
             }
             if let valid {
                 valid.features.storage.withUnsafeBufferPointer { xp in

@@ -1,7 +1,14 @@
 import LinearAlgebra
 
-/// One histogram cell: sums of gradients and hessians and the row count of a bin.
+/// One histogram cell: sums of gradients and hessians of a bin. Row counts are not
+/// kept per cell (as in LightGBM): they are estimated from hessian shares.
 struct HistBin {
+    var g: Double = 0
+    var h: Double = 0
+}
+
+/// Gradient, hessian and row totals of a leaf or a split side.
+struct LeafSums {
     var g: Double = 0
     var h: Double = 0
     var c: Int = 0
@@ -13,8 +20,8 @@ struct SplitCandidate {
     var feature = -1
     var bin = 0
     var defaultLeft = false
-    var left = HistBin()
-    var right = HistBin()
+    var left = LeafSums()
+    var right = LeafSums()
 }
 
 /// Grows one tree leaf-wise (best-first) on binned data, LightGBM style: histograms per
@@ -31,7 +38,7 @@ struct TreeLearner {
     struct Leaf {
         var start: Int
         var end: Int
-        var sum: HistBin
+        var sum: LeafSums
         var depth: Int
         var hist: [HistBin]
         var best: SplitCandidate
@@ -43,10 +50,10 @@ struct TreeLearner {
     /// Grows a tree over `rows` (an index array, sorted ascending); returns the tree with
     /// bin-space thresholds in `threshold` (converted by the caller) and raw leaf outputs
     /// -G / (H + lambda).
-    func grow(rows: inout [Int32], g: [Float], h: [Float], features: [Int]) -> (tree: Tree, thresholdBins: [Int]) {
+    func grow(rows: inout [Int32], g: [Float], h: [Float], features: [Int]) -> (tree: Tree, thresholdBins: [Int], leafRanges: [Range<Int>]) {
         var tree = Tree()
         var thresholdBins = [Int]()
-        var rootSum = HistBin()
+        var rootSum = LeafSums()
         for r in rows {
             rootSum.g += Double(g[Int(r)])
             rootSum.h += Double(h[Int(r)])
@@ -54,7 +61,7 @@ struct TreeLearner {
         rootSum.c = rows.count
         var leaves = [Leaf]()
         var root = Leaf(start: 0, end: rows.count, sum: rootSum, depth: 0,
-                        hist: buildHistogram(rows: rows, range: 0..<rows.count, g: g, h: h, features: features),
+                        hist: buildHistogram(rows: rows, range: 0..<rows.count, sum: rootSum, g: g, h: h, features: features),
                         best: SplitCandidate(), parent: -1, isLeft: false)
         root.best = bestSplit(root.hist, sum: root.sum, features: features)
         leaves.append(root)
@@ -72,8 +79,9 @@ struct TreeLearner {
                 bestGain = l.best.gain
             }
             if pick < 0 { break }
-            let s = leaves[pick].best
-            let parentLeaf = leaves[pick]
+            var s = leaves[pick].best
+            var parentLeaf = leaves[pick]
+            leaves[pick].hist = []
 
             // Partition the leaf's rows, stably: left rows first.
             let missingBin = data.binCount[s.feature] - 1
@@ -89,6 +97,15 @@ struct TreeLearner {
             }
             for i in 0..<nr { rows[parentLeaf.start + nl + i] = scratch[i] }
             let mid = parentLeaf.start + nl
+
+            s.left.c = nl
+            s.right.c = nr
+            if nl == 0 || nr == 0 {
+                // Estimated counts allowed a split that moves no row: drop it.
+                leaves[pick].best = SplitCandidate()
+                leaves[pick].hist = parentLeaf.hist
+                continue
+            }
 
             // New internal node replacing the leaf.
             let node = tree.feature.count
@@ -109,12 +126,18 @@ struct TreeLearner {
             // Children histograms: build the smaller, subtract for the larger.
             let leftRange = parentLeaf.start..<mid, rightRange = mid..<parentLeaf.end
             let smallIsLeft = leftRange.count <= rightRange.count
-            let small = buildHistogram(rows: rows, range: smallIsLeft ? leftRange : rightRange, g: g, h: h, features: features)
+            let small = buildHistogram(rows: rows, range: smallIsLeft ? leftRange : rightRange,
+                                       sum: smallIsLeft ? s.left : s.right, g: g, h: h, features: features)
+            // Hand the parent's buffer to the larger child: uniquely referenced, so no copy.
             var large = parentLeaf.hist
-            for i in 0..<large.count {
-                large[i].g -= small[i].g
-                large[i].h -= small[i].h
-                large[i].c -= small[i].c
+            parentLeaf.hist = []
+            large.withUnsafeMutableBufferPointer { lp in
+                small.withUnsafeBufferPointer { sp in
+                    for i in 0..<lp.count {
+                        lp[i].g -= sp[i].g
+                        lp[i].h -= sp[i].h
+                    }
+                }
             }
             let (lh, rh) = smallIsLeft ? (small, large) : (large, small)
             var l = Leaf(start: leftRange.lowerBound, end: leftRange.upperBound, sum: s.left, depth: parentLeaf.depth + 1,
@@ -130,44 +153,71 @@ struct TreeLearner {
             tree.leafValue.append(leafOutput(s.right))
             tree.leafCount.append(Double(s.right.c))
         }
-        return (tree, thresholdBins)
+        return (tree, thresholdBins, leaves.map { $0.start..<$0.end })
     }
 
     @inline(__always)
-    func leafOutput(_ s: HistBin) -> Double { -s.g / (s.h + lambdaL2) }
+    func leafOutput(_ s: LeafSums) -> Double { -s.g / (s.h + lambdaL2) }
 
-    /// Histogram of the rows `rows[range]` over `features`, parallel across features.
-    func buildHistogram(rows: [Int32], range: Range<Int>, g: [Float], h: [Float], features: [Int]) -> [HistBin] {
-        var hist = [HistBin](repeating: HistBin(), count: data.totalBins)
-        let n = data.rows
-        hist.withUnsafeMutableBufferPointer { hp in
-            let hp = hp.baseAddress!
-            data.bins.withUnsafeBufferPointer { bp in
+    /// Histogram of the rows `rows[range]` whose totals are `sum`: the non-default bins
+    /// are accumulated row by row from the sparse view (on two threads for big leaves,
+    /// merged after), and each feature's default bin is the total minus the rest.
+    func buildHistogram(rows: [Int32], range: Range<Int>, sum: LeafSums, g: [Float], h: [Float], features: [Int]) -> [HistBin] {
+        let cells = data.totalBins
+        let work = range.count * max(1, data.entries.count / max(1, data.rows))
+        let parts = work > 150_000 ? min(threads, 4) : 1
+        var partial = [[HistBin]](repeating: [], count: parts)
+        let chunk = (range.count + parts - 1) / parts
+        data.entries.withUnsafeBufferPointer { ep in
+            data.rowStart.withUnsafeBufferPointer { sp in
                 rows.withUnsafeBufferPointer { rp in
                     g.withUnsafeBufferPointer { gp in
-                        h.withUnsafeBufferPointer { hhp in
-                            let bp = bp.baseAddress!, rp = rp.baseAddress!, gp = gp.baseAddress!, hhp = hhp.baseAddress!
-                            // Tiny leaves are not worth waking a second thread.
-                            let t = range.count * features.count < 200_000 ? 1 : threads
-                            let chunk = max(1, (features.count + 4 * t - 1) / (4 * t))
-                            let blocks = (features.count + chunk - 1) / chunk
-                            Parallel.forEach(blocks: blocks, threads: t) { blk, _ in
-                                for fi in (blk * chunk)..<min(features.count, (blk + 1) * chunk) {
-                                    let f = features[fi]
-                                    let col = bp + f * n
-                                    let out = hp + data.histogramOffset[f]
-                                    for i in range {
-                                        let r = Int(rp[i])
-                                        let b = Int(col[r])
-                                        out[b].g += Double(gp[r])
-                                        out[b].h += Double(hhp[r])
-                                        out[b].c += 1
+                        h.withUnsafeBufferPointer { hp in
+                            let ep = ep.baseAddress!, sp = sp.baseAddress!, rp = rp.baseAddress!, gp = gp.baseAddress!, hp = hp.baseAddress!
+                            partial.withUnsafeMutableBufferPointer { pp in
+                                let pp = pp.baseAddress!
+                                Parallel.forEach(blocks: parts, threads: parts) { part, _ in
+                                    var hist = [HistBin](repeating: HistBin(), count: cells)
+                                    hist.withUnsafeMutableBufferPointer { hb in
+                                        let out = hb.baseAddress!
+                                        let lo = range.lowerBound + part * chunk, hi = min(range.upperBound, lo + chunk)
+                                        if lo < hi {
+                                            for i in lo..<hi {
+                                                let r = Int(rp[i])
+                                                let gr = Double(gp[r]), hr = Double(hp[r])
+                                                for e in sp[r]..<sp[r + 1] {
+                                                    let cell = Int(ep[e])
+                                                    out[cell].g += gr
+                                                    out[cell].h += hr
+                                                }
+                                            }
+                                        }
                                     }
+                                    pp[part] = hist
                                 }
                             }
                         }
                     }
                 }
+            }
+        }
+        var hist = [HistBin]()
+        swap(&hist, &partial[0])  // take the buffer without a copy-on-write copy
+        for p in partial.dropFirst() {
+            for i in 0..<cells {
+                hist[i].g += p[i].g
+                hist[i].h += p[i].h
+            }
+        }
+        hist.withUnsafeMutableBufferPointer { hp in
+            for f in features {
+                let base = data.histogramOffset[f], def = base + data.defaultBin[f]
+                var rest = HistBin()
+                for b in base..<(base + data.binCount[f]) where b != def {
+                    rest.g += hp[b].g
+                    rest.h += hp[b].h
+                }
+                hp[def] = HistBin(g: sum.g - rest.g, h: sum.h - rest.h)
             }
         }
         return hist
@@ -178,42 +228,50 @@ struct TreeLearner {
     /// As in LightGBM, the min_data_in_leaf test uses counts estimated from hessians
     /// (count * hessian share), and among equal gains within a feature the larger
     /// threshold wins, so that the same settings grow the same trees.
-    func bestSplit(_ hist: [HistBin], sum: HistBin, features: [Int]) -> SplitCandidate {
+    func bestSplit(_ hist: [HistBin], sum: LeafSums, features: [Int]) -> SplitCandidate {
         var best = SplitCandidate()
         if sum.c < 2 * minDataInLeaf || sum.h < 2 * minSumHessian { return best }
         let parentScore = sum.g * sum.g / (sum.h + lambdaL2)
         let countPerHessian = Double(sum.c) / sum.h
+        hist.withUnsafeBufferPointer { hp in
         for f in features {
             let base = data.histogramOffset[f]
             let nb = data.binCount[f]
-            let miss = hist[base + nb - 1]
-            let tryLeft = miss.c > 0
+            let miss = hp[base + nb - 1]
+            let directions = data.hasMissing[f] ? 2 : 1
             var acc = HistBin()
             var featureBest = SplitCandidate()
+            var stop = false
             for b in 0..<max(0, nb - 2) {
-                let x = hist[base + b]
+                if stop { break }
+                let x = hp[base + b]
                 acc.g += x.g
                 acc.h += x.h
-                acc.c += x.c
-                for dirLeft in tryLeft ? [false, true] : [false] {
+                for dir in 0..<directions {
                     var l = acc
-                    if dirLeft {
+                    if dir == 1 {
                         l.g += miss.g
                         l.h += miss.h
-                        l.c += miss.c
                     }
-                    let r = HistBin(g: sum.g - l.g, h: sum.h - l.h, c: sum.c - l.c)
-                    let leftCount = Int((l.h * countPerHessian).rounded())
-                    let rightCount = sum.c - leftCount
-                    if leftCount < minDataInLeaf || rightCount < minDataInLeaf || l.h < minSumHessian || r.h < minSumHessian { continue }
-                    if l.c == 0 || r.c == 0 { continue }
-                    let gain = l.g * l.g / (l.h + lambdaL2) + r.g * r.g / (r.h + lambdaL2) - parentScore
+                    // Estimated counts only grow with b: skip until the left side is big
+                    // enough, stop once the right side is too small (for both directions).
+                    let leftCount = Int(l.h * countPerHessian + 0.5)
+                    if leftCount < minDataInLeaf || l.h < minSumHessian { continue }
+                    if sum.c - leftCount < minDataInLeaf || sum.h - l.h < minSumHessian {
+                        if dir == directions - 1 { stop = true }
+                        continue
+                    }
+                    let rg = sum.g - l.g, rh = sum.h - l.h
+                    let gain = l.g * l.g / (l.h + lambdaL2) + rg * rg / (rh + lambdaL2) - parentScore
                     if gain > 0 && gain >= featureBest.gain {
-                        featureBest = SplitCandidate(gain: gain, feature: f, bin: b, defaultLeft: dirLeft, left: l, right: r)
+                        featureBest = SplitCandidate(gain: gain, feature: f, bin: b, defaultLeft: dir == 1,
+                                                     left: LeafSums(g: l.g, h: l.h, c: leftCount),
+                                                     right: LeafSums(g: rg, h: rh, c: sum.c - leftCount))
                     }
                 }
             }
             if featureBest.feature >= 0 && featureBest.gain > best.gain { best = featureBest }
+        }
         }
         return best
     }
