@@ -6,7 +6,7 @@ struct GBDTCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gbdt",
         abstract: "Train, evaluate and apply gradient-boosted tree rankers and classifiers.",
-        subcommands: [Train.self, Eval.self, Predict.self, Importance.self, Dump.self]
+        subcommands: [Train.self, Eval.self, Predict.self, Importance.self, Dump.self, Bench.self]
     )
 
     /// Data options shared by the subcommands.
@@ -60,6 +60,7 @@ struct GBDTCommand: ParsableCommand {
         @Option var seed: UInt64 = 0
         @Option(help: "Threads (default 1; histogram building splits across features).") var threads: Int = 1
         @Option(help: "Where to write the model.") var out: String
+        @Option(help: "Write training statistics and validation metrics as JSON.") var json: String?
 
         func run() throws {
             try FunnelCLI.run {
@@ -95,6 +96,13 @@ struct GBDTCommand: ParsableCommand {
                       + "in \(fmt(trainSeconds, 3)) s (\(p.threads) threads; loading took \(fmt(loadSeconds, 2)) s); wrote \(out)")
                 if let last = history.last {
                     print("validation: " + last.values.map { "\($0.name) \(fmt($0.value, 5))" }.joined(separator: "  "))
+                }
+                if let json {
+                    var obj: [String: Double] = ["train_seconds": trainSeconds, "trees": Double(model.trees.count),
+                                                 "threads": Double(p.threads), "rows": Double(trainData.rowCount)]
+                    for (k, v) in history.last?.values ?? [] { obj[k] = v }
+                    let bytes = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+                    try AtomicFile.write(Array(bytes) + [10], to: json)
                 }
             }
         }
@@ -141,6 +149,57 @@ struct GBDTCommand: ParsableCommand {
                 let p = try m.predict(d.features, raw: raw)
                 let text = p.map { String(format: "%.9g", $0) }.joined(separator: "\n") + "\n"
                 if let out { try AtomicFile.write(Array(text.utf8), to: out) } else { print(text, terminator: "") }
+            }
+        }
+    }
+
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Prediction throughput on one thread: rows per second in batches of 1 and of 1,000 (median of repeats).")
+        @Option(help: "Model file.") var model: String
+        @OptionGroup var data: DataOptions
+        @Option(help: "Repeats (the median is reported).") var repeats: Int = 5
+        @Option(help: "Write the figures as JSON.") var json: String?
+
+        func run() throws {
+            try FunnelCLI.run {
+                guard let path = data.data else { throw ValidationError("--data is required") }
+                let m = try GBDTCommand.loadModel(model)
+                let d = try data.load(path, query: nil, weight: nil, featureCount: m.featureCount)
+                let predictor = GBDTPredictor(m)
+                let cols = d.featureCount, n = d.rowCount
+                var out = [Double](repeating: 0, count: n)
+                var single = [Double](), batch = [Double]()
+                var checksum = 0.0
+                d.features.storage.withUnsafeBufferPointer { xp in
+                    out.withUnsafeMutableBufferPointer { op in
+                        let xp = xp.baseAddress!, op = op.baseAddress!
+                        for _ in 0..<max(1, repeats) {
+                            var t = now()
+                            for r in 0..<n { op[r] = predictor.predict(xp + r * cols) }
+                            single.append(Double(n) / (now() - t))
+                            checksum += op[n - 1]
+                            t = now()
+                            var lo = 0
+                            while lo < n {
+                                let hi = min(n, lo + 1000)
+                                predictor.predict(xp + lo * cols, rows: hi - lo, stride: cols, into: op + lo)
+                                lo = hi
+                            }
+                            batch.append(Double(n) / (now() - t))
+                            checksum += op[n - 1]
+                        }
+                    }
+                }
+                single.sort()
+                batch.sort()
+                let s1 = single[single.count / 2], b1 = batch[batch.count / 2]
+                print("\(m.trees.count) trees, \(n) rows: batch 1: \(fmt(s1, 0)) rows/s   batch 1000: \(fmt(b1, 0)) rows/s   (checksum \(fmt(checksum, 3)))")
+                if let json {
+                    let obj: [String: Double] = ["rows_per_second_batch1": s1, "rows_per_second_batch1000": b1, "trees": Double(m.trees.count)]
+                    let bytes = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+                    try AtomicFile.write(Array(bytes) + [10], to: json)
+                }
             }
         }
     }

@@ -42,23 +42,21 @@ public struct GBDTModel: Sendable, Equatable {
         return row.withUnsafeBufferPointer { link(rawScore($0.baseAddress!)) }
     }
 
-    /// Predictions for every row of `x`, on `threads` threads, in blocks scored tree by tree.
+    /// Predictions for every row of `x`, on `threads` threads (through a `GBDTPredictor`).
     /// - Complexity: O(rows * trees * depth).
     public func predict(_ x: Matrix, raw: Bool = false, threads: Int = 1) throws -> [Double] {
         guard x.columns >= featureCount else { throw GBDTError.featureCountMismatch(expected: featureCount, got: x.columns) }
-        var out = [Double](repeating: initScore, count: x.rows)
-        let block = 256
+        let predictor = GBDTPredictor(self)
+        var out = [Double](repeating: 0, count: x.rows)
+        let block = 1024
         let blocks = (x.rows + block - 1) / block
         let cols = x.columns
         x.storage.withUnsafeBufferPointer { xp in
             out.withUnsafeMutableBufferPointer { op in
                 let xp = xp.baseAddress!, op = op.baseAddress!
                 Parallel.forEach(blocks: blocks, threads: threads) { b, _ in
-                    let range = (b * block)..<min(x.rows, (b + 1) * block)
-                    for t in trees {
-                        for r in range { op[r] += t.predict(xp + r * cols) }
-                    }
-                    if !raw { for r in range { op[r] = link(op[r]) } }
+                    let lo = b * block, hi = min(x.rows, lo + block)
+                    predictor.predict(xp + lo * cols, rows: hi - lo, stride: cols, raw: raw, into: op + lo)
                 }
             }
         }

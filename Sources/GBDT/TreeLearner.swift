@@ -144,8 +144,22 @@ struct TreeLearner {
                          hist: lh, best: SplitCandidate(), parent: node, isLeft: true)
             var r = Leaf(start: rightRange.lowerBound, end: rightRange.upperBound, sum: s.right, depth: parentLeaf.depth + 1,
                          hist: rh, best: SplitCandidate(), parent: node, isLeft: false)
-            l.best = bestSplit(l.hist, sum: l.sum, features: features)
-            r.best = bestSplit(r.hist, sum: r.sum, features: features)
+            if threads > 1 && data.totalBins * features.count / max(1, data.features) > 4096 {
+                // The two children's split searches are independent: one per core.
+                var found = [SplitCandidate](repeating: SplitCandidate(), count: 2)
+                found.withUnsafeMutableBufferPointer { fp in
+                    let fp = fp.baseAddress!
+                    Parallel.forEach(blocks: 2, threads: 2) { side, _ in
+                        fp[side] = side == 0 ? bestSplit(l.hist, sum: l.sum, features: features)
+                                             : bestSplit(r.hist, sum: r.sum, features: features)
+                    }
+                }
+                l.best = found[0]
+                r.best = found[1]
+            } else {
+                l.best = bestSplit(l.hist, sum: l.sum, features: features)
+                r.best = bestSplit(r.hist, sum: r.sum, features: features)
+            }
             leaves[leftLeaf] = l
             leaves.append(r)
             tree.leafValue[leftLeaf] = leafOutput(s.left)
@@ -234,44 +248,59 @@ struct TreeLearner {
         let parentScore = sum.g * sum.g / (sum.h + lambdaL2)
         let countPerHessian = Double(sum.c) / sum.h
         hist.withUnsafeBufferPointer { hp in
-        for f in features {
-            let base = data.histogramOffset[f]
-            let nb = data.binCount[f]
-            let miss = hp[base + nb - 1]
-            let directions = data.hasMissing[f] ? 2 : 1
-            var acc = HistBin()
-            var featureBest = SplitCandidate()
-            var stop = false
-            for b in 0..<max(0, nb - 2) {
-                if stop { break }
-                let x = hp[base + b]
-                acc.g += x.g
-                acc.h += x.h
-                for dir in 0..<directions {
-                    var l = acc
-                    if dir == 1 {
-                        l.g += miss.g
-                        l.h += miss.h
+            for f in features {
+                let base = data.histogramOffset[f]
+                let nb = data.binCount[f]
+                let miss = hp[base + nb - 1]
+                let directions = data.hasMissing[f] ? 2 : 1
+                var accG = 0.0, accH = 0.0
+                // The feature's best so far, as plain scalars (no struct stores in the loop).
+                var bestGain = 0.0, bestBin = -1, bestDir = 0, bestLG = 0.0, bestLH = 0.0, bestLC = 0
+                // The score a candidate must reach: parent + the feature's best gain so far.
+                var threshold = parentScore
+                var b = 0
+                scan: while b < nb - 2 {
+                    accG += hp[base + b].g
+                    accH += hp[base + b].h
+                    var dir = 0
+                    while dir < directions {
+                        let lg = dir == 1 ? accG + miss.g : accG
+                        let lh = dir == 1 ? accH + miss.h : accH
+                        // Estimated counts only grow with b: skip until the left side is big
+                        // enough, stop once the right side is too small (for both directions).
+                        let leftCount = Int(lh * countPerHessian + 0.5)
+                        if leftCount >= minDataInLeaf && lh >= minSumHessian {
+                            if sum.c - leftCount < minDataInLeaf || sum.h - lh < minSumHessian {
+                                if dir == directions - 1 { break scan }
+                            } else {
+                                // gain = lg^2/lh' + rg^2/rh' - parent, compared without dividing.
+                                let rg = sum.g - lg, rh = sum.h - lh
+                                let lhp = lh + lambdaL2, rhp = rh + lambdaL2
+                                let num = lg * lg * rhp + rg * rg * lhp, den = lhp * rhp
+                                if num >= threshold * den {
+                                    let gain = num / den - parentScore
+                                    if gain > 0 && gain >= bestGain {
+                                        bestGain = gain
+                                        bestBin = b
+                                        bestDir = dir
+                                        bestLG = lg
+                                        bestLH = lh
+                                        bestLC = leftCount
+                                        threshold = parentScore + gain
+                                    }
+                                }
+                            }
+                        }
+                        dir += 1
                     }
-                    // Estimated counts only grow with b: skip until the left side is big
-                    // enough, stop once the right side is too small (for both directions).
-                    let leftCount = Int(l.h * countPerHessian + 0.5)
-                    if leftCount < minDataInLeaf || l.h < minSumHessian { continue }
-                    if sum.c - leftCount < minDataInLeaf || sum.h - l.h < minSumHessian {
-                        if dir == directions - 1 { stop = true }
-                        continue
-                    }
-                    let rg = sum.g - l.g, rh = sum.h - l.h
-                    let gain = l.g * l.g / (l.h + lambdaL2) + rg * rg / (rh + lambdaL2) - parentScore
-                    if gain > 0 && gain >= featureBest.gain {
-                        featureBest = SplitCandidate(gain: gain, feature: f, bin: b, defaultLeft: dir == 1,
-                                                     left: LeafSums(g: l.g, h: l.h, c: leftCount),
-                                                     right: LeafSums(g: rg, h: rh, c: sum.c - leftCount))
-                    }
+                    b += 1
+                }
+                if bestBin >= 0 && bestGain > best.gain {
+                    best = SplitCandidate(gain: bestGain, feature: f, bin: bestBin, defaultLeft: bestDir == 1,
+                                          left: LeafSums(g: bestLG, h: bestLH, c: bestLC),
+                                          right: LeafSums(g: sum.g - bestLG, h: sum.h - bestLH, c: sum.c - bestLC))
                 }
             }
-            if featureBest.feature >= 0 && featureBest.gain > best.gain { best = featureBest }
-        }
         }
         return best
     }
