@@ -300,3 +300,27 @@ struct GBDTRealDataTests {
         #expect(ndcg > 0.55, "NDCG@10 \(ndcg)")
     }
 }
+
+@Suite("LightGBM model import against LightGBM's own predictions")
+struct LightGBMFixtureTests {
+    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
+
+    /// Fixtures written by tools/make_lightgbm_fixture.py: NaN-type and zero-as-missing splits.
+    @Test("predictions equal LightGBM's to 1e-6, one row at a time and in a batch", arguments: ["nan", "zero"])
+    func fixture(name: String) throws {
+        let model = try GBDTModel.loadLightGBM("\(Self.dir)/lgb_\(name).model.txt")
+        let rowsText = try String(contentsOfFile: "\(Self.dir)/lgb_\(name).rows.tsv", encoding: .utf8)
+        let rows: [[Float]] = rowsText.split(separator: "\n").map { line in
+            line.split(separator: "\t").map { $0 == "nan" ? Float.nan : Float(String($0))! }
+        }
+        let expected = try String(contentsOfFile: "\(Self.dir)/lgb_\(name).pred.txt", encoding: .utf8)
+            .split(separator: "\n").map { Double(String($0))! }
+        #expect(rows.count == expected.count && rows.count == 200)
+        #expect(rows.joined().contains { $0.isNaN } && rows.joined().contains(0))
+        let batch = try model.predict(try Matrix(rowArrays: rows))
+        for (i, row) in rows.enumerated() {
+            #expect(abs(try model.predict(row) - expected[i]) <= 1e-6, "row \(i)")
+            #expect(abs(batch[i] - expected[i]) <= 1e-6, "row \(i) (batch)")
+        }
+    }
+}
