@@ -6,7 +6,7 @@ struct GBDTCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gbdt",
         abstract: "Train, evaluate and apply gradient-boosted tree rankers and classifiers.",
-        subcommands: [Train.self, Eval.self, Predict.self, Importance.self, Dump.self, Bench.self]
+        subcommands: [Train.self, Eval.self, Predict.self, Explain.self, Importance.self, Dump.self, Bench.self]
     )
 
     /// Data options shared by the subcommands.
@@ -149,6 +149,31 @@ struct GBDTCommand: ParsableCommand {
                 let p = try m.predict(d.features, raw: raw)
                 let text = p.map { String(format: "%.9g", $0) }.joined(separator: "\n") + "\n"
                 if let out { try AtomicFile.write(Array(text.utf8), to: out) } else { print(text, terminator: "") }
+            }
+        }
+    }
+
+    struct Explain: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Per-row TreeSHAP contributions: the expected value plus the top features, which sum to the raw score.")
+        @Option(help: "Model file.") var model: String
+        @OptionGroup var data: DataOptions
+        @Option(help: "Explain the first N rows.") var rows: Int = 5
+        @Option(help: "Contributions shown per row.") var top: Int = 5
+
+        func run() throws {
+            try FunnelCLI.run {
+                guard let path = data.data else { throw ValidationError("--data is required") }
+                let m = try GBDTCommand.loadModel(model)
+                let d = try data.load(path, query: nil, weight: nil, featureCount: m.featureCount)
+                for r in 0..<min(rows, d.rowCount) {
+                    let row = d.features.row(r)
+                    let e = try m.explain(row)
+                    let raw = row.withUnsafeBufferPointer { m.rawScore($0.baseAddress!) }
+                    let parts = e.top(top).map { "\(m.featureNames[$0.feature])=\(fmt(Double(row[$0.feature]), 3)): \(String(format: "%+.4f", $0.contribution))" }
+                    print("row \(r): raw \(fmt(raw, 4)) = expected \(fmt(e.expectedValue, 4)) + " + parts.joined(separator: ", ")
+                          + (m.featureCount > top ? ", ..." : ""))
+                }
             }
         }
     }

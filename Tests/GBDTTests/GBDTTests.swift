@@ -324,3 +324,52 @@ struct LightGBMFixtureTests {
         }
     }
 }
+
+@Suite("TreeSHAP explanations")
+struct TreeSHAPTests {
+    /// E[f(x) | x_S] for one tree: follow x on features in S, average children by cover otherwise.
+    func conditional(_ t: Tree, _ x: [Float], _ s: Set<Int>, _ node: Int32 = 0) -> Double {
+        if t.isLeafOnly { return t.leafValue[0] }
+        if node < 0 { return t.leafValue[Int(~node)] }
+        let n = Int(node)
+        let f = Int(t.feature[n])
+        if s.contains(f) {
+            let l = x.withUnsafeBufferPointer { t.goesLeft($0[f], n, t.threshold[n]) }
+            return conditional(t, x, s, l ? t.left[n] : t.right[n])
+        }
+        let cl = t.cover(t.left[n]), cr = t.cover(t.right[n])
+        return (cl * conditional(t, x, s, t.left[n]) + cr * conditional(t, x, s, t.right[n])) / (cl + cr)
+    }
+
+    @Test("contributions equal brute-force Shapley values and sum with the expected value to the raw score")
+    func againstBruteForce() throws {
+        let data = synthetic(800, 5, seed: 21) { x in x[0] * x[1] + (x[2] > 0.3 ? 1 : 0) - 0.5 * x[4] }
+        var p = GBDTParameters()
+        p.objective = .regression
+        p.rounds = 8
+        p.numLeaves = 12
+        p.minDataInLeaf = 10
+        let (model, _) = try GBDTTrainer.train(p, train: data)
+        let m = 5
+        func factorial(_ n: Int) -> Double { n <= 1 ? 1 : Double(n) * factorial(n - 1) }
+        for r in [0, 7, 123, 456] {
+            var x = data.features.row(r)
+            if r == 456 { x[2] = .nan }  // a missing value follows the default direction
+            let e = try model.explain(x)
+            let raw = try model.predict(x)
+            #expect(abs(e.expectedValue + e.contributions.reduce(0, +) - raw) < 1e-9)
+            for i in 0..<m {
+                var phi = 0.0
+                let others = (0..<m).filter { $0 != i }
+                for mask in 0..<(1 << others.count) {
+                    let s = Set(others.enumerated().filter { mask & (1 << $0.offset) != 0 }.map(\.element))
+                    let weight = factorial(s.count) * factorial(m - s.count - 1) / factorial(m)
+                    var with = s
+                    with.insert(i)
+                    for t in model.trees { phi += weight * (conditional(t, x, with) - conditional(t, x, s)) }
+                }
+                #expect(abs(e.contributions[i] - phi) < 1e-9, "feature \(i): \(e.contributions[i]) vs \(phi)")
+            }
+        }
+    }
+}
