@@ -120,27 +120,23 @@ extension HNSWIndex {
         }
         let width = max(ef, k)
         let deletedNone = deletedCount == 0
-        if filter == nil && deletedNone {
-            searchBaseLayer(q, entry: cur, entryDist: curDist, ef: width, scratch: scratch, accept: nil)
-        } else {
-            let accept: (Int) -> Bool = { [self] node in
-                !isDeleted(node) && (filter?.allows(labels[node]) ?? true)
-            }
-            searchBaseLayer(q, entry: cur, entryDist: curDist, ef: width, scratch: scratch, accept: accept)
-        }
+        searchBaseLayer(q, entry: cur, entryDist: curDist, ef: width, scratch: scratch,
+                        filter: filter, skipDeleted: !deletedNone)
         let n = scratch.drainResultsSorted()
         if quantizer != nil {
-            // Re-score the beam with the float vectors.
-            let heap = TopK(k: k)
+            // Re-score the beam with the float vectors (the scratch's heap: no allocation).
+            let heap = scratch.rescore
+            heap.reset(k: k)
             for i in 0..<n {
                 let node = Int(scratch.sortedNode[i])
                 heap.push(exactDistance(q, node), Int32(node))
             }
-            var out = 0
-            for nb in heap.drainSorted() {
-                ids[out] = Int64(bitPattern: labels[nb.id])
-                distances[out] = nb.distance
-                out += 1
+            let out = heap.count
+            scratch.ensureRescore(k)
+            heap.drainSorted(ids: scratch.rescoreIds, distances: scratch.rescoreDist)
+            for j in 0..<out {
+                ids[j] = Int64(bitPattern: labels[Int(scratch.rescoreIds[j])])
+                distances[j] = scratch.rescoreDist[j]
             }
             return finish(out, q, k: k, filter: filter, ids: ids, distances: distances)
         }
@@ -185,7 +181,14 @@ extension HNSWIndex {
     /// Beam search on layer 0; leaves the best `ef` accepted nodes in `scratch.results`.
     @inline(__always)
     func searchBaseLayer(_ q: PreparedQuery, entry: Int, entryDist: Float, ef: Int, scratch: SearchScratch,
-                         accept: ((Int) -> Bool)?) {
+                         filter: SearchFilter? = nil, skipDeleted: Bool = false) {
+        let labels = self.labels, deletedFlags = self.deletedFlags
+        let filtering = filter != nil || skipDeleted
+        @inline(__always) func accept(_ node: Int) -> Bool {
+            if skipDeleted && fk_load_u8(deletedFlags + node) != 0 { return false }
+            if let filter, !filter.allows(labels[node]) { return false }
+            return true
+        }
         scratch.beginSearch(capacity: capacity)
         let g = view
         let visited = scratch.visited
@@ -200,7 +203,7 @@ extension HNSWIndex {
         }
         visited[entry] = tag
         candidates.push(entryDist, UInt32(entry))
-        if accept?(entry) ?? true { results.push(entryDist, UInt32(entry)) }
+        if !filtering || accept(entry) { results.push(entryDist, UInt32(entry)) }
         var bound: Float = results.count >= ef ? results.topDistance : .infinity
         while candidates.count > 0 {
             let cd = candidates.topDistance
@@ -225,7 +228,7 @@ extension HNSWIndex {
                 if results.count < ef || d < bound {
                     let nb = batchIds[i]
                     candidates.push(d, nb)
-                    if accept?(Int(nb)) ?? true {
+                    if !filtering || accept(Int(nb)) {
                         results.push(d, nb)
                         if results.count > ef { results.pop() }
                     }
@@ -239,7 +242,7 @@ extension HNSWIndex {
     func searchLayerForInsert(_ q: PreparedQuery, entry: Int, entryDist: Float, ef: Int, level: Int,
                               scratch: SearchScratch) -> Int {
         if level == 0 {
-            searchBaseLayer(q, entry: entry, entryDist: entryDist, ef: ef, scratch: scratch, accept: nil)
+            searchBaseLayer(q, entry: entry, entryDist: entryDist, ef: ef, scratch: scratch)
             return scratch.drainResultsSorted()
         }
         scratch.beginSearch(capacity: capacity)

@@ -1,4 +1,5 @@
 import Foundation
+import LinearAlgebra
 
 /// A binary heap of (distance, node) on reusable storage, with the smallest distance on top.
 @usableFromInline
@@ -161,6 +162,20 @@ final class SearchScratch {
     /// Unvisited neighbors of one node and their distances (at most 2M <= 1024).
     let batchIds: UnsafeMutablePointer<UInt32>
     let batchDist: UnsafeMutablePointer<Float>
+    /// Re-scoring heap for quantized searches.
+    let rescore = TopK(k: 16)
+    var rescoreIds = UnsafeMutablePointer<Int32>.allocate(capacity: 64)
+    var rescoreDist = UnsafeMutablePointer<Float>.allocate(capacity: 64)
+    var rescoreCapacity = 64
+
+    func ensureRescore(_ k: Int) {
+        guard k > rescoreCapacity else { return }
+        rescoreIds.deallocate()
+        rescoreDist.deallocate()
+        rescoreCapacity = k
+        rescoreIds = .allocate(capacity: k)
+        rescoreDist = .allocate(capacity: k)
+    }
     var queryCodes: UnsafeMutablePointer<UInt8>
     var queryFloats: UnsafeMutablePointer<Float>
     let dimension: Int
@@ -191,6 +206,8 @@ final class SearchScratch {
         queryFloats.deallocate()
         batchIds.deallocate()
         batchDist.deallocate()
+        rescoreIds.deallocate()
+        rescoreDist.deallocate()
     }
 
     /// Starts a new search over `capacity` slots.

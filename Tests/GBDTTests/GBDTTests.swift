@@ -373,3 +373,50 @@ struct TreeSHAPTests {
         }
     }
 }
+
+@Suite("GBDT inputs and early stopping")
+struct GBDTInputTests {
+    func write(_ text: String) -> String {
+        let p = NSTemporaryDirectory() + "funnel-svm-\(UUID().uuidString)"
+        try! text.write(toFile: p, atomically: true, encoding: .utf8)
+        return p
+    }
+
+    @Test("SVMlight with qid, LightGBM .query groups, and malformed lines named by line")
+    func svmlight() throws {
+        let a = write("2 qid:1 1:0.5 3:1\n0 qid:1 2:0.25\n1 qid:2 1:1 # comment\n")
+        let d = try LabeledData.readSVMLight(a)
+        #expect(d.rowCount == 3 && d.featureCount == 4 && d.groups == [0, 2, 3])
+        #expect(d.features[0, 1] == 0.5 && d.features[0, 3] == 1 && d.features[1, 2] == 0.25 && d.features[1, 1] == 0)
+        let q = write("1\n2\n")
+        #expect(try LabeledData.readSVMLight(a, queryFile: q).groups == [0, 1, 3])
+        #expect(throws: DatasetError.self) { try LabeledData.readSVMLight(a, queryFile: write("5\n")) }
+        for (text, line) in [("1 1:0.5\n1 x:2\n", 2), ("1 1:0.5\nabc 1:2\n", 2), ("1 1:0.5\n1 2:inf\n", 2), ("1 qid:1 1:1\n1 1:2\n", 2)] {
+            do {
+                _ = try LabeledData.readSVMLight(write(text))
+                Issue.record("accepted \(text)")
+            } catch let DatasetError.badRow(_, l, _) {
+                #expect(l == line)
+            }
+        }
+    }
+
+    @Test("early stopping keeps the best round's trees")
+    func earlyStopping() throws {
+        let train = synthetic(600, 4, seed: 31) { x in x[0] > 0 ? 1 : 0 }
+        // Validation labels are noise: the model can only get worse on it after a few rounds.
+        var valid = synthetic(300, 4, seed: 32) { _ in 0 }
+        var rng = SeededGenerator(seed: 5)
+        for i in 0..<300 { valid.labels[i] = rng.nextUnit() < 0.5 ? 1 : 0 }
+        var p = GBDTParameters()
+        p.objective = .binary
+        p.rounds = 200
+        p.earlyStoppingRounds = 10
+        let (model, history) = try GBDTTrainer.train(p, train: train, valid: valid)
+        #expect(history.count < 200)
+        let aucs = history.map { $0.values[0].value }
+        let best = aucs.indices.max { aucs[$0] < aucs[$1] }!
+        #expect(model.trees.count == best + 1)
+        #expect(history.count - 1 - best == 10)
+    }
+}
