@@ -3,7 +3,11 @@
 // tests build without the benchmark toolchain. Run from this folder:
 //   swift package benchmark                    (all suites)
 //   swift package benchmark --filter "HNSW.*"  (one family)
+import Foundation
 import PackageDescription
+
+// SwiftPM names a path dependency after its folder, which is whatever the clone is called.
+let funnelPackage = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent
 
 let package = Package(
     name: "FunnelBenchmarks",
@@ -16,7 +20,7 @@ let package = Package(
             name: "SearchBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "Funnel", package: "Funnel"),
+                .product(name: "Funnel", package: funnelPackage),
             ],
             path: "Benchmarks/SearchBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
@@ -25,7 +29,7 @@ let package = Package(
             name: "RankingBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "Funnel", package: "Funnel"),
+                .product(name: "Funnel", package: funnelPackage),
             ],
             path: "Benchmarks/RankingBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
