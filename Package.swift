@@ -9,6 +9,7 @@
 //   Datasets                       vector files, CSV/MovieLens loaders, synthetic catalogs
 //   ExactSearch                    blocked-sgemm exact k-NN: the floor and the oracle
 //   HNSW                           approximate nearest neighbors: build, search, delete, filter, quantize, persist
+//   TwoTower                       feature embeddings, user/item towers, in-batch softmax, ALS baseline
 //   GBDT                           gradient-boosted trees: lambdarank / binary / regression, inference, SHAP
 //   Funnel                         umbrella: `import Funnel` gives the whole stack
 //   funnel (FunnelCLI)             the command line
@@ -23,6 +24,7 @@ let package = Package(
         .library(name: "ExactSearch", targets: ["ExactSearch"]),
         .library(name: "HNSW", targets: ["HNSW"]),
         .library(name: "GBDT", targets: ["GBDT"]),
+        .library(name: "TwoTower", targets: ["TwoTower"]),
         .executable(name: "funnel", targets: ["FunnelCLI"]),
     ],
     dependencies: [
@@ -49,12 +51,16 @@ let package = Package(
             dependencies: ["LinearAlgebra", "ExactSearch", "Persistence", "_FunnelKernels"]
         ),
         .target(
+            name: "TwoTower",
+            dependencies: ["LinearAlgebra", "Datasets", "Persistence", "CBLAS"]
+        ),
+        .target(
             name: "GBDT",
             dependencies: ["LinearAlgebra", "Datasets", "Persistence"]
         ),
         .target(
             name: "Funnel",
-            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT"]
+            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower"]
         ),
         .executableTarget(
             name: "FunnelCLI",
@@ -81,6 +87,7 @@ let package = Package(
         .testTarget(name: "HNSWTests", dependencies: ["HNSW", "ExactSearch", "Datasets", "LinearAlgebra", "Persistence"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence"]),
         .testTarget(name: "GBDTTests", dependencies: ["GBDT", "Datasets", "LinearAlgebra"]),
+        .testTarget(name: "TwoTowerTests", dependencies: ["TwoTower", "Datasets", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v5]
 )

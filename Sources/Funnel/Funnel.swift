@@ -5,3 +5,4 @@
 @_exported import ExactSearch
 @_exported import HNSW
 @_exported import GBDT
+@_exported import TwoTower

@@ -1,0 +1,125 @@
+import ArgumentParser
+import Foundation
+import Funnel
+
+/// `funnel train`: two-tower retrieval trained on MovieLens, evaluated leave-last-one-out
+/// against popularity and implicit ALS computed on the same split.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train user and item towers with in-batch softmax; evaluate against popularity and ALS.")
+
+    @Option(help: "MovieLens ml-100k folder (u.data, u.item, u.user).") var movielens: String
+    @Option var dimension: Int = 64
+    @Option var epochs: Int = 20
+    @Option var batchSize: Int = 1024
+    @Option var temperature: Float = 0.05
+    @Option var learningRate: Float = 0.003
+    @Option var embeddingLearningRate: Float = 0.05
+    @Option var idDropout: Float = 0.1
+    @Flag(inversion: .prefixedNo, help: "logQ correction of the in-batch softmax.") var logQ = true
+    @Flag(help: "Skip the ALS baseline.") var noALS = false
+    @Option var seed: UInt64 = 42
+    @Option(help: "Write metrics and training statistics as JSON.") var json: String?
+
+    func run() throws {
+        try FunnelCLI.run {
+            let ml = try MovieLens.load(directory: movielens)
+            let log = ml.interactions
+            let split = LeaveLastOutSplit(log)
+            let userFeatures = try EntityFeatures.build(count: ml.users.count, table: ml.users, kinds: [
+                ("user_id", .id), ("age", .numericBuckets(column: "age", buckets: 8)),
+                ("gender", .categorical(column: "gender")), ("occupation", .categorical(column: "occupation")),
+            ])
+            let itemFeatures = try EntityFeatures.build(count: ml.items.count, table: ml.items, kinds: [
+                ("item_id", .id), ("genres", .multiCategorical(column: "genres")),
+                ("year", .numericBuckets(column: "year", buckets: 10)),
+            ])
+            var p = TwoTowerParameters()
+            p.dimension = dimension
+            p.epochs = epochs
+            p.batchSize = batchSize
+            p.temperature = temperature
+            p.learningRate = learningRate
+            p.embeddingLearningRate = embeddingLearningRate
+            p.idDropout = idDropout
+            p.logQCorrection = logQ
+            p.seed = seed
+            print("ml-100k: \(log.count) interactions, \(ml.users.count) users, \(ml.items.count) items; "
+                  + "\(split.train.count) train, \(split.validation.count) validation, \(split.test.count) test")
+            let model = TwoTowerModel(userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p)
+            var rng = SeededGenerator(seed: seed)
+            var order = Array(split.train.indices)
+            let t0 = now()
+            var examples = 0
+            var best = -1.0, bestEpoch = 0
+            func evaluate(_ heldOut: [Int32: Int32], excludeValidation: Bool) -> RetrievalMetrics {
+                let u = model.embedAll(model.users), v = model.embedAll(model.items)
+                let scores = try! Matrix.multiply(u, v, transposeB: true)
+                return RetrievalMetrics.evaluate(heldOut: heldOut, exclude: { user in
+                    var s = split.trainItems[Int(user)]
+                    if excludeValidation, let vi = split.validation[user] { s.insert(vi) }
+                    return s
+                }, scores: { scores.row(Int($0)) })
+            }
+            for epoch in 1...p.epochs {
+                order.shuffle(using: &rng)
+                var loss: Float = 0, batches = 0
+                var start = 0
+                let e0 = now()
+                while start < order.count {
+                    let idx = order[start..<min(order.count, start + p.batchSize)]
+                    loss += model.trainStep(users: idx.map { split.train[$0].user }, items: idx.map { split.train[$0].item }, rng: &rng)
+                    batches += 1
+                    examples += idx.count
+                    start += p.batchSize
+                }
+                let valid = evaluate(split.validation, excludeValidation: false)
+                print(String(format: "epoch %2d  loss %.4f  %8.0f examples/s  validation NDCG@10 %.4f  HR@10 %.4f",
+                             epoch, loss / Float(batches), Double(order.count) / (now() - e0), valid.ndcg10, valid.hr10))
+                if valid.ndcg10 > best { best = valid.ndcg10; bestEpoch = epoch }
+                if p.patience > 0 && epoch - bestEpoch >= p.patience {
+                    print("early stop: best validation NDCG@10 at epoch \(bestEpoch)")
+                    break
+                }
+            }
+            let trainSeconds = now() - t0
+            let towers = evaluate(split.test, excludeValidation: true)
+            // Baselines on the same split.
+            var counts = [Float](repeating: 0, count: ml.items.count)
+            for pair in split.train { counts[Int(pair.item)] += 1 }
+            let popularity = RetrievalMetrics.evaluate(heldOut: split.test, exclude: { user in
+                var s = split.trainItems[Int(user)]
+                if let vi = split.validation[user] { s.insert(vi) }
+                return s
+            }, scores: { _ in counts })
+            var rows = [["two-tower", "\(towers)"], ["popularity", "\(popularity)"]]
+            var alsMetrics: RetrievalMetrics? = nil
+            if !noALS {
+                let a0 = now()
+                let (x, y) = ImplicitALS.fit(pairs: split.train, users: ml.users.count, items: ml.items.count)
+                let alsScores = try Matrix.multiply(x, y, transposeB: true)
+                let als = RetrievalMetrics.evaluate(heldOut: split.test, exclude: { user in
+                    var s = split.trainItems[Int(user)]
+                    if let vi = split.validation[user] { s.insert(vi) }
+                    return s
+                }, scores: { alsScores.row(Int($0)) })
+                alsMetrics = als
+                rows.append(["ALS (64 factors, LAPACKE)", "\(als)  \(fmt(now() - a0, 1)) s"])
+            }
+            print("test (leave-last-one-out, full corpus, seen items excluded):")
+            printAligned(header: ["model", "metrics"], rows: rows)
+            print("two-tower training: \(fmt(trainSeconds, 1)) s, \(fmt(Double(examples) / trainSeconds, 0)) examples/s (including per-epoch validation)")
+            if let json {
+                func obj(_ m: RetrievalMetrics) -> [String: Double] { ["HR@10": m.hr10, "NDCG@10": m.ndcg10, "HR@50": m.hr50, "MRR": m.mrr] }
+                var out: [String: Any] = obj(towers)
+                var baselines: [String: Any] = ["popularity": obj(popularity)]
+                if let alsMetrics { baselines["als"] = obj(alsMetrics) }
+                out["baselines"] = baselines
+                out["training"] = ["wall_seconds": trainSeconds, "examples_per_second": Double(examples) / trainSeconds, "threads": 1]
+                let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
+                try AtomicFile.write(Array(data) + [10], to: json)
+            }
+        }
+    }
+}

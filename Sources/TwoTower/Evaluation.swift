@@ -1,0 +1,108 @@
+import CBLAS
+import Datasets
+import Foundation
+import LinearAlgebra
+
+/// Leave-last-one-out split (PROTOCOLS.md section 2): per user, interactions sorted by
+/// (timestamp, item); the last is the test item, the one before it validation, the rest train.
+public struct LeaveLastOutSplit: Sendable {
+    public var train: [(user: Int32, item: Int32)]
+    public var validation: [Int32: Int32]
+    public var test: [Int32: Int32]
+    /// Items each user touched in training (excluded from rankings).
+    public var trainItems: [Set<Int32>]
+
+    public init(_ log: InteractionLog) {
+        var perUser = [[(Int64, Int32)]](repeating: [], count: log.users.count)
+        for n in 0..<log.count { perUser[Int(log.userIndex[n])].append((log.timestamps[n], log.itemIndex[n])) }
+        train = []
+        validation = [:]
+        test = [:]
+        trainItems = [Set<Int32>](repeating: [], count: log.users.count)
+        for (u, events) in perUser.enumerated() {
+            let sorted = events.sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
+            var rest = sorted[...]
+            if rest.count >= 3 {
+                test[Int32(u)] = rest.removeLast().1
+                validation[Int32(u)] = rest.removeLast().1
+            }
+            for (_, i) in rest {
+                train.append((Int32(u), i))
+                trainItems[u].insert(i)
+            }
+        }
+    }
+}
+
+/// Ranking quality of full-corpus retrieval with one held-out item per user.
+public struct RetrievalMetrics: Sendable, CustomStringConvertible {
+    public var hr10 = 0.0, ndcg10 = 0.0, hr50 = 0.0, mrr = 0.0
+    public var users = 0
+
+    public var description: String {
+        String(format: "HR@10 %.4f  NDCG@10 %.4f  HR@50 %.4f  MRR %.4f  (%d users)", hr10, ndcg10, hr50, mrr, users)
+    }
+
+    /// Evaluates a scorer: `scores(u)` gives every item's score for user u. The held-out
+    /// item's rank counts every other unseen item scoring >= it (ties count against).
+    public static func evaluate(heldOut: [Int32: Int32], exclude: (Int32) -> Set<Int32>,
+                                scores: (Int32) -> [Float]) -> RetrievalMetrics {
+        var m = RetrievalMetrics()
+        for (u, target) in heldOut.sorted(by: { $0.key < $1.key }) {
+            let s = scores(u)
+            let seen = exclude(u)
+            let t = s[Int(target)]
+            var rank = 0
+            for (i, v) in s.enumerated() where Int32(i) != target && !seen.contains(Int32(i)) && v >= t { rank += 1 }
+            m.users += 1
+            if rank < 10 { m.hr10 += 1; m.ndcg10 += 1 / log2(Double(rank) + 2) }
+            if rank < 50 { m.hr50 += 1 }
+            m.mrr += 1 / Double(rank + 1)
+        }
+        let n = Double(max(1, m.users))
+        m.hr10 /= n; m.ndcg10 /= n; m.hr50 /= n; m.mrr /= n
+        return m
+    }
+}
+
+/// Implicit-feedback matrix factorization by alternating least squares (Hu, Koren &
+/// Volinsky 2008): confidence 1 + alpha on observed pairs, each row's normal equations
+/// solved by Cholesky (LAPACKE sposv). A baseline the towers must beat.
+public enum ImplicitALS {
+    public static func fit(pairs: [(user: Int32, item: Int32)], users: Int, items: Int, factors: Int = 64,
+                           regularization: Float = 1, alpha: Float = 10, iterations: Int = 15, seed: UInt64 = 42) -> (Matrix, Matrix) {
+        var rng = SeededGenerator(seed: seed)
+        var x = Matrix(rows: users, columns: factors), y = Matrix(rows: items, columns: factors)
+        for i in x.storage.indices { x.storage[i] = rng.nextGaussian() * 0.01 }
+        for i in y.storage.indices { y.storage[i] = rng.nextGaussian() * 0.01 }
+        var byUser = [[Int32]](repeating: [], count: users), byItem = [[Int32]](repeating: [], count: items)
+        for p in pairs { byUser[Int(p.user)].append(p.item); byItem[Int(p.item)].append(p.user) }
+        for _ in 0..<iterations {
+            solve(&x, fixed: y, rows: byUser, factors: factors, reg: regularization, alpha: alpha)
+            solve(&y, fixed: x, rows: byItem, factors: factors, reg: regularization, alpha: alpha)
+        }
+        return (x, y)
+    }
+
+    /// For each row r: (Y^T Y + alpha * sum_{i in r} y_i y_i^T + reg I) x_r = (1 + alpha) sum_{i in r} y_i.
+    static func solve(_ target: inout Matrix, fixed: Matrix, rows: [[Int32]], factors f: Int, reg: Float, alpha: Float) {
+        var yty = [Float](repeating: 0, count: f * f)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(f), Int32(f), Int32(fixed.rows), 1,
+                    fixed.storage, Int32(f), fixed.storage, Int32(f), 0, &yty, Int32(f))
+        for (r, items) in rows.enumerated() {
+            var a = yty
+            var b = [Float](repeating: 0, count: f)
+            for it in items {
+                let base = Int(it) * f
+                for p in 0..<f {
+                    let yp = fixed.storage[base + p]
+                    b[p] += (1 + alpha) * yp
+                    for q in 0..<f { a[p * f + q] += alpha * yp * fixed.storage[base + q] }
+                }
+            }
+            for p in 0..<f { a[p * f + p] += reg }
+            let info = LAPACKE_sposv(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "U")), Int32(f), 1, &a, Int32(f), &b, 1)
+            if info == 0 { for p in 0..<f { target[r, p] = b[p] } }
+        }
+    }
+}

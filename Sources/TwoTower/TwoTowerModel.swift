@@ -1,0 +1,114 @@
+import CBLAS
+import Datasets
+import Foundation
+import LinearAlgebra
+
+/// Training settings.
+public struct TwoTowerParameters: Sendable {
+    public var dimension = 64
+    public var hidden = [128]
+    public var temperature: Float = 0.05
+    public var batchSize = 1024
+    public var epochs = 20
+    public var learningRate: Float = 0.003
+    public var embeddingLearningRate: Float = 0.05
+    /// Probability of hiding an entity's id during training (cold-start robustness).
+    public var idDropout: Float = 0.1
+    /// Subtract log of the streaming item-frequency estimate from the logits (Yi et al. 2019).
+    public var logQCorrection = true
+    /// Stop when validation NDCG@10 has not improved for this many epochs (0: never).
+    public var patience = 3
+    public var seed: UInt64 = 42
+    public var threads = 1
+
+    public init() {}
+}
+
+/// A user tower and an item tower trained with in-batch sampled softmax: each user's
+/// positive item competes with the other items of the batch.
+public final class TwoTowerModel {
+    public let users: Tower
+    public let items: Tower
+    public let parameters: TwoTowerParameters
+    /// Streaming frequency estimate per item: last batch seen and mean gap between sightings.
+    var lastSeen: [Double]
+    var gap: [Double]
+    var step = 0.0
+
+    public init(userFeatures: EntityFeatures, itemFeatures: EntityFeatures, parameters: TwoTowerParameters) {
+        self.parameters = parameters
+        users = Tower(features: userFeatures, hidden: parameters.hidden, outputDimension: parameters.dimension, seed: parameters.seed)
+        items = Tower(features: itemFeatures, hidden: parameters.hidden, outputDimension: parameters.dimension, seed: parameters.seed &+ 1)
+        lastSeen = [Double](repeating: -1, count: itemFeatures.count)
+        gap = [Double](repeating: 100, count: itemFeatures.count)
+    }
+
+    /// One optimization step on a batch of (user, item) positives; returns the mean loss.
+    ///
+    /// Loss: mean over rows of -log softmax(s_i)[i], with s_ij = <u_i, v_j> / T - log q_j,
+    /// where q_j is the estimated probability that item j appears in a batch, and
+    /// s_ij = -inf when j != i holds the same item as i (an accidental hit).
+    @discardableResult
+    public func trainStep(users batchUsers: [Int32], items batchItems: [Int32], rng: inout SeededGenerator) -> Float {
+        let bsz = batchUsers.count, d = parameters.dimension
+        let u = users.forward(batchUsers, idDropout: parameters.idDropout, rng: &rng)
+        let v = items.forward(batchItems, idDropout: parameters.idDropout, rng: &rng)
+        // logQ: update the streaming estimate, then the correction per column.
+        step += 1
+        var logQ = [Float](repeating: 0, count: bsz)
+        if parameters.logQCorrection {
+            for (j, it) in batchItems.enumerated() {
+                let i = Int(it)
+                if lastSeen[i] >= 0 { gap[i] = 0.9 * gap[i] + 0.1 * (step - lastSeen[i]) }
+                lastSeen[i] = step
+                logQ[j] = Float(log(1 / max(gap[i], 1)))
+            }
+        }
+        var s = [Float](repeating: 0, count: bsz * bsz)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(bsz), Int32(bsz), Int32(d),
+                    1 / parameters.temperature, u, Int32(d), v, Int32(d), 0, &s, Int32(bsz))
+        var loss: Float = 0
+        for i in 0..<bsz {
+            var mx = -Float.infinity
+            for j in 0..<bsz {
+                if j != i && batchItems[j] == batchItems[i] {
+                    s[i * bsz + j] = -.infinity
+                    continue
+                }
+                s[i * bsz + j] -= logQ[j]
+                mx = max(mx, s[i * bsz + j])
+            }
+            var z: Float = 0
+            for j in 0..<bsz { let e = expf(s[i * bsz + j] - mx); s[i * bsz + j] = e; z += e }
+            loss -= logf(max(s[i * bsz + i] / z, 1e-30))
+            // dS = (softmax - onehot) / B
+            for j in 0..<bsz { s[i * bsz + j] = s[i * bsz + j] / z / Float(bsz) }
+            s[i * bsz + i] -= 1 / Float(bsz)
+        }
+        var du = [Float](repeating: 0, count: bsz * d), dv = [Float](repeating: 0, count: bsz * d)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(bsz), Int32(d), Int32(bsz),
+                    1 / parameters.temperature, s, Int32(bsz), v, Int32(d), 0, &du, Int32(d))
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(bsz), Int32(d), Int32(bsz),
+                    1 / parameters.temperature, s, Int32(bsz), u, Int32(d), 0, &dv, Int32(d))
+        users.backward(du)
+        items.backward(dv)
+        users.step(learningRate: parameters.learningRate, embeddingLearningRate: parameters.embeddingLearningRate)
+        items.step(learningRate: parameters.learningRate, embeddingLearningRate: parameters.embeddingLearningRate)
+        return loss / Float(bsz)
+    }
+
+    /// Unit-length embeddings of every entity of one side (no dropout), as a matrix.
+    public func embedAll(_ tower: Tower, withoutID: Bool = false) -> Matrix {
+        var rng = SeededGenerator(seed: 0)
+        let n = tower.features.count
+        var out = [Float]()
+        out.reserveCapacity(n * parameters.dimension)
+        var start = 0
+        while start < n {
+            let batch = (start..<min(n, start + 4096)).map { Int32($0) }
+            out.append(contentsOf: tower.forward(batch, idDropout: withoutID ? 1 : 0, rng: &rng))
+            start += 4096
+        }
+        return try! Matrix(rows: n, columns: parameters.dimension, storage: out)
+    }
+}
