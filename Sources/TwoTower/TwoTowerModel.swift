@@ -50,6 +50,14 @@ public final class TwoTowerModel {
     /// s_ij = -inf when j != i holds the same item as i (an accidental hit).
     @discardableResult
     public func trainStep(users batchUsers: [Int32], items batchItems: [Int32], rng: inout SeededGenerator) -> Float {
+        let loss = computeGradients(users: batchUsers, items: batchItems, rng: &rng)
+        users.step(learningRate: parameters.learningRate, embeddingLearningRate: parameters.embeddingLearningRate)
+        items.step(learningRate: parameters.learningRate, embeddingLearningRate: parameters.embeddingLearningRate)
+        return loss
+    }
+
+    /// Forward and backward on a batch: leaves the gradients in the towers, returns the loss.
+    func computeGradients(users batchUsers: [Int32], items batchItems: [Int32], rng: inout SeededGenerator) -> Float {
         let bsz = batchUsers.count, d = parameters.dimension
         let u = users.forward(batchUsers, idDropout: parameters.idDropout, rng: &rng)
         let v = items.forward(batchItems, idDropout: parameters.idDropout, rng: &rng)
@@ -92,8 +100,6 @@ public final class TwoTowerModel {
                     1 / parameters.temperature, s, Int32(bsz), u, Int32(d), 0, &dv, Int32(d))
         users.backward(du)
         items.backward(dv)
-        users.step(learningRate: parameters.learningRate, embeddingLearningRate: parameters.embeddingLearningRate)
-        items.step(learningRate: parameters.learningRate, embeddingLearningRate: parameters.embeddingLearningRate)
         return loss / Float(bsz)
     }
 
