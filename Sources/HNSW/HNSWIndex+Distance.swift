@@ -36,7 +36,7 @@ extension HNSWIndex {
         if parameters.quantization == .int8 {
             return PreparedQuery(floats: floatVector(node),
                                  codes: UnsafePointer(vectorBytesPointer(node).assumingMemoryBound(to: UInt8.self)),
-                                 bias: codeBias![node])
+                                 bias: UnsafeRawPointer(codeBias(node)).loadUnaligned(as: Float.self))
         }
         return PreparedQuery(floats: floatVector(node), codes: nil, bias: 0)
     }
@@ -63,7 +63,7 @@ struct GraphView {
     let quantized: Bool
     let scale: Float
     let offsetNorm: Float
-    let codeBias: UnsafeMutablePointer<Float>?
+    let codeBytes: Int
 
     @inline(__always)
     func links0(_ node: Int) -> UnsafeMutablePointer<UInt32> {
@@ -86,7 +86,8 @@ struct GraphView {
             case .innerProduct, .cosine:
                 let one: Float = metric == .cosine ? 1 : 0
                 for i in 0..<count {
-                    let dot = offsetNorm + scale * (q.bias + codeBias![Int(ids[i])]) + s2 * out[i]
+                    let bias = (vector(Int(ids[i])) + codeBytes).loadUnaligned(as: Float.self)
+                    let dot = offsetNorm + scale * (q.bias + bias) + s2 * out[i]
                     out[i] = one - dot
                 }
             }
@@ -111,7 +112,7 @@ struct GraphView {
             case .l2:
                 return scale * scale * Float(fk_l2sq_u8(q.codes!, codes, d))
             case .innerProduct, .cosine:
-                let dot = offsetNorm + scale * (q.bias + codeBias![node]) + scale * scale * Float(fk_dot_u8(q.codes!, codes, d))
+                let dot = offsetNorm + scale * (q.bias + (vector(node) + codeBytes).loadUnaligned(as: Float.self)) + scale * scale * Float(fk_dot_u8(q.codes!, codes, d))
                 return metric == .cosine ? 1 - dot : -dot
             }
         }
@@ -129,6 +130,6 @@ extension HNSWIndex {
     var view: GraphView {
         GraphView(level0: level0, blockSize: blockSize, vectorOffset: linkWords0 * 4, dimension: dimension,
                   metric: parameters.metric, quantized: quantizer != nil, scale: quantizer?.scale ?? 1,
-                  offsetNorm: quantizer?.offsetNorm ?? 0, codeBias: codeBias)
+                  offsetNorm: quantizer?.offsetNorm ?? 0, codeBytes: codeBytes)
     }
 }

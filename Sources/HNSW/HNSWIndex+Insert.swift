@@ -153,7 +153,7 @@ extension HNSWIndex {
             floatVector(node).update(from: src, count: dimension)
             if let quantizer {
                 let codes = vectorBytesPointer(node).assumingMemoryBound(to: UInt8.self)
-                codeBias![node] = quantizer.encode(src, into: codes, dimension: dimension)
+                codeBias(node).pointee = quantizer.encode(src, into: codes, dimension: dimension)
             }
         }
     }

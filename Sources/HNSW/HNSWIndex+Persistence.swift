@@ -28,15 +28,19 @@ extension HNSWIndex {
             payload.write(raw: UnsafeRawBufferPointer(start: levels, count: slotCount * 4))
             payload.write(raw: UnsafeRawBufferPointer(start: labels, count: slotCount * 8))
             payload.write(raw: UnsafeRawBufferPointer(start: deletedFlags, count: slotCount))
+            // Pad so the graph starts 64-byte aligned in the file (the container header is
+            // 20 bytes): a memory-mapped load then reads aligned links and vectors.
+            let pad = (64 - (20 + payload.bytes.count + 8) % 64) % 64
+            payload.write(UInt64(pad))
+            [UInt8](repeating: 0, count: pad).withUnsafeBytes { payload.write(raw: $0) }
             payload.write(raw: UnsafeRawBufferPointer(start: level0, count: slotCount * blockSize))
             for node in 0..<slotCount where levels[node] > 0 {
                 payload.write(raw: UnsafeRawBufferPointer(start: upperLinks[node]!, count: Int(levels[node]) * linkWords * 4))
             }
-            if let quantizer, let floats, let codeBias {
+            if let quantizer, let floats {
                 for o in quantizer.offsets { payload.write(o) }
                 payload.write(quantizer.scale)
                 payload.write(raw: UnsafeRawBufferPointer(start: floats, count: slotCount * dimension * 4))
-                payload.write(raw: UnsafeRawBufferPointer(start: codeBias, count: slotCount * 4))
             }
         }
         try FunnelFile.write(to: path, magic: Self.magic, version: Self.formatVersion) { w in
@@ -75,6 +79,8 @@ extension HNSWIndex {
             let levelBytes = try r.view(n * 4, "levels")
             let labelBytes = try r.view(n * 8, "labels")
             let flagBytes = try r.view(n, "deleted flags")
+            let pad = try r.readCount("graph alignment padding", max: 63)
+            _ = try r.view(pad, "graph alignment padding")
             let blocks = try r.view(n * index.blockSize, "layer-0 graph")
 
             index.grow(to: n)
@@ -114,8 +120,6 @@ extension HNSWIndex {
                 index.quantizer = ScalarQuantizer(offsets: offsets, scale: scale)
                 let fl = try r.view(n * dimension * 4, "float vectors")
                 if !fl.isEmpty { UnsafeMutableRawPointer(index.floats!).copyMemory(from: fl.baseAddress!, byteCount: fl.count) }
-                let cb = try r.view(n * 4, "code terms")
-                if !cb.isEmpty { UnsafeMutableRawPointer(index.codeBias!).copyMemory(from: cb.baseAddress!, byteCount: cb.count) }
             }
             guard r.remaining == 0 else { throw bad("\(r.remaining) unexpected bytes after the index") }
 

@@ -69,6 +69,7 @@ public final class HNSWIndex: @unchecked Sendable {
     /// Bytes of a layer-0 block: link count, 2M links, then the vector (floats or codes).
     let linkWords0: Int
     let vectorBytes: Int
+    let codeBytes: Int
     let blockSize: Int
     let linkWords: Int
 
@@ -83,8 +84,6 @@ public final class HNSWIndex: @unchecked Sendable {
     var nodeLocks: UnsafeMutablePointer<UInt8>
     /// Float vectors when the graph stores codes (for rescoring); nil otherwise.
     var floats: UnsafeMutablePointer<Float>?
-    /// Per-node bx term of quantized dot products.
-    var codeBias: UnsafeMutablePointer<Float>?
     var quantizer: ScalarQuantizer?
     /// The entry point, packed as (top level << 32 | node), or `UInt64.max` when empty.
     let entry: UnsafeMutablePointer<UInt64>
@@ -124,7 +123,10 @@ public final class HNSWIndex: @unchecked Sendable {
         levelMultiplier = 1 / log(Double(parameters.M))
         linkWords0 = 1 + maxLinks0
         linkWords = 1 + maxLinks
-        vectorBytes = parameters.quantization == .int8 ? (dimension + 3) & ~3 : dimension * 4
+        // int8: the codes, padded to 4 bytes, then the node's dot-product term (a Float), so
+        // that one walk over the block's cache lines has everything a distance needs.
+        codeBytes = (dimension + 3) & ~3
+        vectorBytes = parameters.quantization == .int8 ? codeBytes + 4 : dimension * 4
         blockSize = linkWords0 * 4 + vectorBytes
         level0 = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
         upperLinks = .allocate(capacity: 1)
@@ -152,7 +154,6 @@ public final class HNSWIndex: @unchecked Sendable {
         deletedFlags.deallocate()
         nodeLocks.deallocate()
         floats?.deallocate()
-        codeBias?.deallocate()
         entry.deallocate()
         deletedCounter.deallocate()
         pthread_rwlock_destroy(&rwlock)
@@ -182,7 +183,7 @@ public final class HNSWIndex: @unchecked Sendable {
             guard slotCount > 0 else { return Double(blockSize) }
             var total = slotCount * (blockSize + 8 + 4 + 1 + 1 + MemoryLayout<UnsafeMutablePointer<UInt32>?>.size)
             for i in 0..<slotCount where levels[i] > 0 { total += Int(levels[i]) * linkWords * 4 }
-            if floats != nil { total += slotCount * dimension * 4 + slotCount * 4 }
+            if floats != nil { total += slotCount * dimension * 4 }
             return Double(total) / Double(slotCount)
         }
     }
@@ -225,6 +226,12 @@ public final class HNSWIndex: @unchecked Sendable {
     func floatVector(_ node: Int) -> UnsafeMutablePointer<Float> {
         if let floats { return floats + node * dimension }
         return vectorBytesPointer(node).assumingMemoryBound(to: Float.self)
+    }
+
+    /// The int8 dot-product term stored after a node's codes.
+    @inline(__always)
+    func codeBias(_ node: Int) -> UnsafeMutablePointer<Float> {
+        (vectorBytesPointer(node) + codeBytes).assumingMemoryBound(to: Float.self)
     }
 
     @inline(__always)
@@ -270,12 +277,6 @@ public final class HNSWIndex: @unchecked Sendable {
                 old.deallocate()
             }
             floats = f
-            let b = UnsafeMutablePointer<Float>.allocate(capacity: newCap)
-            if let old = codeBias {
-                b.update(from: old, count: slotCount)
-                old.deallocate()
-            }
-            codeBias = b
         }
         mappedOwner = nil
         capacity = newCap
