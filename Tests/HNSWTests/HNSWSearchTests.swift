@@ -10,7 +10,7 @@ struct HNSWSearchTests {
     func recallAtHighEf(metric: Metric, shape: (n: Int, d: Int)) throws {
         let base = clustered(shape.n, shape.d, seed: 1)
         let queries = clustered(50, shape.d, seed: 1, stream: 9)
-        let index = try HNSWIndex(dimension: shape.d, parameters: .init(metric: metric, M: 12, efConstruction: 100))
+        let index = try HNSWIndex(dimension: shape.d, parameters: .init(metric: metric, M: 16, efConstruction: 200))
         try index.add(base, ids: (0..<UInt64(shape.n)).map { $0 }, threads: 2)
         #expect(index.count == shape.n)
         let got = try index.searchLabels(queries, k: 10, ef: 200, threads: 2)
