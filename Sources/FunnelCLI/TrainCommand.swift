@@ -21,6 +21,8 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Skip the ALS baseline.") var noALS = false
     @Option var seed: UInt64 = 42
     @Option(help: "Write metrics and training statistics as JSON.") var json: String?
+    @Option(help: "Model folder to write (towers, HNSW index over item embeddings, history, metrics).")
+    var out: String = "indexes/movielens-towers"
 
     func run() throws {
         try FunnelCLI.run {
@@ -110,7 +112,16 @@ struct TrainCommand: ParsableCommand {
             print("test (leave-last-one-out, full corpus, seen items excluded):")
             printAligned(header: ["model", "metrics"], rows: rows)
             print("two-tower training: \(fmt(trainSeconds, 1)) s, \(fmt(Double(examples) / trainSeconds, 0)) examples/s (including per-epoch validation)")
-            if let json {
+            // The model folder: towers, the item index, each user's history, the metrics.
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try model.save(to: "\(out)/towers.fnl", userIDs: ml.users.keys.keys, itemIDs: ml.items.keys.keys)
+            let itemVectors = model.embedAll(model.items)
+            let index = try HNSWIndex(dimension: p.dimension, parameters: .init(metric: .cosine, M: 16, efConstruction: 200))
+            try index.add(itemVectors)
+            try index.save(to: "\(out)/items.hnsw")
+            try UserHistory(split.trainItems).save(to: "\(out)/history.fnl")
+            print("wrote \(out)/ (towers.fnl, items.hnsw, history.fnl, metrics.json)")
+            do {
                 func obj(_ m: RetrievalMetrics) -> [String: Double] { ["HR@10": m.hr10, "NDCG@10": m.ndcg10, "HR@50": m.hr50, "MRR": m.mrr] }
                 var out: [String: Any] = obj(towers)
                 var baselines: [String: Any] = ["popularity": obj(popularity)]
@@ -118,7 +129,8 @@ struct TrainCommand: ParsableCommand {
                 out["baselines"] = baselines
                 out["training"] = ["wall_seconds": trainSeconds, "examples_per_second": Double(examples) / trainSeconds, "threads": 1]
                 let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
-                try AtomicFile.write(Array(data) + [10], to: json)
+                try AtomicFile.write(Array(data) + [10], to: "\(self.out)/metrics.json")
+                if let json { try AtomicFile.write(Array(data) + [10], to: json) }
             }
         }
     }

@@ -106,3 +106,43 @@ public enum ImplicitALS {
         }
     }
 }
+
+/// Each user's training items, saved beside a model so recommendations can leave them out.
+public struct UserHistory: Sendable {
+    public var offsets: [Int32]
+    public var items: [Int32]
+
+    public init(_ sets: [Set<Int32>]) {
+        offsets = [0]
+        items = []
+        for s in sets {
+            items.append(contentsOf: s.sorted())
+            offsets.append(Int32(items.count))
+        }
+    }
+
+    public func items(of user: Int) -> ArraySlice<Int32> { items[Int(offsets[user])..<Int(offsets[user + 1])] }
+
+    static let magic = "FNLHIST\u{1}"
+
+    public func save(to path: String) throws {
+        try FunnelFile.write(to: path, magic: Self.magic, version: 1) { w in
+            w.write(array: offsets)
+            w.write(array: items)
+        }
+    }
+
+    public static func load(from path: String, users: Int, items itemCount: Int) throws -> UserHistory {
+        var (_, r) = try FunnelFile.read(path, magic: magic, versions: 1...1)
+        var h = UserHistory([])
+        h.offsets = try r.readArray(Int32.self, "offsets", maxCount: r.remaining)
+        h.items = try r.readArray(Int32.self, "items", maxCount: r.remaining)
+        guard h.offsets.count == users + 1, h.offsets.first == 0, Int(h.offsets.last!) == h.items.count,
+              zip(h.offsets, h.offsets.dropFirst()).allSatisfy({ $0 <= $1 }), h.items.allSatisfy({ $0 >= 0 && Int($0) < itemCount }) else {
+            throw TwoTowerError.invalidData("\(path): the history does not match the model")
+        }
+        return h
+    }
+}
+
+import Persistence

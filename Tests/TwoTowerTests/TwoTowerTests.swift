@@ -141,3 +141,32 @@ struct TwoTowerTests {
         }
     }
 }
+
+@Suite("Two-tower files")
+struct TwoTowerFileTests {
+    @Test("save and load embed identically; corrupted files are refused")
+    func roundTrip() throws {
+        var p = TwoTowerParameters()
+        p.dimension = 8
+        p.hidden = [12]
+        let model = TwoTowerModel(userFeatures: try tinyFeatures(7, seed: 1), itemFeatures: try tinyFeatures(9, seed: 2), parameters: p)
+        var rng = SeededGenerator(seed: 1)
+        for _ in 0..<5 { model.trainStep(users: [0, 1, 2, 3], items: [4, 5, 6, 7], rng: &rng) }
+        let path = NSTemporaryDirectory() + "funnel-tt-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let uids = (0..<7).map { "u\($0)" }, iids = (0..<9).map { "i\($0)" }
+        try model.save(to: path, userIDs: uids, itemIDs: iids)
+        let (loaded, lu, li) = try TwoTowerModel.load(from: path)
+        #expect(lu == uids && li == iids)
+        #expect(loaded.embedAll(loaded.items) == model.embedAll(model.items))
+        #expect(loaded.embedAll(loaded.users, withoutID: true) == model.embedAll(model.users, withoutID: true))
+        let good = Array(FileManager.default.contents(atPath: path)!)
+        var r = SeededGenerator(seed: 9)
+        for _ in 0..<30 {
+            var b = good
+            b[r.nextInt(below: b.count)] ^= 0x21
+            FileManager.default.createFile(atPath: path, contents: Data(b))
+            #expect(throws: (any Error).self) { try TwoTowerModel.load(from: path) }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import Funnel
+
+/// A trained model folder, loaded for queries.
+struct ModelFolder {
+    let model: TwoTowerModel
+    let userIDs: [String]
+    let itemIDs: [String]
+    let index: HNSWIndex
+    let history: UserHistory?
+
+    init(_ dir: String) throws {
+        (model, userIDs, itemIDs) = try TwoTowerModel.load(from: "\(dir)/towers.fnl")
+        index = try HNSWIndex.load(from: "\(dir)/items.hnsw", mmap: true)
+        history = try? UserHistory.load(from: "\(dir)/history.fnl", users: userIDs.count, items: itemIDs.count)
+    }
+
+    func printResults(_ results: [Neighbor], json: String?, header: String) throws {
+        print(header)
+        printAligned(header: ["rank", "item", "score"], rows: results.enumerated().map {
+            [String($0.offset + 1), itemIDs[$0.element.id], fmt(Double(1 - $0.element.distance), 4)]
+        })
+        if let json {
+            let arr = results.map { ["item": itemIDs[$0.id], "score": Double(1 - $0.distance)] as [String: Any] }
+            let data = try JSONSerialization.data(withJSONObject: arr, options: [.prettyPrinted])
+            try AtomicFile.write(Array(data) + [10], to: json)
+        }
+    }
+}
+
+struct Recommend: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Top-k items for a user: user tower -> HNSW, seen items left out.")
+    @Option(help: "Model folder written by `funnel train`.") var model: String
+    @Option(help: "User id (as in the data).") var user: String
+    @Option var k: Int = 10
+    @Option var ef: Int = 128
+    @Flag(help: "Keep items the user already interacted with.") var includeSeen = false
+    @Option(help: "Write the list as JSON.") var json: String?
+
+    func run() throws {
+        try FunnelCLI.run {
+            let m = try ModelFolder(model)
+            guard let u = m.userIDs.firstIndex(of: user) else { throw ValidationError("unknown user '\(user)'") }
+            var rng = SeededGenerator(seed: 0)
+            let vector = m.model.users.forward([Int32(u)], rng: &rng)
+            let seen = includeSeen ? Set<Int>() : Set((m.history?.items(of: u) ?? []).map { Int($0) })
+            let found = try m.index.search(vector, k: k + seen.count, ef: max(ef, k + seen.count))
+                .filter { !seen.contains($0.id) }.prefix(k)
+            try m.printResults(Array(found), json: json, header: "user \(user): \(seen.count) seen items left out")
+        }
+    }
+}
+
+struct Similar: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Items nearest to an item in the item-embedding space.")
+    @Option(help: "Model folder written by `funnel train`.") var model: String
+    @Option(help: "Item id (as in the data).") var item: String
+    @Option var k: Int = 10
+    @Option var ef: Int = 128
+    @Option(help: "Write the list as JSON.") var json: String?
+
+    func run() throws {
+        try FunnelCLI.run {
+            let m = try ModelFolder(model)
+            guard let i = m.itemIDs.firstIndex(of: item) else { throw ValidationError("unknown item '\(item)'") }
+            var rng = SeededGenerator(seed: 0)
+            let vector = m.model.items.forward([Int32(i)], rng: &rng)
+            let found = try m.index.search(vector, k: k + 1, ef: max(ef, k + 1)).filter { $0.id != i }.prefix(k)
+            try m.printResults(Array(found), json: json, header: "items like \(item)")
+        }
+    }
+}
