@@ -10,6 +10,7 @@
 //   ExactSearch                    blocked-sgemm exact k-NN: the floor and the oracle
 //   HNSW                           approximate nearest neighbors: build, search, delete, filter, quantize, persist
 //   TwoTower                       feature embeddings, user/item towers, in-batch softmax, ALS baseline
+//   Rerank                         MMR diversity, freshness decay, business rules
 //   GBDT                           gradient-boosted trees: lambdarank / binary / regression, inference, SHAP
 //   Funnel                         umbrella: `import Funnel` gives the whole stack
 //   funnel (FunnelCLI)             the command line
@@ -25,6 +26,7 @@ let package = Package(
         .library(name: "HNSW", targets: ["HNSW"]),
         .library(name: "GBDT", targets: ["GBDT"]),
         .library(name: "TwoTower", targets: ["TwoTower"]),
+        .library(name: "Rerank", targets: ["Rerank"]),
         .executable(name: "funnel", targets: ["FunnelCLI"]),
     ],
     dependencies: [
@@ -55,12 +57,16 @@ let package = Package(
             dependencies: ["LinearAlgebra", "Datasets", "Persistence", "CBLAS"]
         ),
         .target(
+            name: "Rerank",
+            dependencies: ["LinearAlgebra"]
+        ),
+        .target(
             name: "GBDT",
             dependencies: ["LinearAlgebra", "Datasets", "Persistence"]
         ),
         .target(
             name: "Funnel",
-            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower"]
+            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "Rerank"]
         ),
         .executableTarget(
             name: "FunnelCLI",
@@ -88,6 +94,7 @@ let package = Package(
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence"]),
         .testTarget(name: "GBDTTests", dependencies: ["GBDT", "Datasets", "LinearAlgebra"]),
         .testTarget(name: "TwoTowerTests", dependencies: ["TwoTower", "Datasets", "LinearAlgebra"]),
+        .testTarget(name: "RerankTests", dependencies: ["Rerank", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -6,3 +6,4 @@
 @_exported import HNSW
 @_exported import GBDT
 @_exported import TwoTower
+@_exported import Rerank
