@@ -1,9 +1,28 @@
 import Foundation
 import LinearAlgebra
 
-/// A binary heap of (distance, node) on reusable storage, with the smallest distance on top.
+/// Which distance a `NodeHeap` keeps on top.
 @usableFromInline
-struct MinHeap {
+protocol HeapOrder {
+    static func above(_ a: Float, _ b: Float) -> Bool
+}
+
+/// Smallest distance on top: the candidates still to expand.
+@usableFromInline
+enum Nearest: HeapOrder {
+    @inline(__always) @usableFromInline static func above(_ a: Float, _ b: Float) -> Bool { a < b }
+}
+
+/// Largest distance on top: the bounded set of best results, worst first out.
+@usableFromInline
+enum Farthest: HeapOrder {
+    @inline(__always) @usableFromInline static func above(_ a: Float, _ b: Float) -> Bool { a > b }
+}
+
+/// A binary heap of (distance, node) on reusable storage; the order is a type parameter,
+/// so each use is specialized with no runtime branch on it.
+@usableFromInline
+struct NodeHeap<Order: HeapOrder> {
     @usableFromInline var dist: UnsafeMutablePointer<Float>
     @usableFromInline var node: UnsafeMutablePointer<UInt32>
     @usableFromInline var capacity: Int
@@ -30,7 +49,7 @@ struct MinHeap {
         count += 1
         while i > 0 {
             let p = (i - 1) >> 1
-            if !(d < dist[p]) { break }
+            if !Order.above(d, dist[p]) { break }
             dist[i] = dist[p]
             node[i] = node[p]
             i = p
@@ -49,8 +68,8 @@ struct MinHeap {
             let l = 2 * i + 1
             if l >= count { break }
             var c = l
-            if l + 1 < count && dist[l + 1] < dist[l] { c = l + 1 }
-            if !(dist[c] < d) { break }
+            if l + 1 < count && Order.above(dist[l + 1], dist[l]) { c = l + 1 }
+            if !Order.above(dist[c], d) { break }
             dist[i] = dist[c]
             node[i] = node[c]
             i = c
@@ -74,78 +93,8 @@ struct MinHeap {
     }
 }
 
-/// A binary heap of (distance, node) on reusable storage, with the largest distance on top.
-@usableFromInline
-struct MaxHeap {
-    @usableFromInline var dist: UnsafeMutablePointer<Float>
-    @usableFromInline var node: UnsafeMutablePointer<UInt32>
-    @usableFromInline var capacity: Int
-    @usableFromInline var count = 0
-
-    init(capacity: Int) {
-        self.capacity = max(16, capacity)
-        dist = .allocate(capacity: self.capacity)
-        node = .allocate(capacity: self.capacity)
-    }
-
-    func free() {
-        dist.deallocate()
-        node.deallocate()
-    }
-
-    @inline(__always) var topDistance: Float { dist[0] }
-    @inline(__always) var topNode: UInt32 { node[0] }
-
-    @inline(__always)
-    mutating func push(_ d: Float, _ n: UInt32) {
-        if count == capacity { growStorage() }
-        var i = count
-        count += 1
-        while i > 0 {
-            let p = (i - 1) >> 1
-            if !(d > dist[p]) { break }
-            dist[i] = dist[p]
-            node[i] = node[p]
-            i = p
-        }
-        dist[i] = d
-        node[i] = n
-    }
-
-    @inline(__always)
-    mutating func pop() {
-        count -= 1
-        guard count > 0 else { return }
-        let d = dist[count], n = node[count]
-        var i = 0
-        while true {
-            let l = 2 * i + 1
-            if l >= count { break }
-            var c = l
-            if l + 1 < count && dist[l + 1] > dist[l] { c = l + 1 }
-            if !(dist[c] > d) { break }
-            dist[i] = dist[c]
-            node[i] = node[c]
-            i = c
-        }
-        dist[i] = d
-        node[i] = n
-    }
-
-    @inline(never)
-    mutating func growStorage() {
-        let newCap = capacity * 2
-        let d = UnsafeMutablePointer<Float>.allocate(capacity: newCap)
-        let n = UnsafeMutablePointer<UInt32>.allocate(capacity: newCap)
-        d.update(from: dist, count: count)
-        n.update(from: node, count: count)
-        dist.deallocate()
-        node.deallocate()
-        dist = d
-        node = n
-        capacity = newCap
-    }
-}
+typealias MinHeap = NodeHeap<Nearest>
+typealias MaxHeap = NodeHeap<Farthest>
 
 /// Per-search buffers: a visited set with epoch tags (no clearing between searches),
 /// the two heaps, a sorted-candidates buffer and room for a quantized query.
