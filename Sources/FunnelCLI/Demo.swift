@@ -58,18 +58,10 @@ struct Demo: ParsableCommand {
             p.logQCorrection = logQ
             let model = TwoTowerModel(userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p)
             var rng = SeededGenerator(seed: seed)
-            var order = Array(split.train.indices)
             t = now()
-            for epoch in 1...epochs {
-                order.shuffle(using: &rng)
-                var loss: Float = 0, batches = 0, start = 0
-                while start < order.count {
-                    let idx = order[start..<min(order.count, start + p.batchSize)]
-                    loss += model.trainStep(users: idx.map { split.train[$0].user }, items: idx.map { split.train[$0].item }, rng: &rng)
-                    batches += 1
-                    start += p.batchSize
-                }
-                print("2. towers, epoch \(epoch)/\(epochs): in-batch softmax loss \(fmt(Double(loss / Float(batches)), 4))")
+            model.fit(split.train, rng: &rng) { r in
+                print("2. towers, epoch \(r.epoch)/\(epochs): in-batch softmax loss \(fmt(Double(r.loss), 4))")
+                return nil
             }
             let trainSeconds = now() - t
             print("   trained on \(split.train.count) interactions x \(epochs) epochs in \(fmt(trainSeconds, 1)) s "

@@ -31,14 +31,7 @@ struct TrainCommand: ParsableCommand {
             let ml = try MovieLens.load(directory: movielens)
             let log = ml.interactions
             let split = LeaveLastOutSplit(log)
-            let userFeatures = try EntityFeatures.build(count: ml.users.count, table: ml.users, kinds: [
-                ("user_id", .id), ("age", .numericBuckets(column: "age", buckets: 8)),
-                ("gender", .categorical(column: "gender")), ("occupation", .categorical(column: "occupation")),
-            ])
-            let itemFeatures = try EntityFeatures.build(count: ml.items.count, table: ml.items, kinds: [
-                ("item_id", .id), ("genres", .multiCategorical(column: "genres")),
-                ("year", .numericBuckets(column: "year", buckets: 10)),
-            ])
+            let (userFeatures, itemFeatures) = try Self.movieLensFeatures(ml)
             var p = TwoTowerParameters()
             p.dimension = dimension
             p.epochs = epochs
@@ -53,10 +46,7 @@ struct TrainCommand: ParsableCommand {
                   + "\(split.train.count) train, \(split.validation.count) validation, \(split.test.count) test")
             let model = TwoTowerModel(userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p)
             var rng = SeededGenerator(seed: seed)
-            var order = Array(split.train.indices)
             let t0 = now()
-            var examples = 0
-            var best = -1.0, bestEpoch = 0
             func evaluate(_ heldOut: [Int32: Int32], excludeValidation: Bool) -> RetrievalMetrics {
                 let u = model.embedAll(model.users), v = model.embedAll(model.items)
                 let scores = try! Matrix.multiply(u, v, transposeB: true)
@@ -66,27 +56,13 @@ struct TrainCommand: ParsableCommand {
                     return s
                 }, scores: { scores.row(Int($0)) })
             }
-            for epoch in 1...p.epochs {
-                order.shuffle(using: &rng)
-                var loss: Float = 0, batches = 0
-                var start = 0
-                let e0 = now()
-                while start < order.count {
-                    let idx = order[start..<min(order.count, start + p.batchSize)]
-                    loss += model.trainStep(users: idx.map { split.train[$0].user }, items: idx.map { split.train[$0].item }, rng: &rng)
-                    batches += 1
-                    examples += idx.count
-                    start += p.batchSize
-                }
+            let reports = model.fit(split.train, rng: &rng) { r in
                 let valid = evaluate(split.validation, excludeValidation: false)
                 print(String(format: "epoch %2d  loss %.4f  %8.0f examples/s  validation NDCG@10 %.4f  HR@10 %.4f",
-                             epoch, loss / Float(batches), Double(order.count) / (now() - e0), valid.ndcg10, valid.hr10))
-                if valid.ndcg10 > best { best = valid.ndcg10; bestEpoch = epoch }
-                if p.patience > 0 && epoch - bestEpoch >= p.patience {
-                    print("early stop: best validation NDCG@10 at epoch \(bestEpoch)")
-                    break
-                }
+                             r.epoch, r.loss, r.examplesPerSecond, valid.ndcg10, valid.hr10))
+                return valid.ndcg10
             }
+            let examples = reports.count * split.train.count
             let trainSeconds = now() - t0
             let towers = evaluate(split.test, excludeValidation: true)
             // Baselines on the same split.
@@ -142,6 +118,20 @@ struct TrainCommand: ParsableCommand {
     /// PROTOCOLS.md section 2, cold start: 10% of items (seed 42) never seen in training;
     /// every interaction with them is ranked among the cold items only, by the towers
     /// (items embedded without their id), by a genre-profile content baseline, and at random.
+    /// The features of PROTOCOLS.md section 2: user id, age, gender, occupation; item id,
+    /// genres, release-year bucket.
+    static func movieLensFeatures(_ ml: MovieLens) throws -> (EntityFeatures, EntityFeatures) {
+        let users = try EntityFeatures.build(count: ml.users.count, table: ml.users, kinds: [
+            ("user_id", .id), ("age", .numericBuckets(column: "age", buckets: 8)),
+            ("gender", .categorical(column: "gender")), ("occupation", .categorical(column: "occupation")),
+        ])
+        let items = try EntityFeatures.build(count: ml.items.count, table: ml.items, kinds: [
+            ("item_id", .id), ("genres", .multiCategorical(column: "genres")),
+            ("year", .numericBuckets(column: "year", buckets: 10)),
+        ])
+        return (users, items)
+    }
+
     func runColdStart(ml: MovieLens, split: LeaveLastOutSplit, userFeatures: EntityFeatures,
                       itemFeatures: EntityFeatures, parameters: TwoTowerParameters) throws {
         var shuffled = Array(0..<ml.items.count)
@@ -152,18 +142,11 @@ struct TrainCommand: ParsableCommand {
         let train = split.train.filter { !cold.contains($0.item) }
         var p = parameters
         p.idDropout = max(p.idDropout, 0.3)
+        p.epochs = min(p.epochs, 10)
+        p.patience = 0
         let model = TwoTowerModel(userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p)
         var rng = SeededGenerator(seed: parameters.seed)
-        var order = Array(train.indices)
-        for _ in 0..<min(p.epochs, 10) {
-            order.shuffle(using: &rng)
-            var start = 0
-            while start < order.count {
-                let idx = order[start..<min(order.count, start + p.batchSize)]
-                model.trainStep(users: idx.map { train[$0].user }, items: idx.map { train[$0].item }, rng: &rng)
-                start += p.batchSize
-            }
-        }
+        model.fit(train, rng: &rng)
         let u = model.embedAll(model.users)
         let v = model.embedAll(model.items, withoutID: true)
         // Genre profiles: a user's mean genre vector over training items; an item's genre indicator.

@@ -118,3 +118,47 @@ public final class TwoTowerModel {
         return try! Matrix(rows: n, columns: parameters.dimension, storage: out)
     }
 }
+
+/// What one epoch of `fit` did.
+public struct EpochReport: Sendable {
+    public var epoch: Int
+    public var loss: Float
+    public var examplesPerSecond: Double
+}
+
+extension TwoTowerModel {
+    /// Trains on `pairs` for up to `parameters.epochs` epochs of shuffled mini-batches.
+    ///
+    /// After each epoch `onEpoch` receives the report and returns a validation score (or nil);
+    /// training stops early when that score has not improved for `parameters.patience` epochs.
+    /// - Returns: the reports of the epochs run.
+    @discardableResult
+    public func fit(_ pairs: [(user: Int32, item: Int32)], rng: inout SeededGenerator,
+                    onEpoch: (EpochReport) -> Double? = { _ in nil }) -> [EpochReport] {
+        var order = Array(pairs.indices)
+        var reports = [EpochReport]()
+        var best = -Double.infinity, bestEpoch = 0
+        let bs = max(1, parameters.batchSize)
+        for epoch in 1...max(1, parameters.epochs) {
+            order.shuffle(using: &rng)
+            var loss: Float = 0, batches = 0, start = 0
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            while start < order.count {
+                let idx = order[start..<min(order.count, start + bs)]
+                loss += trainStep(users: idx.map { pairs[$0].user }, items: idx.map { pairs[$0].item }, rng: &rng)
+                batches += 1
+                start += bs
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            let report = EpochReport(epoch: epoch, loss: loss / Float(max(1, batches)), examplesPerSecond: Double(order.count) / max(seconds, 1e-9))
+            reports.append(report)
+            if let score = onEpoch(report) {
+                if score > best { best = score; bestEpoch = epoch }
+                if parameters.patience > 0 && epoch - bestEpoch >= parameters.patience { break }
+            }
+        }
+        return reports
+    }
+}
+
+import Dispatch

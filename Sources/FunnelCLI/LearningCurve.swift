@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+import Funnel
+
+/// Trains the towers on growing fractions of the training data and reports test quality
+/// and training time per fraction: if quality still climbs at 100%, more data is the next
+/// step; if it flattens early, a bigger model (or better features) is.
+struct LearningCurve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "learning-curve", abstract: "Quality and training time on growing fractions of the training data.")
+    @Option(help: "MovieLens ml-100k folder.") var movielens: String
+    @Option(help: "Comma-separated fractions of the training interactions.") var fractions: String = "0.1,0.25,0.5,1"
+    @Option var epochs: Int = 8
+    @Option var seed: UInt64 = 42
+    @Option(help: "Write an SVG chart of NDCG@10 and HR@10 against the fraction.") var plot: String?
+
+    func run() throws {
+        try FunnelCLI.run {
+            let fs = fractions.split(separator: ",").compactMap { Double($0) }.filter { $0 > 0 && $0 <= 1 }
+            guard !fs.isEmpty else { throw ValidationError("--fractions needs values in (0, 1]") }
+            let ml = try MovieLens.load(directory: movielens)
+            let split = LeaveLastOutSplit(ml.interactions)
+            let (uf, itf) = try TrainCommand.movieLensFeatures(ml)
+            var shuffled = split.train
+            var g = SeededGenerator(seed: seed)
+            shuffled.shuffle(using: &g)
+            var rows = [[String]](), points = [(Double, Double, Double)]()
+            for f in fs.sorted() {
+                let subset = Array(shuffled.prefix(max(1, Int(Double(shuffled.count) * f))))
+                var p = TwoTowerParameters()
+                p.epochs = epochs
+                p.seed = seed
+                p.patience = 0
+                let model = TwoTowerModel(userFeatures: uf, itemFeatures: itf, parameters: p)
+                var rng = SeededGenerator(seed: seed)
+                let t0 = now()
+                model.fit(subset, rng: &rng)
+                let seconds = now() - t0
+                let scores = try Matrix.multiply(model.embedAll(model.users), model.embedAll(model.items), transposeB: true)
+                let m = RetrievalMetrics.evaluate(heldOut: split.test, exclude: { u in
+                    var s = split.trainItems[Int(u)]
+                    if let v = split.validation[u] { s.insert(v) }
+                    return s
+                }, scores: { scores.row(Int($0)) })
+                rows.append([fmt(f * 100, 0) + "%", String(subset.count), fmt(m.hr10, 4), fmt(m.ndcg10, 4), fmt(m.hr50, 4), fmt(seconds, 1)])
+                points.append((f, m.ndcg10, m.hr10))
+                print("fraction \(fmt(f, 2)): \(m)  (\(fmt(seconds, 1)) s)")
+            }
+            printAligned(header: ["train data", "interactions", "HR@10", "NDCG@10", "HR@50", "train s"], rows: rows)
+            if let plot { try AtomicFile.write(Array(svg(points).utf8), to: plot) }
+        }
+    }
+
+    func svg(_ pts: [(Double, Double, Double)]) -> String {
+        let w = 640.0, h = 400.0, l = 70.0, r = 20.0, t = 40.0, b = 50.0
+        let maxY = max(0.01, pts.map { max($0.1, $0.2) }.max() ?? 0.1) * 1.1
+        func x(_ f: Double) -> Double { l + f * (w - l - r) }
+        func y(_ v: Double) -> Double { h - b - v / maxY * (h - t - b) }
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"12\">"
+        s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/><text x=\"\(w / 2)\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">Learning curve (test, leave-last-one-out)</text>"
+        s += "<line x1=\"\(l)\" y1=\"\(h - b)\" x2=\"\(w - r)\" y2=\"\(h - b)\" stroke=\"black\"/><line x1=\"\(l)\" y1=\"\(t)\" x2=\"\(l)\" y2=\"\(h - b)\" stroke=\"black\"/>"
+        for f in [0.0, 0.25, 0.5, 0.75, 1.0] { s += "<text x=\"\(x(f))\" y=\"\(h - b + 18)\" text-anchor=\"middle\">\(Int(f * 100))%</text>" }
+        for i in 0...4 { let v = maxY * Double(i) / 4; s += "<text x=\"\(l - 6)\" y=\"\(y(v) + 4)\" text-anchor=\"end\">\(String(format: "%.3f", v))</text>" }
+        for (name, color, key) in [("NDCG@10", "#1f77b4", 1), ("HR@10", "#d62728", 2)] {
+            let path = pts.map { "\(x($0.0)),\(y(key == 1 ? $0.1 : $0.2))" }.joined(separator: " ")
+            s += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>"
+            if let last = pts.last { s += "<text x=\"\(x(last.0) - 4)\" y=\"\(y(key == 1 ? last.1 : last.2) - 8)\" text-anchor=\"end\" fill=\"\(color)\">\(name)</text>" }
+        }
+        return s + "<text x=\"\(w / 2)\" y=\"\(h - 12)\" text-anchor=\"middle\">fraction of training interactions</text></svg>\n"
+    }
+}
