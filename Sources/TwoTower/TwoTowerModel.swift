@@ -35,10 +35,14 @@ public final class TwoTowerModel {
     var gap: [Double]
     var step = 0.0
 
-    public init(userFeatures: EntityFeatures, itemFeatures: EntityFeatures, parameters: TwoTowerParameters) {
+    public convenience init(userFeatures: EntityFeatures, itemFeatures: EntityFeatures, parameters: TwoTowerParameters) {
+        self.init(userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: parameters, towers: nil)
+    }
+
+    init(userFeatures: EntityFeatures, itemFeatures: EntityFeatures, parameters: TwoTowerParameters, towers: (Tower, Tower)?) {
         self.parameters = parameters
-        users = Tower(features: userFeatures, hidden: parameters.hidden, outputDimension: parameters.dimension, seed: parameters.seed)
-        items = Tower(features: itemFeatures, hidden: parameters.hidden, outputDimension: parameters.dimension, seed: parameters.seed &+ 1)
+        users = towers?.0 ?? Tower(features: userFeatures, hidden: parameters.hidden, outputDimension: parameters.dimension, seed: parameters.seed)
+        items = towers?.1 ?? Tower(features: itemFeatures, hidden: parameters.hidden, outputDimension: parameters.dimension, seed: parameters.seed &+ 1)
         lastSeen = [Double](repeating: -1, count: itemFeatures.count)
         gap = [Double](repeating: 100, count: itemFeatures.count)
     }
@@ -162,3 +166,18 @@ extension TwoTowerModel {
 }
 
 import Dispatch
+
+extension TwoTowerModel {
+    /// A model that starts from this one's weights (towers are shared, not copied) with new
+    /// training settings, for incremental retraining: continue `fit` on new interactions.
+    public func continuing(with parameters: TwoTowerParameters) -> TwoTowerModel {
+        TwoTowerModel(users: users, items: items, parameters: parameters, lastSeen: lastSeen, gap: gap, step: step)
+    }
+
+    convenience init(users: Tower, items: Tower, parameters: TwoTowerParameters, lastSeen: [Double], gap: [Double], step: Double) {
+        self.init(userFeatures: users.features, itemFeatures: items.features, parameters: parameters, towers: (users, items))
+        self.lastSeen = lastSeen
+        self.gap = gap
+        self.step = step
+    }
+}
