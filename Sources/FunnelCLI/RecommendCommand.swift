@@ -71,3 +71,42 @@ struct Similar: ParsableCommand {
         }
     }
 }
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A model folder's evaluation: recomputed on MovieLens when --movielens is given, else as recorded at training.")
+    @Option(help: "Model folder written by `funnel train`.") var model: String
+    @Option(help: "Recompute on this ml-100k folder (same leave-last-one-out split).") var movielens: String?
+    @Option(help: "Write the metrics as JSON.") var json: String?
+
+    func run() throws {
+        try FunnelCLI.run {
+            var metrics: [String: Any]
+            if let movielens {
+                let m = try ModelFolder(model)
+                let ml = try MovieLens.load(directory: movielens)
+                guard ml.users.keys.keys == m.userIDs, ml.items.keys.keys == m.itemIDs else {
+                    throw ValidationError("the data's users or items differ from the model's")
+                }
+                let split = LeaveLastOutSplit(ml.interactions)
+                let scores = try Matrix.multiply(m.model.embedAll(m.model.users), m.model.embedAll(m.model.items), transposeB: true)
+                let r = RetrievalMetrics.evaluate(heldOut: split.test, exclude: { u in
+                    var s = split.trainItems[Int(u)]
+                    if let v = split.validation[u] { s.insert(v) }
+                    return s
+                }, scores: { scores.row(Int($0)) })
+                metrics = ["HR@10": r.hr10, "NDCG@10": r.ndcg10, "HR@50": r.hr50, "MRR": r.mrr]
+            } else {
+                let path = "\(model)/metrics.json"
+                guard let data = FileManager.default.contents(atPath: path),
+                      let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                    throw ValidationError("\(path) is missing or not JSON; pass --movielens to recompute")
+                }
+                metrics = obj
+            }
+            let data = try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            if let json { try AtomicFile.write(Array(data) + [10], to: json) }
+        }
+    }
+}
