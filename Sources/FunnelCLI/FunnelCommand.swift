@@ -14,7 +14,10 @@ struct FunnelCommand: ParsableCommand {
 func run<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
-    } catch let e as CustomStringConvertible where !(e is ExitCode) && !(e is CleanExit) {
+    } catch let e as ValidationError {
+        throw e
+    } catch let e as CustomStringConvertible {
+        // Library errors describe themselves; show that text, not a type dump.
         throw ValidationError("\(e)")
     }
 }
