@@ -10,14 +10,8 @@ struct FunnelCommand: ParsableCommand {
     )
 }
 
-/// Turns library errors into a clean message and a non-zero exit, with no stack trace.
+/// Runs a command body. Library errors describe themselves (CustomStringConvertible), and
+/// ArgumentParser prints that description and exits non-zero, with no usage text.
 func run<T>(_ body: () throws -> T) throws -> T {
-    do {
-        return try body()
-    } catch let e as ValidationError {
-        throw e
-    } catch let e as CustomStringConvertible {
-        // Library errors describe themselves; show that text, not a type dump.
-        throw ValidationError("\(e)")
-    }
+    try body()
 }
