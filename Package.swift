@@ -10,6 +10,7 @@
 //   ExactSearch                    blocked-sgemm exact k-NN: the floor and the oracle
 //   HNSW                           approximate nearest neighbors: build, search, delete, filter, quantize, persist
 //   TwoTower                       feature embeddings, user/item towers, in-batch softmax, ALS baseline
+//   TextSearch                     BM25 lexical retrieval and reciprocal rank fusion
 //   Rerank                         MMR diversity, freshness decay, business rules
 //   GBDT                           gradient-boosted trees: lambdarank / binary / regression, inference, SHAP
 //   Funnel                         umbrella: `import Funnel` gives the whole stack
@@ -27,6 +28,7 @@ let package = Package(
         .library(name: "GBDT", targets: ["GBDT"]),
         .library(name: "TwoTower", targets: ["TwoTower"]),
         .library(name: "Rerank", targets: ["Rerank"]),
+        .library(name: "TextSearch", targets: ["TextSearch"]),
         .executable(name: "funnel", targets: ["FunnelCLI"]),
     ],
     dependencies: [
@@ -57,6 +59,10 @@ let package = Package(
             dependencies: ["LinearAlgebra", "Datasets", "Persistence", "CBLAS"]
         ),
         .target(
+            name: "TextSearch",
+            dependencies: ["LinearAlgebra"]
+        ),
+        .target(
             name: "Rerank",
             dependencies: ["LinearAlgebra"]
         ),
@@ -66,7 +72,7 @@ let package = Package(
         ),
         .target(
             name: "Funnel",
-            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "Rerank"]
+            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "Rerank", "TextSearch"]
         ),
         .executableTarget(
             name: "FunnelCLI",
@@ -95,6 +101,7 @@ let package = Package(
         .testTarget(name: "GBDTTests", dependencies: ["GBDT", "Datasets", "LinearAlgebra"]),
         .testTarget(name: "TwoTowerTests", dependencies: ["TwoTower", "Datasets", "LinearAlgebra"]),
         .testTarget(name: "RerankTests", dependencies: ["Rerank", "LinearAlgebra"]),
+        .testTarget(name: "TextSearchTests", dependencies: ["TextSearch"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -7,3 +7,4 @@
 @_exported import GBDT
 @_exported import TwoTower
 @_exported import Rerank
+@_exported import TextSearch
