@@ -13,6 +13,7 @@
 //   TextSearch                     BM25 lexical retrieval and reciprocal rank fusion
 //   Rerank                         MMR diversity, freshness decay, business rules
 //   GBDT                           gradient-boosted trees: lambdarank / binary / regression, inference, SHAP
+//   Serving                        the Recommender: stage budgets, deadline, fallbacks, circuit breakers
 //   Funnel                         umbrella: `import Funnel` gives the whole stack
 //   funnel (FunnelCLI)             the command line
 import PackageDescription
@@ -29,6 +30,7 @@ let package = Package(
         .library(name: "TwoTower", targets: ["TwoTower"]),
         .library(name: "Rerank", targets: ["Rerank"]),
         .library(name: "TextSearch", targets: ["TextSearch"]),
+        .library(name: "Serving", targets: ["Serving"]),
         .executable(name: "funnel", targets: ["FunnelCLI"]),
     ],
     dependencies: [
@@ -71,8 +73,12 @@ let package = Package(
             dependencies: ["LinearAlgebra", "Datasets", "Persistence"]
         ),
         .target(
+            name: "Serving",
+            dependencies: ["Rerank"]
+        ),
+        .target(
             name: "Funnel",
-            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "Rerank", "TextSearch"]
+            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "Rerank", "TextSearch", "Serving"]
         ),
         .executableTarget(
             name: "FunnelCLI",
@@ -102,6 +108,7 @@ let package = Package(
         .testTarget(name: "TwoTowerTests", dependencies: ["TwoTower", "Datasets", "LinearAlgebra"]),
         .testTarget(name: "RerankTests", dependencies: ["Rerank", "LinearAlgebra"]),
         .testTarget(name: "TextSearchTests", dependencies: ["TextSearch"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "Rerank"]),
     ],
     swiftLanguageModes: [.v5]
 )

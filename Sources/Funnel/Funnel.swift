@@ -8,3 +8,4 @@
 @_exported import TwoTower
 @_exported import Rerank
 @_exported import TextSearch
+@_exported import Serving

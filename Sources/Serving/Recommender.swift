@@ -1,0 +1,184 @@
+import Dispatch
+import Foundation
+import Rerank
+
+/// Stops calling a failing stage for a while, then lets one probe through.
+///
+/// Closed: calls pass. After `failureThreshold` consecutive failures it opens: calls are
+/// refused until `cooldown` seconds pass; then one call is let through (half-open) and its
+/// outcome closes or re-opens the breaker.
+public final class CircuitBreaker: @unchecked Sendable {
+    public let failureThreshold: Int
+    public let cooldown: Double
+    private let lock = NSLock()
+    private var failures = 0
+    private var openedAt: Double? = nil
+    private let clock: () -> Double
+
+    public init(failureThreshold: Int = 3, cooldown: Double = 5, clock: @escaping () -> Double = { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }) {
+        self.failureThreshold = failureThreshold
+        self.cooldown = cooldown
+        self.clock = clock
+    }
+
+    /// Whether a call may go through now.
+    public func allow() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let opened = openedAt else { return true }
+        if clock() - opened >= cooldown {
+            openedAt = clock()  // half-open: this probe goes; others wait another cooldown
+            return true
+        }
+        return false
+    }
+
+    public func record(success: Bool) {
+        lock.lock()
+        defer { lock.unlock() }
+        if success {
+            failures = 0
+            openedAt = nil
+        } else {
+            failures += 1
+            if failures >= failureThreshold { openedAt = clock() }
+        }
+    }
+
+    public var isOpen: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return openedAt != nil
+    }
+}
+
+/// The answer of one request, with the path that produced it.
+public struct Recommendation: Sendable {
+    public var items: [RankedItem]
+    /// e.g. ["retrieval:ann", "ranking:gbdt", "rerank"], or fallbacks such as
+    /// "retrieval:timeout->popular", "ranking:failed->retrieval-order".
+    public var path: [String]
+    /// Seconds spent per stage, in order.
+    public var stageSeconds: [(stage: String, seconds: Double)]
+    public var totalSeconds: Double
+}
+
+/// Runs retrieval -> ranking -> re-ranking for one user within per-stage budgets and a
+/// total deadline, degrading gracefully: a failing or late retrieval falls back to popular
+/// items, a failing or late ranker keeps retrieval order, and circuit breakers stop calling
+/// a stage that keeps failing. Every answer says which path produced it.
+public final class Recommender: @unchecked Sendable {
+    public typealias Retrieve = @Sendable (_ user: Int, _ count: Int) throws -> [RankedItem]
+    public typealias Rank = @Sendable (_ user: Int, _ candidates: [RankedItem]) throws -> [RankedItem]
+    public typealias Rerank = @Sendable (_ ranked: [RankedItem], _ k: Int) -> [RankedItem]
+
+    let retrieve: Retrieve
+    let popular: @Sendable (_ count: Int) -> [RankedItem]
+    let rank: Rank?
+    let rerank: Rerank
+    public var candidates = 500
+    public var retrievalBudget: Double = 0.050
+    public var rankingBudget: Double = 0.050
+    public var deadline: Double = 0.150
+    public let retrievalBreaker = CircuitBreaker()
+    public let rankingBreaker = CircuitBreaker()
+
+    /// - Parameters:
+    ///   - rank: nil when no ranker could be loaded (the answer then keeps retrieval order).
+    public init(retrieve: @escaping Retrieve, popular: @escaping @Sendable (Int) -> [RankedItem],
+                rank: Rank?, rerank: @escaping Rerank) {
+        self.retrieve = retrieve
+        self.popular = popular
+        self.rank = rank
+        self.rerank = rerank
+    }
+
+    /// Runs `work` on its own thread and waits at most `budget` seconds for it.
+    /// Returns nil on timeout (the work finishes in the background; its result is dropped).
+    /// A thread per call (tens of microseconds) rather than a shared pool: a stage stuck
+    /// past its budget must not hold up the next request's stages.
+    private func withBudget<T>(_ budget: Double, _ work: @escaping @Sendable () throws -> T) -> Result<T, Error>? {
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox<T>()
+        let thread = Thread {
+            box.set(Result { try work() })
+            done.signal()
+        }
+        thread.start()
+        guard done.wait(timeout: .now() + max(0, budget)) == .success else { return nil }
+        return box.get()
+    }
+
+    /// The top `k` items for `user`. Never throws: every failure has a fallback.
+    public func recommend(user: Int, k: Int) -> Recommendation {
+        let start = DispatchTime.now().uptimeNanoseconds
+        func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        var path = [String](), stages = [(String, Double)]()
+
+        // Retrieval.
+        var t = elapsed()
+        var candidateList: [RankedItem]
+        if retrievalBreaker.allow() {
+            let count = candidates
+            switch withBudget(min(retrievalBudget, deadline - elapsed()), { [retrieve] in try retrieve(user, count) }) {
+            case .success(let list)?:
+                retrievalBreaker.record(success: true)
+                candidateList = list
+                path.append("retrieval:ann")
+            case .failure?:
+                retrievalBreaker.record(success: false)
+                candidateList = popular(count)
+                path.append("retrieval:failed->popular")
+            case nil:
+                retrievalBreaker.record(success: false)
+                candidateList = popular(count)
+                path.append("retrieval:timeout->popular")
+            }
+        } else {
+            candidateList = popular(candidates)
+            path.append("retrieval:circuit-open->popular")
+        }
+        stages.append(("retrieval", elapsed() - t))
+
+        // Ranking.
+        t = elapsed()
+        var ranked = candidateList
+        if let rank {
+            if rankingBreaker.allow() {
+                let list = candidateList
+                switch withBudget(min(rankingBudget, deadline - elapsed()), { try rank(user, list) }) {
+                case .success(let r)?:
+                    rankingBreaker.record(success: true)
+                    ranked = r
+                    path.append("ranking:gbdt")
+                case .failure?:
+                    rankingBreaker.record(success: false)
+                    path.append("ranking:failed->retrieval-order")
+                case nil:
+                    rankingBreaker.record(success: false)
+                    path.append("ranking:timeout->retrieval-order")
+                }
+            } else {
+                path.append("ranking:circuit-open->retrieval-order")
+            }
+        } else {
+            path.append("ranking:unavailable->retrieval-order")
+        }
+        stages.append(("ranking", elapsed() - t))
+
+        // Re-ranking (cheap and local: always runs).
+        t = elapsed()
+        let final = rerank(ranked, k)
+        path.append("rerank")
+        stages.append(("rerank", elapsed() - t))
+        return Recommendation(items: final, path: path, stageSeconds: stages, totalSeconds: elapsed())
+    }
+}
+
+/// A thread-safe slot for a worker's result.
+final class ResultBox<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Result<T, Error>?
+    func set(_ v: Result<T, Error>) { lock.lock(); value = v; lock.unlock() }
+    func get() -> Result<T, Error>? { lock.lock(); defer { lock.unlock() }; return value }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import Testing
+import Serving
+import Rerank
+
+struct StageError: Error {}
+
+/// A stage whose behaviour a test switches between working, failing and slow.
+final class Fault: @unchecked Sendable {
+    enum Mode { case ok, fail, slow }
+    private let lock = NSLock()
+    private var mode_: Mode = .ok
+    private var calls_ = 0
+    var mode: Mode { get { lock.lock(); defer { lock.unlock() }; return mode_ } set { lock.lock(); mode_ = newValue; lock.unlock() } }
+    var calls: Int { lock.lock(); defer { lock.unlock() }; return calls_ }
+    func hit() throws {
+        lock.lock(); calls_ += 1; let m = mode_; lock.unlock()
+        switch m {
+        case .ok: return
+        case .fail: throw StageError()
+        case .slow: Thread.sleep(forTimeInterval: 1.5)
+        }
+    }
+}
+
+@Suite("Recommender: stages, budgets and fallbacks")
+struct RecommenderTests {
+    /// Budgets are generous against scheduling noise (tests run in parallel on 2 cores) and
+    /// far below the 1.5 s a slow stage takes.
+    func make(_ retrieval: Fault, _ ranking: Fault?, budget: Double = 0.25, deadline: Double = 0.8) -> Recommender {
+        let r = Recommender(
+            retrieve: { user, n in try retrieval.hit(); return (0..<n).map { RankedItem(id: 1000 + $0, score: Double(n - $0)) } },
+            popular: { n in (0..<n).map { RankedItem(id: $0, score: Double(n - $0)) } },
+            rank: ranking.map { f in { _, list in try f.hit(); return list.reversed() } },
+            rerank: { list, k in Array(list.prefix(k)) })
+        r.candidates = 50
+        r.retrievalBudget = budget
+        r.rankingBudget = budget
+        r.deadline = deadline
+        return r
+    }
+
+    @Test("the healthy path runs every stage")
+    func healthy() {
+        let rec = make(Fault(), Fault(), budget: 5, deadline: 10).recommend(user: 1, k: 5)
+        #expect(rec.path == ["retrieval:ann", "ranking:gbdt", "rerank"])
+        #expect(rec.items.map(\.id) == [1049, 1048, 1047, 1046, 1045])
+    }
+
+    @Test("each injected fault still answers within the deadline, marked with its path",
+          arguments: [(Fault.Mode.fail, Fault.Mode.ok, "retrieval:failed->popular"), (.slow, .ok, "retrieval:timeout->popular"),
+                      (.ok, .fail, "ranking:failed->retrieval-order"), (.ok, .slow, "ranking:timeout->retrieval-order")])
+    func faults(retrievalMode: Fault.Mode, rankingMode: Fault.Mode, expected: String) {
+        let retrieval = Fault(), ranking = Fault()
+        retrieval.mode = retrievalMode
+        ranking.mode = rankingMode
+        let r = make(retrieval, ranking)
+        let rec = r.recommend(user: 1, k: 5)
+        #expect(rec.path.contains(expected), "\(rec.path)")
+        #expect(rec.items.count == 5)
+        #expect(rec.totalSeconds < r.deadline + 0.2)
+    }
+
+    @Test("a missing ranker (e.g. a corrupt model file) keeps retrieval order")
+    func noRanker() {
+        let rec = make(Fault(), nil, budget: 5, deadline: 10).recommend(user: 1, k: 3)
+        #expect(rec.path.contains("ranking:unavailable->retrieval-order"))
+        #expect(rec.items.map(\.id) == [1000, 1001, 1002])
+    }
+
+    @Test("the circuit breaker stops calling a failing stage and probes it after the cooldown")
+    func breaker() {
+        let retrieval = Fault()
+        retrieval.mode = .fail
+        let r = make(retrieval, Fault(), budget: 5, deadline: 10)
+        for _ in 0..<3 { _ = r.recommend(user: 1, k: 3) }
+        #expect(retrieval.calls == 3 && r.retrievalBreaker.isOpen)
+        let rec = r.recommend(user: 1, k: 3)
+        #expect(retrieval.calls == 3)
+        #expect(rec.path.first == "retrieval:circuit-open->popular")
+
+        var now = 0.0
+        let b = CircuitBreaker(failureThreshold: 2, cooldown: 10, clock: { now })
+        b.record(success: false); b.record(success: false)
+        #expect(!b.allow())
+        now = 11
+        #expect(b.allow())       // the probe
+        #expect(!b.allow())      // others wait
+        b.record(success: true)
+        #expect(b.allow() && !b.isOpen)
+    }
+}
