@@ -185,30 +185,20 @@ struct Demo: ParsableCommand {
         let predictor = GBDTPredictor(ranker)
         print("6. GBDT ranker (lambdarank, \(ranker.trees.count) trees) trained on \(groups.count - 1) users' candidates in \(fmt(now() - t, 2)) s")
 
-        // Evaluation on the test interactions of the other users.
-        var hitsRetrieval = 0, hitsRanked = 0, hitsFinal = 0, n = 0
-        var divRanked = 0.0, divFinal = 0.0
-        var latRank = [Double](), latRerank = [Double]()
-        var shown = false
-        for u in users.dropFirst(users.count / 2) {
-            guard let target = split.test[u] else { continue }
-            let list = try retrieve(u)
-            if list.isEmpty { continue }
-            n += 1
-            if list.prefix(k).contains(where: { Int32($0.id) == target }) { hitsRetrieval += 1 }
-            t = now()
+        /// Ranking: GBDT scores of the candidates' features, best first.
+        func rankList(_ u: Int32, _ list: [Neighbor]) -> (ranked: [RankedItem], features: [[Float]]) {
             let f = features(u, list)
             var scores = [Double](repeating: 0, count: f.count)
             let flat = f.flatMap { $0 }
             flat.withUnsafeBufferPointer { xp in
                 scores.withUnsafeMutableBufferPointer { predictor.predict(xp.baseAddress!, rows: f.count, stride: 5, into: $0.baseAddress!) }
             }
-            latRank.append(now() - t)
             let ranked = zip(list, scores).map { RankedItem(id: $0.0.id, score: $0.1, category: Int(cat.codes[$0.0.id]), createdAt: created[$0.0.id]) }
                 .sorted { $0.score != $1.score ? $0.score > $1.score : $0.id < $1.id }
-            if ranked.prefix(k).contains(where: { Int32($0.id) == target }) { hitsRanked += 1 }
-            t = now()
-            // Re-ranking: MMR (lambda 0.7) over the top 50, mild freshness, at most 3 per category.
+            return (ranked, f)
+        }
+        /// Re-ranking: MMR (lambda 0.7) over the top 50, mild freshness, at most 3 per category.
+        func rerankList(_ ranked: [RankedItem], _ k: Int) -> [RankedItem] {
             let top = Array(ranked.prefix(50))
             var emb = Matrix(rows: top.count, columns: itemVectors.columns)
             for (r, item) in top.enumerated() { for c in 0..<itemVectors.columns { emb[r, c] = itemVectors[item.id, c] } }
@@ -219,8 +209,30 @@ struct Demo: ParsableCommand {
             final = FreshnessDecay.exponential(halfLife: 60 * 86_400).apply(final, now: end, weight: 0.2)
             var rules = BusinessRules()
             rules.maxPerCategory = 3
-            final = rules.apply(final, k: k)
+            return rules.apply(final, k: k)
+        }
+
+        // Evaluation on the test interactions of the other users.
+        var hitsRetrieval = 0, hitsRanked = 0, hitsFinal = 0, n = 0
+        var divRanked = 0.0, divFinal = 0.0
+        var latRank = [Double](), latRerank = [Double]()
+        var shown = false
+        var finals = [Int32: [Int]]()
+        let heldOut = users.dropFirst(users.count / 2).filter { split.test[$0] != nil }
+        for u in heldOut {
+            let target = split.test[u]!
+            let list = try retrieve(u)
+            if list.isEmpty { continue }
+            n += 1
+            if list.prefix(k).contains(where: { Int32($0.id) == target }) { hitsRetrieval += 1 }
+            t = now()
+            let (ranked, f) = rankList(u, list)
+            latRank.append(now() - t)
+            if ranked.prefix(k).contains(where: { Int32($0.id) == target }) { hitsRanked += 1 }
+            t = now()
+            let final = rerankList(ranked, k)
             latRerank.append(now() - t)
+            finals[u] = final.map(\.id)
             if final.contains(where: { Int32($0.id) == target }) { hitsFinal += 1 }
             func diversity(_ ids: [Int]) -> Double {
                 var m = Matrix(rows: ids.count, columns: itemVectors.columns)
@@ -237,6 +249,30 @@ struct Demo: ParsableCommand {
                       + final.prefix(5).map { "i\($0.id)" + ($0.reasons.isEmpty ? "" : "[\($0.reasons.joined(separator: "; "))]") }.joined(separator: " "))
             }
         }
+
+        // The same requests through the library's Recommender: budgets, deadline, fallbacks.
+        let byPopularity = (0..<popularity.count).sorted { popularity[$0] != popularity[$1] ? popularity[$0] > popularity[$1] : $0 < $1 }
+        let recommender = Recommender(
+            retrieve: { user, _ in
+                try retrieve(Int32(user)).map { RankedItem(id: $0.id, score: Double(1 - $0.distance)) }
+            },
+            popular: { count in byPopularity.prefix(count).map { RankedItem(id: $0, score: Double(popularity[$0])) } },
+            rank: { user, list in
+                rankList(Int32(user), list.map { Neighbor(id: $0.id, distance: Float(1 - $0.score)) }).ranked
+            },
+            rerank: { ranked, k in rerankList(ranked, k) })
+        recommender.candidates = candidates
+        recommender.retrievalBudget = 0.05
+        recommender.rankingBudget = 0.05
+        recommender.deadline = 0.2
+        var totals = [Double](), same = 0, paths = [String: Int]()
+        for u in heldOut {
+            let r = recommender.recommend(user: Int(u), k: k)
+            totals.append(r.totalSeconds)
+            paths[r.path.joined(separator: " > "), default: 0] += 1
+            if r.items.map(\.id) == finals[u] { same += 1 }
+        }
+        totals.sort()
         latRank.sort()
         latRerank.sort()
         let nd = Double(max(1, n))
@@ -247,5 +283,8 @@ struct Demo: ParsableCommand {
             ["+ GBDT ranking", fmt(Double(hitsRanked) / nd, 4), fmt(divRanked / nd, 3)],
             ["+ MMR 0.7, freshness, <= 3 per category", fmt(Double(hitsFinal) / nd, 4), fmt(divFinal / nd, 3)],
         ])
+        print("8. served through Recommender (budgets 50 ms per stage, deadline 200 ms): p50 \(fmt(quantile(totals, 0.5) * 1e6, 0)) us, "
+              + "p99 \(fmt(quantile(totals, 0.99) * 1e6, 0)) us per request; \(same) of \(heldOut.count) lists equal the stage-by-stage run")
+        for (path, count) in paths.sorted(by: { $0.value > $1.value }) { print("   \(count) x \(path)") }
     }
 }
