@@ -19,6 +19,7 @@ struct TrainCommand: ParsableCommand {
     @Option var idDropout: Float = 0.1
     @Flag(inversion: .prefixedNo, help: "logQ correction of the in-batch softmax.") var logQ = true
     @Flag(help: "Skip the ALS baseline.") var noALS = false
+    @Flag(help: "Tune ALS on validation over regularization {1, 10} x confidence {10, 40} (4 fits).") var alsGrid = false
     @Option var seed: UInt64 = 42
     @Option(help: "Write metrics and training statistics as JSON.") var json: String?
     @Flag(help: "Also run the incremental protocol: train to the 80% time quantile, retrain incrementally on the next 10%, compare with a full retrain to 90%.")
@@ -78,16 +79,26 @@ struct TrainCommand: ParsableCommand {
             var rows = [["two-tower", "\(towers)"], ["popularity", "\(popularity)"]]
             var alsMetrics: RetrievalMetrics? = nil
             if !noALS {
+                // A small grid on validation (regularization x confidence), then test with the best.
                 let a0 = now()
-                let (x, y) = ImplicitALS.fit(pairs: split.train, users: ml.users.count, items: ml.items.count)
-                let alsScores = try Matrix.multiply(x, y, transposeB: true)
+                let grid: [(Float, Float)] = alsGrid ? [(1, 10), (10, 10), (1, 40), (10, 40)] : [(1, 10)]
+                var best: (score: Double, x: Matrix, y: Matrix, reg: Float, alpha: Float)? = nil
+                for (reg, alpha) in grid {
+                    let (x, y) = ImplicitALS.fit(pairs: split.train, users: ml.users.count, items: ml.items.count,
+                                                 regularization: reg, alpha: alpha)
+                    let sc = try Matrix.multiply(x, y, transposeB: true)
+                    let v = RetrievalMetrics.evaluate(heldOut: split.validation, exclude: { split.trainItems[Int($0)] },
+                                                      scores: { sc.row(Int($0)) })
+                    if best == nil || v.ndcg10 > best!.score { best = (v.ndcg10, x, y, reg, alpha) }
+                }
+                let alsScores = try Matrix.multiply(best!.x, best!.y, transposeB: true)
                 let als = RetrievalMetrics.evaluate(heldOut: split.test, exclude: { user in
                     var s = split.trainItems[Int(user)]
                     if let vi = split.validation[user] { s.insert(vi) }
                     return s
                 }, scores: { alsScores.row(Int($0)) })
                 alsMetrics = als
-                rows.append(["ALS (64 factors, LAPACKE)", "\(als)  \(fmt(now() - a0, 1)) s"])
+                rows.append(["ALS (64 factors, reg \(Int(best!.reg)), alpha \(Int(best!.alpha)))", "\(als)  \(fmt(now() - a0, 1)) s"])
             }
             print("test (leave-last-one-out, full corpus, seen items excluded):")
             printAligned(header: ["model", "metrics"], rows: rows)
