@@ -92,8 +92,7 @@ struct Demo: ParsableCommand {
             var hitsHNSW = 0, hitsExact = 0, hitsPop = 0, overlap = 0
             var latencies = [Double]()
             for (n, u) in evaluated.enumerated() {
-                var seen = split.trainItems[Int(u)]
-                if let v = split.validation[u] { seen.insert(v) }
+                let seen = split.seenBeforeTest(u)
                 let q = userVectors.row(Int(u))
                 let want = k + seen.count
                 let s = now()
@@ -149,8 +148,7 @@ struct Demo: ParsableCommand {
             if total > 0 { for (c, v) in affinity[u] { affinity[u][c] = v / total } }
         }
         func retrieve(_ u: Int32) throws -> [Neighbor] {
-            var seen = split.trainItems[Int(u)]
-            if let v = split.validation[u] { seen.insert(v) }
+            let seen = split.seenBeforeTest(u)
             return try index.search(userVectors.row(Int(u)), k: candidates + seen.count, ef: max(ef, candidates + seen.count))
                 .filter { !seen.contains(Int32($0.id)) }.prefix(candidates).map { $0 }
         }

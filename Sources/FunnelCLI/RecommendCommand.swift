@@ -89,12 +89,7 @@ struct Eval: ParsableCommand {
                     throw ValidationError("the data's users or items differ from the model's")
                 }
                 let split = LeaveLastOutSplit(ml.interactions)
-                let scores = try Matrix.multiply(m.model.embedAll(m.model.users), m.model.embedAll(m.model.items), transposeB: true)
-                let r = RetrievalMetrics.evaluate(heldOut: split.test, exclude: { u in
-                    var s = split.trainItems[Int(u)]
-                    if let v = split.validation[u] { s.insert(v) }
-                    return s
-                }, scores: { scores.row(Int($0)) })
+                let r = try m.model.evaluate(heldOut: split.test, exclude: split.seenBeforeTest)
                 metrics = ["HR@10": r.hr10, "NDCG@10": r.ndcg10, "HR@50": r.hr50, "MRR": r.mrr]
             } else {
                 let path = "\(model)/metrics.json"

@@ -50,32 +50,19 @@ struct TrainCommand: ParsableCommand {
             let model = TwoTowerModel(userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p)
             var rng = SeededGenerator(seed: seed)
             let t0 = now()
-            func evaluate(_ heldOut: [Int32: Int32], excludeValidation: Bool) -> RetrievalMetrics {
-                let u = model.embedAll(model.users), v = model.embedAll(model.items)
-                let scores = try! Matrix.multiply(u, v, transposeB: true)
-                return RetrievalMetrics.evaluate(heldOut: heldOut, exclude: { user in
-                    var s = split.trainItems[Int(user)]
-                    if excludeValidation, let vi = split.validation[user] { s.insert(vi) }
-                    return s
-                }, scores: { scores.row(Int($0)) })
-            }
             let reports = model.fit(split.train, rng: &rng) { r in
-                let valid = evaluate(split.validation, excludeValidation: false)
+                let valid = try! model.evaluate(heldOut: split.validation, exclude: { split.trainItems[Int($0)] })
                 print(String(format: "epoch %2d  loss %.4f  %8.0f examples/s  validation NDCG@10 %.4f  HR@10 %.4f",
                              r.epoch, r.loss, r.examplesPerSecond, valid.ndcg10, valid.hr10))
                 return valid.ndcg10
             }
             let examples = reports.count * split.train.count
             let trainSeconds = now() - t0
-            let towers = evaluate(split.test, excludeValidation: true)
+            let towers = try model.evaluate(heldOut: split.test, exclude: split.seenBeforeTest)
             // Baselines on the same split.
             var counts = [Float](repeating: 0, count: ml.items.count)
             for pair in split.train { counts[Int(pair.item)] += 1 }
-            let popularity = RetrievalMetrics.evaluate(heldOut: split.test, exclude: { user in
-                var s = split.trainItems[Int(user)]
-                if let vi = split.validation[user] { s.insert(vi) }
-                return s
-            }, scores: { _ in counts })
+            let popularity = RetrievalMetrics.evaluate(heldOut: split.test, exclude: split.seenBeforeTest, scores: { _ in counts })
             var rows = [["two-tower", "\(towers)"], ["popularity", "\(popularity)"]]
             var alsMetrics: RetrievalMetrics? = nil
             if !noALS {
@@ -86,17 +73,12 @@ struct TrainCommand: ParsableCommand {
                 for (reg, alpha) in grid {
                     let (x, y) = ImplicitALS.fit(pairs: split.train, users: ml.users.count, items: ml.items.count,
                                                  regularization: reg, alpha: alpha)
-                    let sc = try Matrix.multiply(x, y, transposeB: true)
-                    let v = RetrievalMetrics.evaluate(heldOut: split.validation, exclude: { split.trainItems[Int($0)] },
-                                                      scores: { sc.row(Int($0)) })
+                    let v = try RetrievalMetrics.evaluate(users: x, items: y, heldOut: split.validation,
+                                                          exclude: { split.trainItems[Int($0)] })
                     if best == nil || v.ndcg10 > best!.score { best = (v.ndcg10, x, y, reg, alpha) }
                 }
-                let alsScores = try Matrix.multiply(best!.x, best!.y, transposeB: true)
-                let als = RetrievalMetrics.evaluate(heldOut: split.test, exclude: { user in
-                    var s = split.trainItems[Int(user)]
-                    if let vi = split.validation[user] { s.insert(vi) }
-                    return s
-                }, scores: { alsScores.row(Int($0)) })
+                let als = try RetrievalMetrics.evaluate(users: best!.x, items: best!.y, heldOut: split.test,
+                                                        exclude: split.seenBeforeTest)
                 alsMetrics = als
                 rows.append(["ALS (64 factors, reg \(Int(best!.reg)), alpha \(Int(best!.alpha)))", "\(als)  \(fmt(now() - a0, 1)) s"])
             }
@@ -165,8 +147,7 @@ struct TrainCommand: ParsableCommand {
         }
         let targets = heldOut.mapValues { $0.1 }
         func hr10(_ model: TwoTowerModel) throws -> RetrievalMetrics {
-            let scores = try Matrix.multiply(model.embedAll(model.users), model.embedAll(model.items), transposeB: true)
-            return RetrievalMetrics.evaluate(heldOut: targets, exclude: { seen[Int($0)] }, scores: { scores.row(Int($0)) })
+            try model.evaluate(heldOut: targets, exclude: { seen[Int($0)] })
         }
         var p = parameters
         p.patience = 0

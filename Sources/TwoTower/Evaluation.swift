@@ -146,3 +146,29 @@ public struct UserHistory: Sendable {
 }
 
 import Persistence
+
+extension LeaveLastOutSplit {
+    /// The items a user touched before the test item (training and validation): left out
+    /// of the ranking when the test item is evaluated.
+    public func seenBeforeTest(_ user: Int32) -> Set<Int32> {
+        var s = trainItems[Int(user)]
+        if let v = validation[user] { s.insert(v) }
+        return s
+    }
+}
+
+extension RetrievalMetrics {
+    /// Evaluates factor models: the score of item i for user u is <users[u], items[i]>.
+    public static func evaluate(users: Matrix, items: Matrix, heldOut: [Int32: Int32],
+                                exclude: (Int32) -> Set<Int32>) throws -> RetrievalMetrics {
+        let scores = try Matrix.multiply(users, items, transposeB: true)
+        return evaluate(heldOut: heldOut, exclude: exclude, scores: { scores.row(Int($0)) })
+    }
+}
+
+extension TwoTowerModel {
+    /// Ranking quality of the towers' embeddings (full corpus, `exclude` left out per user).
+    public func evaluate(heldOut: [Int32: Int32], exclude: (Int32) -> Set<Int32>) throws -> RetrievalMetrics {
+        try RetrievalMetrics.evaluate(users: embedAll(users), items: embedAll(items), heldOut: heldOut, exclude: exclude)
+    }
+}
