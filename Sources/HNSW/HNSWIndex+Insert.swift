@@ -85,7 +85,7 @@ extension HNSWIndex {
 
         // Reused slots: relinked one at a time under the exclusive lock, since searches
         // may be walking through the old item.
-        let scratch = SearchScratch(capacity: capacity, dimension: dimension)
+        let scratch = SearchScratch(dimension: dimension)
         for i in 0..<n where reused[i] {
             writeLocked {
                 let node = slots[i]
@@ -107,7 +107,7 @@ extension HNSWIndex {
             let block = 32
             let blocks = (fresh.count + block - 1) / block
             Parallel.forEach(blocks: blocks, threads: threads) { b, _ in
-                let s = scratchPool.take(capacity: capacity, dimension: dimension)
+                let s = scratchPool.take(dimension: dimension)
                 defer { scratchPool.give(s) }
                 for j in (b * block)..<min(fresh.count, (b + 1) * block) {
                     let node = fresh[j]

@@ -49,7 +49,7 @@ extension HNSWIndex {
     @discardableResult
     public func search(_ query: UnsafePointer<Float>, k: Int, ef: Int, filter: SearchFilter? = nil,
                        ids: UnsafeMutablePointer<Int64>, distances: UnsafeMutablePointer<Float>) -> Int {
-        let scratch = scratchPool.take(capacity: capacity, dimension: dimension)
+        let scratch = scratchPool.take(dimension: dimension)
         defer { scratchPool.give(scratch) }
         return readLocked { searchLocked(query, k: k, ef: ef, filter: filter, scratch: scratch, ids: ids, distances: distances) }
     }
@@ -83,7 +83,7 @@ extension HNSWIndex {
                 dist.withUnsafeMutableBufferPointer { dp in
                     let qp = qp.baseAddress!, ip = ip.baseAddress!, dp = dp.baseAddress!
                     Parallel.forEach(blocks: blocks, threads: threads) { b, _ in
-                        let scratch = scratchPool.take(capacity: capacity, dimension: d)
+                        let scratch = scratchPool.take(dimension: d)
                         defer { scratchPool.give(scratch) }
                         for q in (b * block)..<min(queries.rows, (b + 1) * block) {
                             readLocked {

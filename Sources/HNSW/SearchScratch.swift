@@ -129,8 +129,8 @@ final class SearchScratch {
     var queryFloats: UnsafeMutablePointer<Float>
     let dimension: Int
 
-    init(capacity: Int, dimension: Int) {
-        visitedCapacity = max(capacity, 1)
+    init(dimension: Int) {
+        visitedCapacity = 1
         visited = .allocate(capacity: visitedCapacity)
         visited.initialize(repeating: 0, count: visitedCapacity)
         candidates = MinHeap(capacity: 256)
@@ -207,11 +207,13 @@ final class ScratchPool: @unchecked Sendable {
     private var free: [SearchScratch] = []
     private let lock = NSLock()
 
-    func take(capacity: Int, dimension: Int) -> SearchScratch {
+    /// A scratch for `dimension`-d queries; its visited set is sized by `beginSearch`, under
+    /// the index lock, so taking one reads nothing the writers change.
+    func take(dimension: Int) -> SearchScratch {
         lock.lock()
         let s = free.popLast()
         lock.unlock()
-        return s ?? SearchScratch(capacity: capacity, dimension: dimension)
+        return s ?? SearchScratch(dimension: dimension)
     }
 
     func give(_ s: SearchScratch) {
