@@ -35,6 +35,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
     ],
     targets: [
         // MARK: - Public API
@@ -74,7 +75,8 @@ let package = Package(
         ),
         .target(
             name: "Serving",
-            dependencies: ["Rerank"]
+            dependencies: ["LinearAlgebra", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "TextSearch", "Rerank",
+                           .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
         .target(
             name: "Funnel",
@@ -108,7 +110,10 @@ let package = Package(
         .testTarget(name: "TwoTowerTests", dependencies: ["TwoTower", "Datasets", "LinearAlgebra"]),
         .testTarget(name: "RerankTests", dependencies: ["Rerank", "LinearAlgebra"]),
         .testTarget(name: "TextSearchTests", dependencies: ["TextSearch"]),
-        .testTarget(name: "ServingTests", dependencies: ["Serving", "Rerank"]),
+        .testTarget(name: "ServingTests", dependencies: [
+            "Serving", "Rerank", "HNSW", "GBDT", "Datasets", "LinearAlgebra", "TwoTower",
+            .product(name: "MetricsTestKit", package: "swift-metrics"),
+        ]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -127,162 +127,93 @@ struct Demo: ParsableCommand {
                 let hit = try index.search(coldVectors.row(Int(c)), k: 1, ef: ef).first
                 print("5. cold item i\(c) (no interactions) is retrievable from its features: nearest = i\(hit?.id ?? -1)")
             }
-            try rankAndRerank(catalog: catalog, split: split, index: index, userVectors: userVectors,
-                              itemVectors: itemVectors, popularity: popularity, end: end)
+            var servingVectors = itemVectors
+            for c in catalog.coldItems { for j in 0..<p.dimension { servingVectors[Int(c), j] = coldVectors[Int(c), j] } }
+            try rankAndRerank(catalog: catalog, split: split, index: index, userVectors: userVectors, itemVectors: servingVectors)
         }
     }
 
-    /// Stages 6 and 7: a GBDT ranker over retrieval candidates (trained on the validation
-    /// interactions, evaluated on the test ones), then MMR, freshness and a category cap.
+    /// Stages 6 to 8 through the library's `FunnelPipeline`: a GBDT ranker trained on
+    /// replayed validation requests (features as of each request's time), evaluated on the
+    /// test interactions of other users; then MMR, freshness and a category cap; then the
+    /// same requests served with budgets, fallbacks and explanations.
     func rankAndRerank(catalog: SyntheticCatalog, split: LeaveLastOutSplit, index: HNSWIndex, userVectors: Matrix,
-                       itemVectors: Matrix, popularity: [Int], end: Int64) throws {
-        let cat = catalog.items.categoricalCodes("category")!
-        guard case .timestamp(let created)? = catalog.items.columns["created_at"] else { return }
-        let candidates = 100
-        let featureNames = ["tower_score", "retrieval_rank", "log_popularity", "age_days", "category_affinity"]
-        // Per-user category shares of the training history.
-        var affinity = [[Int: Double]](repeating: [:], count: userVectors.rows)
-        for pair in split.train { affinity[Int(pair.user)][Int(cat.codes[Int(pair.item)]), default: 0] += 1 }
-        for u in affinity.indices {
-            let total = affinity[u].values.reduce(0, +)
-            if total > 0 { for (c, v) in affinity[u] { affinity[u][c] = v / total } }
+                       itemVectors: Matrix) throws {
+        let statistics = InteractionStatistics(log: catalog.interactions)
+        let attributes = try ItemAttributes(table: catalog.items, category: "category", createdAt: "created_at", numeric: ["price"])
+        let features = try RankingFeatures(items: attributes, statistics: statistics)
+        var config = PipelineConfig()
+        config.candidates = 100
+        config.ef = ef
+        config.mmrPool = 50
+        config.explanations = 3
+        let retrieval = try FunnelPipeline(index: index, itemVectors: itemVectors, features: features, ranker: nil, config: config)
+        func request(_ u: Int32, exclude: Set<Int32>, asOf: Int64?) -> FunnelRequest {
+            FunnelRequest(user: Int(u), vector: Array(userVectors.row(Int(u))), exclude: exclude, asOf: asOf)
         }
-        func retrieve(_ u: Int32) throws -> [Neighbor] {
-            let seen = split.seenBeforeTest(u)
-            return try index.search(userVectors.row(Int(u)), k: candidates + seen.count, ef: max(ef, candidates + seen.count))
-                .filter { !seen.contains(Int32($0.id)) }.prefix(candidates).map { $0 }
-        }
-        func features(_ u: Int32, _ list: [Neighbor]) -> [[Float]] {
-            list.enumerated().map { (rank, n) in
-                [1 - n.distance, Float(rank), Float(log(1 + Double(popularity[n.id]))),
-                 Float(Double(end - created[n.id]) / 86_400), Float(affinity[Int(u)][Int(cat.codes[n.id])] ?? 0)]
-            }
-        }
-        // Training groups: validation interactions (the item after the training history).
-        var rows = [[Float]](), labels = [Float](), groups = [0]
+
+        // Ranker training data: the validation interaction of half the users, replayed.
         let users = split.validation.keys.sorted()
-        let trainUsers = users.prefix(users.count / 2)
-        for u in trainUsers {
-            let seenTrain = split.trainItems[Int(u)]
-            let list = try index.search(userVectors.row(Int(u)), k: candidates + seenTrain.count, ef: max(ef, candidates + seenTrain.count))
-                .filter { !seenTrain.contains(Int32($0.id)) }.prefix(candidates).map { $0 }
-            guard list.contains(where: { Int32($0.id) == split.validation[u]! }) else { continue }
-            rows.append(contentsOf: features(u, list))
-            labels.append(contentsOf: list.map { Int32($0.id) == split.validation[u]! ? 1 : 0 })
-            groups.append(rows.count)
+        let queries = users.prefix(users.count / 2).map {
+            RankerQuery(user: Int($0), time: split.validationTime[$0]!, positives: [split.validation[$0]!], exclude: split.trainItems[Int($0)])
         }
-        guard groups.count > 10 else { print("6. too few training groups for the ranker"); return }
-        var p = GBDTParameters()
-        p.objective = .lambdarank
-        p.rounds = 100
-        p.numLeaves = 15
-        p.minDataInLeaf = 50
         var t = now()
-        let data = LabeledData(features: try Matrix(rowArrays: rows), labels: labels, groups: groups)
-        let (ranker, _) = try GBDTTrainer.train(p, train: data)
-        let predictor = GBDTPredictor(ranker)
-        print("6. GBDT ranker (lambdarank, \(ranker.trees.count) trees) trained on \(groups.count - 1) users' candidates in \(fmt(now() - t, 2)) s")
-
-        /// Ranking: GBDT scores of the candidates' features, best first.
-        func rankList(_ u: Int32, _ list: [Neighbor]) -> (ranked: [RankedItem], features: [[Float]]) {
-            let f = features(u, list)
-            var scores = [Double](repeating: 0, count: f.count)
-            let flat = f.flatMap { $0 }
-            flat.withUnsafeBufferPointer { xp in
-                scores.withUnsafeMutableBufferPointer { predictor.predict(xp.baseAddress!, rows: f.count, stride: 5, into: $0.baseAddress!) }
-            }
-            let ranked = zip(list, scores).map { RankedItem(id: $0.0.id, score: $0.1, category: Int(cat.codes[$0.0.id]), createdAt: created[$0.0.id]) }
-                .sorted { $0.score != $1.score ? $0.score > $1.score : $0.id < $1.id }
-            return (ranked, f)
+        let (data, used) = try RankerTrainingData.build(queries: queries, features: features) { q in
+            try retrieval.retrieve(request(Int32(q.user), exclude: q.exclude, asOf: q.time), count: config.candidates)
         }
-        /// Re-ranking: MMR (lambda 0.7) over the top 50, mild freshness, at most 3 per category.
-        func rerankList(_ ranked: [RankedItem], _ k: Int) -> [RankedItem] {
-            let top = Array(ranked.prefix(50))
-            var emb = Matrix(rows: top.count, columns: itemVectors.columns)
-            for (r, item) in top.enumerated() { for c in 0..<itemVectors.columns { emb[r, c] = itemVectors[item.id, c] } }
-            // Scores to [0, 1] so that relevance and similarity are on one scale.
-            let lo = top.map(\.score).min() ?? 0, hi = top.map(\.score).max() ?? 1
-            let normalized = top.map { item -> RankedItem in var x = item; x.score = hi > lo ? (item.score - lo) / (hi - lo) : 1; return x }
-            var final = MMR.rerank(normalized, embeddings: emb, lambda: 0.7, k: 50)
-            final = FreshnessDecay.exponential(halfLife: 60 * 86_400).apply(final, now: end, weight: 0.2)
-            var rules = BusinessRules()
-            rules.maxPerCategory = 3
-            return rules.apply(final, k: k)
-        }
+        guard used > 10 else { print("6. too few training groups for the ranker"); return }
+        var gp = GBDTParameters()
+        gp.objective = .lambdarank
+        gp.rounds = 100
+        gp.numLeaves = 15
+        gp.minDataInLeaf = 50
+        var (ranker, _) = try GBDTTrainer.train(gp, train: data)
+        ranker.featureNames = features.names
+        print("6. GBDT ranker (lambdarank, \(ranker.trees.count) trees, \(features.count) features) trained on \(used) replayed requests "
+              + "in \(fmt(now() - t, 2)) s")
+        let pipeline = try FunnelPipeline(index: index, itemVectors: itemVectors, features: features, ranker: ranker, config: config)
 
-        // Evaluation on the test interactions of the other users.
-        var hitsRetrieval = 0, hitsRanked = 0, hitsFinal = 0, n = 0
-        var divRanked = 0.0, divFinal = 0.0
-        var latRank = [Double](), latRerank = [Double]()
-        var shown = false
-        var finals = [Int32: [Int]]()
+        // Held-out users' test interactions, each request as of its own time.
         let heldOut = users.dropFirst(users.count / 2).filter { split.test[$0] != nil }
-        for u in heldOut {
-            let target = split.test[u]!
-            let list = try retrieve(u)
-            if list.isEmpty { continue }
-            n += 1
-            if list.prefix(k).contains(where: { Int32($0.id) == target }) { hitsRetrieval += 1 }
-            t = now()
-            let (ranked, f) = rankList(u, list)
-            latRank.append(now() - t)
-            if ranked.prefix(k).contains(where: { Int32($0.id) == target }) { hitsRanked += 1 }
-            t = now()
-            let final = rerankList(ranked, k)
-            latRerank.append(now() - t)
-            finals[u] = final.map(\.id)
-            if final.contains(where: { Int32($0.id) == target }) { hitsFinal += 1 }
-            func diversity(_ ids: [Int]) -> Double {
-                var m = Matrix(rows: ids.count, columns: itemVectors.columns)
-                for (r, id) in ids.enumerated() { for c in 0..<itemVectors.columns { m[r, c] = itemVectors[id, c] } }
-                return MMR.diversity(m)
-            }
-            divRanked += diversity(ranked.prefix(k).map(\.id))
-            divFinal += diversity(final.map(\.id))
-            if !shown {
-                shown = true
-                let e = try ranker.explain(f[list.firstIndex { $0.id == ranked[0].id }!])
-                let why = e.top(3).map { "\(featureNames[$0.feature]) \(String(format: "%+.3f", $0.contribution))" }.joined(separator: ", ")
-                print("   user u\(u): top item i\(ranked[0].id) because \(why); final list: "
-                      + final.prefix(5).map { "i\($0.id)" + ($0.reasons.isEmpty ? "" : "[\($0.reasons.joined(separator: "; "))]") }.joined(separator: " "))
-            }
-        }
+        let requests = heldOut.map { (request: request($0, exclude: split.seenBeforeTest($0), asOf: split.testTime[$0]!), target: split.test[$0]!) }
+        t = now()
+        let report = try OfflineEvaluation.run(pipeline, requests: requests, k: k, lambdas: [1.0, 0.7])
+        print("7. on \(requests.count) held-out users (test interactions), \(config.candidates) HNSW candidates each (\(fmt(now() - t, 1)) s):")
+        printAligned(header: ["stage", "HR@\(k)", "NDCG@\(k)", "intra-list diversity", "coverage"], rows:
+            [("retrieval order (two-tower + HNSW)", report.retrieval), ("+ GBDT ranking", report.ranked)].map { row in
+                [row.0, fmt(row.1.hr, 4), fmt(row.1.ndcg, 4), fmt(row.1.diversity, 3), fmt(row.1.coverage, 3)]
+            } + report.reranked.map { r in
+                ["+ MMR \(r.lambda), freshness, <= 3 per category", fmt(r.quality.hr, 4), fmt(r.quality.ndcg, 4),
+                 fmt(r.quality.diversity, 3), fmt(r.quality.coverage, 3)]
+            })
 
-        // The same requests through the library's Recommender: budgets, deadline, fallbacks.
-        let byPopularity = (0..<popularity.count).sorted { popularity[$0] != popularity[$1] ? popularity[$0] > popularity[$1] : $0 < $1 }
-        let recommender = Recommender(
-            retrieve: { user, _ in
-                try retrieve(Int32(user)).map { RankedItem(id: $0.id, score: Double(1 - $0.distance)) }
-            },
-            popular: { count in byPopularity.prefix(count).map { RankedItem(id: $0, score: Double(popularity[$0])) } },
-            rank: { user, list in
-                rankList(Int32(user), list.map { Neighbor(id: $0.id, distance: Float(1 - $0.score)) }).ranked
-            },
-            rerank: { ranked, k in rerankList(ranked, k) })
-        recommender.candidates = candidates
-        recommender.retrievalBudget = 0.05
-        recommender.rankingBudget = 0.05
-        recommender.deadline = 0.2
-        var totals = [Double](), same = 0, paths = [String: Int]()
-        for u in heldOut {
-            let r = recommender.recommend(user: Int(u), k: k)
-            totals.append(r.totalSeconds)
-            paths[r.path.joined(separator: " > "), default: 0] += 1
-            if r.items.map(\.id) == finals[u] { same += 1 }
+        // The same requests served: budgets, deadline, fallbacks, explanations.
+        var totals = [Double](), paths = [String: Int]()
+        for (n, (r, _)) in requests.enumerated() {
+            let answer = pipeline.recommend(r, k: k)
+            totals.append(answer.totalSeconds)
+            paths[answer.path.joined(separator: " > "), default: 0] += 1
+            if n == 0 {
+                print("   user u\(r.user!): why each of the first 3 items is there")
+                for item in answer.items.prefix(3) { print("     " + explain(item, categories: attributes.categoryNames)) }
+            }
         }
         totals.sort()
-        latRank.sort()
-        latRerank.sort()
-        let nd = Double(max(1, n))
-        print("7. on \(n) held-out users (test interactions), \(candidates) HNSW candidates each: "
-              + "ranking p50 \(fmt(quantile(latRank, 0.5) * 1e6, 0)) us, re-ranking p50 \(fmt(quantile(latRerank, 0.5) * 1e6, 0)) us")
-        printAligned(header: ["stage", "HR@\(k)", "intra-list diversity"], rows: [
-            ["retrieval order (two-tower + HNSW)", fmt(Double(hitsRetrieval) / nd, 4), "-"],
-            ["+ GBDT ranking", fmt(Double(hitsRanked) / nd, 4), fmt(divRanked / nd, 3)],
-            ["+ MMR 0.7, freshness, <= 3 per category", fmt(Double(hitsFinal) / nd, 4), fmt(divFinal / nd, 3)],
-        ])
-        print("8. served through Recommender (budgets 50 ms per stage, deadline 200 ms): p50 \(fmt(quantile(totals, 0.5) * 1e6, 0)) us, "
-              + "p99 \(fmt(quantile(totals, 0.99) * 1e6, 0)) us per request; \(same) of \(heldOut.count) lists equal the stage-by-stage run")
+        print("8. served through FunnelPipeline (budgets 50 ms per stage, deadline 150 ms, TreeSHAP top-3 per item): "
+              + "p50 \(fmt(quantile(totals, 0.5) * 1e6, 0)) us, p99 \(fmt(quantile(totals, 0.99) * 1e6, 0)) us per request")
         for (path, count) in paths.sorted(by: { $0.value > $1.value }) { print("   \(count) x \(path)") }
     }
+}
+
+/// One line saying why an item is in a list: retrieval, ranker and its top features, rules.
+func explain(_ item: RankedItem, categories: [String]) -> String {
+    var parts = ["i\(item.id)"]
+    if let c = item.category, c < categories.count { parts.append("(\(categories[c]))") }
+    if let r = item.retrievalRank, let s = item.retrievalScore { parts.append("retrieved #\(r + 1) sim \(fmt(s, 3))") }
+    if let s = item.rankerScore {
+        parts.append("ranker \(fmt(s, 3))" + (item.contributions.isEmpty ? "" : " [" + item.contributions.map {
+            "\($0.feature) \(String(format: "%+.3f", $0.value))" }.joined(separator: ", ") + "]"))
+    }
+    if !item.reasons.isEmpty { parts.append("rules: " + item.reasons.joined(separator: "; ")) }
+    return parts.joined(separator: "  ")
 }

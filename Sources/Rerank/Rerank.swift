@@ -10,12 +10,29 @@ public struct RankedItem: Sendable, Equatable {
     /// Unix seconds the item was created, for freshness.
     public var createdAt: Int64?
     public var reasons: [String] = []
+    /// Where retrieval put the item (0 = first) and with what similarity.
+    public var retrievalRank: Int? = nil
+    public var retrievalScore: Double? = nil
+    /// The ranker's score, and the features that moved it most (TreeSHAP), largest first.
+    public var rankerScore: Double? = nil
+    public var contributions: [FeatureContribution] = []
 
     public init(id: Int, score: Double, category: Int? = nil, createdAt: Int64? = nil) {
         self.id = id
         self.score = score
         self.category = category
         self.createdAt = createdAt
+    }
+}
+
+/// One feature's share of a ranker score (a TreeSHAP value).
+public struct FeatureContribution: Sendable, Equatable {
+    public var feature: String
+    public var value: Double
+
+    public init(feature: String, value: Double) {
+        self.feature = feature
+        self.value = value
     }
 }
 

@@ -63,31 +63,45 @@ public struct Recommendation: Sendable {
     public var totalSeconds: Double
 }
 
-/// Runs retrieval -> ranking -> re-ranking for one user within per-stage budgets and a
-/// total deadline, degrading gracefully: a failing or late retrieval falls back to popular
-/// items, a failing or late ranker keeps retrieval order, and circuit breakers stop calling
-/// a stage that keeps failing. Every answer says which path produced it.
-public final class Recommender: @unchecked Sendable {
-    public typealias Retrieve = @Sendable (_ user: Int, _ count: Int) throws -> [RankedItem]
-    public typealias Rank = @Sendable (_ user: Int, _ candidates: [RankedItem]) throws -> [RankedItem]
-    public typealias Rerank = @Sendable (_ ranked: [RankedItem], _ k: Int) -> [RankedItem]
+/// Runs retrieval -> ranking -> re-ranking for one request within per-stage budgets and a
+/// total deadline, degrading gracefully: a failing or late retrieval falls back to an exact
+/// search (when given) and then to popular items, a failing or late ranker keeps retrieval
+/// order, and circuit breakers stop calling a stage that keeps failing. Every answer says
+/// which path produced it.
+///
+/// `Request` is whatever a stage needs to know about the caller: a user index, or a query
+/// vector with the user's history (see `FunnelPipeline`).
+public final class Recommender<Request: Sendable>: @unchecked Sendable {
+    public typealias Retrieve = @Sendable (_ request: Request, _ count: Int) throws -> [RankedItem]
+    public typealias Rank = @Sendable (_ request: Request, _ candidates: [RankedItem]) throws -> [RankedItem]
+    public typealias Rerank = @Sendable (_ request: Request, _ ranked: [RankedItem], _ k: Int) -> [RankedItem]
 
     let retrieve: Retrieve
-    let popular: @Sendable (_ count: Int) -> [RankedItem]
+    let fallbackRetrieve: Retrieve?
+    let popular: @Sendable (_ request: Request, _ count: Int) -> [RankedItem]
     let rank: Rank?
     let rerank: Rerank
     public var candidates = 500
     public var retrievalBudget: Double = 0.050
     public var rankingBudget: Double = 0.050
     public var deadline: Double = 0.150
+    /// Run stages on the caller's thread (no budgets enforced, no thread hand-off): for
+    /// offline evaluation and for measuring the stages themselves.
+    public var inline = false
     public let retrievalBreaker = CircuitBreaker()
     public let rankingBreaker = CircuitBreaker()
+    /// Per-stage latencies and fallback counts (swift-metrics).
+    public var metrics = StageMetrics(label: "funnel")
 
     /// - Parameters:
+    ///   - fallbackRetrieve: tried when `retrieve` fails or is late (e.g. exact search).
+    ///   - popular: the last resort; must not fail.
     ///   - rank: nil when no ranker could be loaded (the answer then keeps retrieval order).
-    public init(retrieve: @escaping Retrieve, popular: @escaping @Sendable (Int) -> [RankedItem],
+    public init(retrieve: @escaping Retrieve, fallbackRetrieve: Retrieve? = nil,
+                popular: @escaping @Sendable (Request, Int) -> [RankedItem],
                 rank: Rank?, rerank: @escaping Rerank) {
         self.retrieve = retrieve
+        self.fallbackRetrieve = fallbackRetrieve
         self.popular = popular
         self.rank = rank
         self.rerank = rerank
@@ -98,6 +112,7 @@ public final class Recommender: @unchecked Sendable {
     /// A thread per call (tens of microseconds) rather than a shared pool: a stage stuck
     /// past its budget must not hold up the next request's stages.
     private func withBudget<T>(_ budget: Double, _ work: @escaping @Sendable () throws -> T) -> Result<T, Error>? {
+        if inline { return Result { try work() } }
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox<T>()
         let thread = Thread {
@@ -109,70 +124,93 @@ public final class Recommender: @unchecked Sendable {
         return box.get()
     }
 
-    /// The top `k` items for `user`. Never throws: every failure has a fallback.
-    public func recommend(user: Int, k: Int) -> Recommendation {
+    /// The top `k` items for `request`. Never throws: every failure has a fallback.
+    public func recommend(_ request: Request, k: Int) -> Recommendation {
         let start = DispatchTime.now().uptimeNanoseconds
         func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         var path = [String](), stages = [(String, Double)]()
+        let count = candidates
 
         // Retrieval.
         var t = elapsed()
         var candidateList: [RankedItem]
+        var failure: String? = nil
         if retrievalBreaker.allow() {
-            let count = candidates
-            switch withBudget(min(retrievalBudget, deadline - elapsed()), { [retrieve] in try retrieve(user, count) }) {
+            switch withBudget(min(retrievalBudget, deadline - elapsed()), { [retrieve] in try retrieve(request, count) }) {
             case .success(let list)?:
                 retrievalBreaker.record(success: true)
                 candidateList = list
                 path.append("retrieval:ann")
             case .failure?:
                 retrievalBreaker.record(success: false)
-                candidateList = popular(count)
-                path.append("retrieval:failed->popular")
+                failure = "retrieval:failed"
+                candidateList = []
             case nil:
                 retrievalBreaker.record(success: false)
-                candidateList = popular(count)
-                path.append("retrieval:timeout->popular")
+                failure = "retrieval:timeout"
+                candidateList = []
             }
         } else {
-            candidateList = popular(candidates)
-            path.append("retrieval:circuit-open->popular")
+            failure = "retrieval:circuit-open"
+            candidateList = []
+        }
+        if let failure {
+            metrics.fallback(failure)
+            if let fallbackRetrieve, let list = try? fallbackRetrieve(request, count) {
+                candidateList = list
+                path.append(failure + "->exact")
+            } else {
+                candidateList = popular(request, count)
+                path.append(failure + "->popular")
+            }
         }
         stages.append(("retrieval", elapsed() - t))
 
         // Ranking.
         t = elapsed()
         var ranked = candidateList
+        var rankFailure: String? = nil
         if let rank {
             if rankingBreaker.allow() {
                 let list = candidateList
-                switch withBudget(min(rankingBudget, deadline - elapsed()), { try rank(user, list) }) {
+                switch withBudget(min(rankingBudget, deadline - elapsed()), { try rank(request, list) }) {
                 case .success(let r)?:
                     rankingBreaker.record(success: true)
                     ranked = r
                     path.append("ranking:gbdt")
                 case .failure?:
                     rankingBreaker.record(success: false)
-                    path.append("ranking:failed->retrieval-order")
+                    rankFailure = "ranking:failed"
                 case nil:
                     rankingBreaker.record(success: false)
-                    path.append("ranking:timeout->retrieval-order")
+                    rankFailure = "ranking:timeout"
                 }
             } else {
-                path.append("ranking:circuit-open->retrieval-order")
+                rankFailure = "ranking:circuit-open"
             }
         } else {
-            path.append("ranking:unavailable->retrieval-order")
+            rankFailure = "ranking:unavailable"
+        }
+        if let rankFailure {
+            metrics.fallback(rankFailure)
+            path.append(rankFailure + "->retrieval-order")
         }
         stages.append(("ranking", elapsed() - t))
 
         // Re-ranking (cheap and local: always runs).
         t = elapsed()
-        let final = rerank(ranked, k)
+        let final = rerank(request, ranked, k)
         path.append("rerank")
         stages.append(("rerank", elapsed() - t))
-        return Recommendation(items: final, path: path, stageSeconds: stages, totalSeconds: elapsed())
+        let total = elapsed()
+        metrics.record(stages: stages, total: total)
+        return Recommendation(items: final, path: path, stageSeconds: stages, totalSeconds: total)
     }
+}
+
+extension Recommender where Request == Int {
+    /// The top `k` items for a user index.
+    public func recommend(user: Int, k: Int) -> Recommendation { recommend(user, k: k) }
 }
 
 /// A thread-safe slot for a worker's result.

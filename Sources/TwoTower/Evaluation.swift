@@ -9,6 +9,10 @@ public struct LeaveLastOutSplit: Sendable {
     public var train: [(user: Int32, item: Int32)]
     public var validation: [Int32: Int32]
     public var test: [Int32: Int32]
+    /// When each user's validation and test interactions happened (Unix seconds): features
+    /// of a replayed request use only what happened before these times.
+    public var validationTime: [Int32: Int64]
+    public var testTime: [Int32: Int64]
     /// Items each user touched in training (excluded from rankings).
     public var trainItems: [Set<Int32>]
 
@@ -18,13 +22,18 @@ public struct LeaveLastOutSplit: Sendable {
         train = []
         validation = [:]
         test = [:]
+        validationTime = [:]
+        testTime = [:]
         trainItems = [Set<Int32>](repeating: [], count: log.users.count)
         for (u, events) in perUser.enumerated() {
             let sorted = events.sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
             var rest = sorted[...]
             if rest.count >= 3 {
-                test[Int32(u)] = rest.removeLast().1
-                validation[Int32(u)] = rest.removeLast().1
+                let t = rest.removeLast(), v = rest.removeLast()
+                test[Int32(u)] = t.1
+                testTime[Int32(u)] = t.0
+                validation[Int32(u)] = v.1
+                validationTime[Int32(u)] = v.0
             }
             for (_, i) in rest {
                 train.append((Int32(u), i))

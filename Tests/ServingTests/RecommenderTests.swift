@@ -27,12 +27,12 @@ final class Fault: @unchecked Sendable {
 struct RecommenderTests {
     /// Budgets are generous against scheduling noise (tests run in parallel on 2 cores) and
     /// far below the 1.5 s a slow stage takes.
-    func make(_ retrieval: Fault, _ ranking: Fault?, budget: Double = 0.25, deadline: Double = 0.8) -> Recommender {
-        let r = Recommender(
+    func make(_ retrieval: Fault, _ ranking: Fault?, budget: Double = 0.25, deadline: Double = 0.8) -> Recommender<Int> {
+        let r = Recommender<Int>(
             retrieve: { user, n in try retrieval.hit(); return (0..<n).map { RankedItem(id: 1000 + $0, score: Double(n - $0)) } },
-            popular: { n in (0..<n).map { RankedItem(id: $0, score: Double(n - $0)) } },
+            popular: { _, n in (0..<n).map { RankedItem(id: $0, score: Double(n - $0)) } },
             rank: ranking.map { f in { _, list in try f.hit(); return list.reversed() } },
-            rerank: { list, k in Array(list.prefix(k)) })
+            rerank: { _, list, k in Array(list.prefix(k)) })
         r.candidates = 50
         r.retrievalBudget = budget
         r.rankingBudget = budget

@@ -1,0 +1,230 @@
+import Dispatch
+import ExactSearch
+import Foundation
+import GBDT
+import HNSW
+import LinearAlgebra
+import Rerank
+
+/// The knobs of one funnel: how many candidates, how wide the HNSW beam, how strongly to
+/// diversify and prefer fresh items, which rules apply, and each stage's budget.
+public struct PipelineConfig: Sendable {
+    /// Candidates retrieval hands to the ranker.
+    public var candidates = 500
+    /// HNSW beam width (raised to the number of items asked for).
+    public var ef = 128
+    /// MMR trade-off: 1 keeps ranker order, lower values diversify more.
+    public var mmrLambda = 0.7
+    /// MMR re-orders the ranker's top `mmrPool` items.
+    public var mmrPool = 100
+    /// Freshness decay blended into the score (nil: ignore item age).
+    public var freshness: FreshnessDecay? = .exponential(halfLife: 30 * 86_400)
+    public var freshnessWeight = 0.2
+    /// Business rules applied last (category cap, pins, boosts, exclusions).
+    public var rules: BusinessRules = {
+        var r = BusinessRules()
+        r.maxPerCategory = 3
+        return r
+    }()
+    /// How many TreeSHAP contributions each returned item carries (0: none; costs
+    /// O(trees * leaves * depth^2) per returned item).
+    public var explanations = 0
+    public var retrievalBudget = 0.050
+    public var rankingBudget = 0.050
+    public var deadline = 0.150
+    /// Run the stages on the caller's thread without enforcing budgets.
+    public var inline = false
+
+    public init() {}
+}
+
+/// One request to the funnel.
+public struct FunnelRequest: Sendable {
+    /// The user's row in the interaction statistics (history, affinity), nil when unknown.
+    public var user: Int?
+    /// The query embedding (user tower output, or a query's); nil: popular items only.
+    public var vector: [Float]?
+    /// Items never to return (typically everything the user has interacted with).
+    public var exclude: Set<Int32>
+    /// Replays a past request: features and freshness see only events before this time
+    /// (offline evaluation and ranker training). Nil: now.
+    public var asOf: Int64?
+
+    public init(user: Int?, vector: [Float]?, exclude: Set<Int32> = [], asOf: Int64? = nil) {
+        self.user = user
+        self.vector = vector
+        self.exclude = exclude
+        self.asOf = asOf
+    }
+}
+
+/// The whole funnel over one catalog: HNSW retrieval (exact search as fallback, popular
+/// items as the last resort) -> GBDT ranking on per-request features -> MMR, freshness and
+/// business rules, with budgets, circuit breakers and metrics from `Recommender`.
+///
+/// Item ids are rows of `itemVectors` (unit length), ids of the HNSW index, and indices of
+/// the ranking features' item tables.
+public final class FunnelPipeline: @unchecked Sendable {
+    public let index: HNSWIndex
+    public let itemVectors: Matrix
+    public let features: RankingFeatures
+    public let ranker: GBDTModel?
+    public let config: PipelineConfig
+    let predictor: GBDTPredictor?
+    let exact: ExactIndex
+    let popularOrder: [Int]
+    public private(set) var recommender: Recommender<FunnelRequest>!
+
+    /// - Throws: `ServingError.invalidModel` when the index, vectors, features and ranker disagree in size.
+    public init(index: HNSWIndex, itemVectors: Matrix, features: RankingFeatures, ranker: GBDTModel?,
+                config: PipelineConfig = PipelineConfig()) throws {
+        guard itemVectors.rows == features.items.count else {
+            throw ServingError.invalidModel("\(itemVectors.rows) item vectors for \(features.items.count) items")
+        }
+        guard index.dimension == itemVectors.columns else {
+            throw ServingError.invalidModel("index dimension \(index.dimension), item vectors \(itemVectors.columns)")
+        }
+        if let ranker, ranker.featureCount != features.count {
+            throw ServingError.invalidModel("the ranker expects \(ranker.featureCount) features, the pipeline computes \(features.count) (\(features.names.joined(separator: ", ")))")
+        }
+        self.index = index
+        self.itemVectors = itemVectors
+        self.features = features
+        self.ranker = ranker
+        self.config = config
+        predictor = ranker.map { GBDTPredictor($0) }
+        exact = try ExactIndex(vectors: itemVectors, metric: .innerProduct)
+        let pop = features.logPopularity
+        popularOrder = (0..<pop.count).sorted { pop[$0] != pop[$1] ? pop[$0] > pop[$1] : $0 < $1 }
+        typealias R = Recommender<FunnelRequest>
+        let retrieve: R.Retrieve = { [unowned self] request, count in try self.retrieve(request, count: count) }
+        let exact: R.Retrieve = { [unowned self] request, count in try self.retrieveExact(request, count: count) }
+        let popular: @Sendable (FunnelRequest, Int) -> [RankedItem] = { [unowned self] request, count in self.popular(request, count: count) }
+        let rank: R.Rank = { [unowned self] request, list in try self.rank(request, list) }
+        let rerank: R.Rerank = { [unowned self] request, list, k in
+            let final = self.rerank(request, list, k: k)
+            return self.config.explanations > 0 ? self.explain(request, final) : final
+        }
+        let r = R(retrieve: retrieve, fallbackRetrieve: exact, popular: popular,
+                  rank: predictor == nil ? nil : rank, rerank: rerank)
+        r.candidates = config.candidates
+        r.retrievalBudget = config.retrievalBudget
+        r.rankingBudget = config.rankingBudget
+        r.deadline = config.deadline
+        r.inline = config.inline
+        recommender = r
+    }
+
+    /// The top `k` items for `request`, each explained; never throws (see `Recommender`).
+    public func recommend(_ request: FunnelRequest, k: Int) -> Recommendation {
+        recommender.recommend(request, k: k)
+    }
+
+    // MARK: - Stages (public so that each can be measured or run alone)
+
+    func item(_ id: Int, score: Double, rank: Int) -> RankedItem {
+        var x = RankedItem(id: id, score: score, category: features.items.primaryCategory(id), createdAt: features.items.created(id))
+        x.retrievalRank = rank
+        x.retrievalScore = score
+        return x
+    }
+
+    /// Stage 1: the `count` most similar items by HNSW, excluded items left out.
+    public func retrieve(_ request: FunnelRequest, count: Int) throws -> [RankedItem] {
+        guard let v = request.vector else { throw ServingError.invalidInput("no query vector") }
+        let want = count + request.exclude.count
+        let found = try index.search(v, k: want, ef: max(config.ef, want))
+        var out = [RankedItem]()
+        out.reserveCapacity(count)
+        for n in found where !request.exclude.contains(Int32(n.id)) {
+            out.append(item(n.id, score: Double(1 - n.distance), rank: out.count))
+            if out.count == count { break }
+        }
+        return out
+    }
+
+    /// The retrieval fallback: exact inner-product search over the item vectors.
+    public func retrieveExact(_ request: FunnelRequest, count: Int) throws -> [RankedItem] {
+        guard let v = request.vector else { throw ServingError.invalidInput("no query vector") }
+        let found = try exact.search(v, k: min(itemVectors.rows, count + request.exclude.count))
+        return found.filter { !request.exclude.contains(Int32($0.id)) }.prefix(count).enumerated()
+            .map { item($0.element.id, score: Double(-$0.element.distance), rank: $0.offset) }
+    }
+
+    /// The last resort: most popular items, excluded ones left out.
+    public func popular(_ request: FunnelRequest, count: Int) -> [RankedItem] {
+        var out = [RankedItem]()
+        for i in popularOrder where !request.exclude.contains(Int32(i)) {
+            out.append(item(i, score: Double(features.logPopularity[i]), rank: out.count))
+            if out.count == count { break }
+        }
+        return out
+    }
+
+    /// Stage 2: GBDT scores of the candidates' features, best first (ties by id).
+    public func rank(_ request: FunnelRequest, _ candidates: [RankedItem]) throws -> [RankedItem] {
+        guard let predictor else { throw ServingError.invalidModel("no ranker") }
+        var x = [Float]()
+        features.compute(user: request.user, candidates: candidates, asOf: request.asOf, into: &x)
+        var scores = [Double](repeating: 0, count: candidates.count)
+        let d = features.count
+        x.withUnsafeBufferPointer { xp in
+            scores.withUnsafeMutableBufferPointer { predictor.predict(xp.baseAddress!, rows: candidates.count, stride: d, into: $0.baseAddress!) }
+        }
+        var ranked = candidates
+        for i in ranked.indices {
+            ranked[i].score = scores[i]
+            ranked[i].rankerScore = scores[i]
+        }
+        ranked.sort { $0.score != $1.score ? $0.score > $1.score : $0.id < $1.id }
+        return ranked
+    }
+
+    /// Adds each item's top `config.explanations` TreeSHAP contributions to the ranker score.
+    /// - Complexity: O(items * trees * leaves * depth^2).
+    public func explain(_ request: FunnelRequest, _ items: [RankedItem]) -> [RankedItem] {
+        guard let ranker, config.explanations > 0 else { return items }
+        var x = [Float]()
+        features.compute(user: request.user, candidates: items, asOf: request.asOf, into: &x)
+        let d = features.count
+        var out = items
+        for i in out.indices where out[i].rankerScore != nil {
+            guard let e = try? ranker.explain(Array(x[i * d..<(i + 1) * d])) else { continue }
+            out[i].contributions = e.top(config.explanations).map {
+                FeatureContribution(feature: features.names[$0.feature], value: $0.contribution)
+            }
+        }
+        return out
+    }
+
+    /// Stage 3: over the top `mmrPool`, scores scaled to [0, 1] (so relevance and similarity
+    /// share a scale) and decayed by age, then MMR, then the business rules.
+    /// - Parameter override: other re-ranking knobs for this call (e.g. an MMR lambda sweep).
+    public func rerank(_ request: FunnelRequest, _ ranked: [RankedItem], k: Int, override: PipelineConfig? = nil) -> [RankedItem] {
+        let config = override ?? self.config
+        let top = Array(ranked.prefix(max(config.mmrPool, k)))
+        guard !top.isEmpty else { return [] }
+        // Relevance on [0, 1] so that it shares a scale with similarity, then freshness.
+        var list = top
+        var lo = Double.infinity, hi = -Double.infinity
+        for x in top { lo = min(lo, x.score); hi = max(hi, x.score) }
+        for i in list.indices { list[i].score = hi > lo ? (list[i].score - lo) / (hi - lo) : 1 }
+        if let f = config.freshness { list = f.apply(list, now: request.asOf ?? features.now, weight: config.freshnessWeight) }
+        if config.mmrLambda < 1 {
+            let d = itemVectors.columns
+            var emb = Matrix(rows: list.count, columns: d)
+            itemVectors.storage.withUnsafeBufferPointer { src in
+                emb.storage.withUnsafeMutableBufferPointer { dst in
+                    for (r, item) in list.enumerated() {
+                        (dst.baseAddress! + r * d).update(from: src.baseAddress! + item.id * d, count: d)
+                    }
+                }
+            }
+            list = MMR.rerank(list, embeddings: emb, lambda: config.mmrLambda, k: list.count)
+            // MMR's order becomes the score, so that the rules keep it.
+            let n = Double(list.count)
+            for i in list.indices { list[i].score = (n - Double(i)) / n }
+        }
+        return config.rules.apply(list, k: k)
+    }
+}
