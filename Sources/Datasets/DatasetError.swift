@@ -17,6 +17,8 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     case missingColumn(path: String, column: String, available: [String])
     /// The file could not be read at all.
     case unreadable(path: String, reason: String)
+    /// Data handed to a function (not read from a file) is inconsistent.
+    case invalid(String)
 
     public var description: String {
         switch self {
@@ -30,6 +32,7 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
         case .missingColumn(let p, let c, let a):
             return "\(p): no column named '\(c)' (the header has: \(a.joined(separator: ", ")))"
         case .unreadable(let p, let r): return "\(p): \(r)"
+        case .invalid(let r): return "invalid data: \(r)"
         }
     }
 }

@@ -175,3 +175,28 @@ public struct LabeledData: Sendable {
 }
 
 import Foundation
+
+extension LabeledData {
+    /// Rows of several sets one after another (query groups and weights kept).
+    /// - Throws: `DatasetError.invalid` when feature counts differ, or some sets have query
+    ///   groups or weights and others do not.
+    public static func concatenate(_ parts: [LabeledData]) throws -> LabeledData {
+        guard let first = parts.first else { throw DatasetError.invalid("nothing to concatenate") }
+        var storage = [Float](), labels = [Float](), groups: [Int]? = first.groups == nil ? nil : [0]
+        var weights: [Float]? = first.weights == nil ? nil : []
+        for (n, p) in parts.enumerated() {
+            guard p.featureCount == first.featureCount else {
+                throw DatasetError.invalid("part \(n) has \(p.featureCount) features, part 0 has \(first.featureCount)")
+            }
+            guard (p.groups == nil) == (groups == nil), (p.weights == nil) == (weights == nil) else {
+                throw DatasetError.invalid("part \(n) differs from part 0 in having query groups or weights")
+            }
+            if let g = p.groups { groups! += g.dropFirst().map { $0 + labels.count } }
+            if let w = p.weights { weights! += w }
+            storage += p.features.storage
+            labels += p.labels
+        }
+        return LabeledData(features: try Matrix(rows: labels.count, columns: first.featureCount, storage: storage),
+                           labels: labels, groups: groups, weights: weights)
+    }
+}

@@ -6,7 +6,7 @@ struct FunnelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "funnel",
         abstract: "A recommendation and search retrieval engine: embeddings, ANN retrieval, ranking, re-ranking.",
-        subcommands: [Demo.self, TrainCommand.self, Eval.self, Recommend.self, Similar.self, LearningCurve.self, AnnBench.self, Generate.self, GBDTCommand.self]
+        subcommands: [Demo.self, TrainCommand.self, PipelineEval.self, PipelineBench.self, Eval.self, Recommend.self, Similar.self, LearningCurve.self, AnnBench.self, Generate.self, GBDTCommand.self]
     )
 }
 

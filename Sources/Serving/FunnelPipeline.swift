@@ -17,6 +17,10 @@ public struct PipelineConfig: Sendable {
     public var mmrLambda = 0.7
     /// MMR re-orders the ranker's top `mmrPool` items.
     public var mmrPool = 100
+    /// MMR measures similarity between item embeddings with the catalog's mean embedding
+    /// removed: the direction all relevant items share then no longer hides how different
+    /// they are from each other.
+    public var mmrCentered = true
     /// Freshness decay blended into the score (nil: ignore item age).
     public var freshness: FreshnessDecay? = .exponential(halfLife: 30 * 86_400)
     public var freshnessWeight = 0.2
@@ -73,6 +77,8 @@ public final class FunnelPipeline: @unchecked Sendable {
     let predictor: GBDTPredictor?
     let exact: ExactIndex
     let popularOrder: [Int]
+    /// Unit item vectors minus their mean, renormalized (MMR's similarity space).
+    let centeredVectors: Matrix
     public private(set) var recommender: Recommender<FunnelRequest>!
 
     /// - Throws: `ServingError.invalidModel` when the index, vectors, features and ranker disagree in size.
@@ -94,6 +100,14 @@ public final class FunnelPipeline: @unchecked Sendable {
         self.config = config
         predictor = ranker.map { GBDTPredictor($0) }
         exact = try ExactIndex(vectors: itemVectors, metric: .innerProduct)
+        var centered = itemVectors
+        if itemVectors.rows > 0 {
+            var mean = [Float](repeating: 0, count: itemVectors.columns)
+            for r in 0..<itemVectors.rows { for c in 0..<itemVectors.columns { mean[c] += itemVectors[r, c] } }
+            for r in 0..<itemVectors.rows { for c in 0..<itemVectors.columns { centered[r, c] -= mean[c] / Float(itemVectors.rows) } }
+            centered.normalizeRows()
+        }
+        centeredVectors = centered
         let pop = features.logPopularity
         popularOrder = (0..<pop.count).sorted { pop[$0] != pop[$1] ? pop[$0] > pop[$1] : $0 < $1 }
         typealias R = Recommender<FunnelRequest>
@@ -213,7 +227,7 @@ public final class FunnelPipeline: @unchecked Sendable {
         if config.mmrLambda < 1 {
             let d = itemVectors.columns
             var emb = Matrix(rows: list.count, columns: d)
-            itemVectors.storage.withUnsafeBufferPointer { src in
+            (config.mmrCentered ? centeredVectors : itemVectors).storage.withUnsafeBufferPointer { src in
                 emb.storage.withUnsafeMutableBufferPointer { dst in
                     for (r, item) in list.enumerated() {
                         (dst.baseAddress! + r * d).update(from: src.baseAddress! + item.id * d, count: d)

@@ -1,0 +1,206 @@
+import ArgumentParser
+import Foundation
+import Funnel
+
+/// `funnel pipeline-bench`: PROTOCOLS.md section 4. A generated catalog, towers trained on
+/// it, an HNSW index over the item embeddings, a 200-tree lambdarank GBDT on replayed
+/// requests; then 10,000 requests, one at a time on one thread: retrieve 500 candidates
+/// (ef 128) -> rank them -> MMR 0.7 + freshness + at most 3 per category -> top 20.
+/// Reports p50 / p99 per stage and in total. `--export DIR` writes everything a peer
+/// pipeline needs to run the same requests (tools/peer-pipeline).
+struct PipelineBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pipeline-bench",
+        abstract: "Latency of the whole funnel per stage (PROTOCOLS.md section 4) on a generated catalog.")
+
+    @Option(help: "Items in the generated catalog.") var items: Int = 100_000
+    @Option(help: "Users in the generated catalog.") var users: Int = 20_000
+    @Option(help: "Interactions in the generated catalog.") var interactions: Int = 1_000_000
+    @Option(help: "Requests measured (users taken round-robin).") var requests: Int = 10_000
+    @Option(help: "Candidates retrieved per request.") var candidates: Int = 500
+    @Option(help: "HNSW beam width (raised to the number of items asked for).") var ef: Int = 128
+    @Option(help: "GBDT trees.") var trees: Int = 200
+    @Option(help: "Items returned per request.") var k: Int = 20
+    @Option(help: "MMR lambda.") var lambda: Double = 0.7
+    @Option(help: "MMR re-orders the ranker's top N.") var mmrPool: Int = 100
+    @Option(help: "Tower training epochs.") var epochs: Int = 1
+    @Option(help: "Threads for building (generation, training, index); requests always run on one thread.") var threads: Int?
+    @Flag(help: "Run the stages on the calling thread (no budget hand-off) instead of serving with budgets.") var inline = false
+    @Option(help: "Write the data, the ranker's training set and the requests for tools/peer-pipeline here.") var export: String?
+    @Option(help: "Write the latencies as JSON.") var json: String?
+    @Option var seed: UInt64 = 42
+
+    func run() throws {
+        try FunnelCLI.run {
+            let threads = threads ?? Parallel.availableCores
+            var t = now()
+            var c = SyntheticCatalog.Config()
+            c.items = items
+            c.users = users
+            c.interactions = interactions
+            c.seed = seed
+            let catalog = SyntheticCatalog.generate(c, threads: threads)
+            let end = c.start + c.duration
+            print("catalog: \(items) items, \(users) users, \(catalog.interactions.count) interactions (\(fmt(now() - t, 1)) s)")
+
+            // Towers on the leave-last-one-out training part.
+            t = now()
+            let userFeatures = try EntityFeatures.build(count: users, table: catalog.users, kinds: [
+                ("user_id", .id), ("region", .categorical(column: "region")), ("age", .numericBuckets(column: "age", buckets: 6)),
+            ])
+            let itemFeatures = try EntityFeatures.build(count: items, table: catalog.items, kinds: [
+                ("item_id", .id), ("category", .categorical(column: "category")), ("tags", .multiCategorical(column: "tags")),
+                ("price", .numericBuckets(column: "price", buckets: 8)), ("age", .ageBuckets(column: "created_at", now: end, buckets: 10)),
+            ])
+            let split = LeaveLastOutSplit(catalog.interactions)
+            var p = TwoTowerParameters()
+            p.epochs = epochs
+            p.batchSize = 1024
+            p.idDropout = 0.2
+            p.seed = seed
+            p.threads = threads
+            p.patience = 0
+            let model = TwoTowerModel(userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p)
+            var rng = SeededGenerator(seed: seed)
+            model.fit(split.train, rng: &rng)
+            var itemVectors = model.embedAll(model.items)
+            let coldVectors = model.embedAll(model.items, withoutID: true)
+            for i in catalog.coldItems { for j in 0..<p.dimension { itemVectors[Int(i), j] = coldVectors[Int(i), j] } }
+            let userVectors = model.embedAll(model.users)
+            print("towers: \(epochs) epoch(s) over \(split.train.count) interactions (\(fmt(now() - t, 1)) s)")
+
+            t = now()
+            let index = try HNSWIndex(dimension: p.dimension, parameters: .init(metric: .cosine, M: 16, efConstruction: 200))
+            try index.add(itemVectors, threads: threads)
+            print("HNSW: M 16, efConstruction 200 over \(items) items (\(fmt(now() - t, 1)) s)")
+
+            // Ranker: validation interactions replayed as of their time.
+            t = now()
+            let statistics = InteractionStatistics(log: catalog.interactions)
+            let attributes = try ItemAttributes(table: catalog.items, category: "category", createdAt: "created_at", numeric: ["price"])
+            let features = try RankingFeatures(items: attributes, statistics: statistics)
+            var config = PipelineConfig()
+            config.candidates = candidates
+            config.ef = ef
+            config.mmrLambda = lambda
+            config.mmrPool = mmrPool
+            config.inline = inline
+            config.retrievalBudget = 0.5
+            config.rankingBudget = 0.5
+            config.deadline = 1.5
+            let retrieval = try FunnelPipeline(index: index, itemVectors: itemVectors, features: features, ranker: nil, config: config)
+            let queries = split.validation.keys.sorted().prefix(5_000).map {
+                RankerQuery(user: Int($0), time: split.validationTime[$0]!, positives: [split.validation[$0]!], exclude: split.trainItems[Int($0)])
+            }
+            let (data, used) = try RankerTrainingData.build(queries: queries, features: features) { q in
+                try retrieval.retrieve(FunnelRequest(user: q.user, vector: Array(userVectors.row(q.user)), exclude: q.exclude, asOf: q.time),
+                                       count: candidates)
+            }
+            var gp = GBDTParameters()
+            gp.objective = .lambdarank
+            gp.rounds = trees
+            gp.numLeaves = 31
+            gp.minDataInLeaf = 50
+            gp.learningRate = 0.05
+            gp.threads = threads
+            var (ranker, _) = try GBDTTrainer.train(gp, train: data)
+            ranker.featureNames = features.names
+            print("ranker: \(ranker.trees.count) trees, 31 leaves, \(features.count) features, on \(used) replayed requests (\(fmt(now() - t, 1)) s)")
+            let pipeline = try FunnelPipeline(index: index, itemVectors: itemVectors, features: features, ranker: ranker, config: config)
+
+            // The requests: users round-robin, everything they have seen excluded, served now.
+            let requestUsers = (0..<requests).map { $0 % users }
+            let excludes = requestUsers.map { Set(statistics.history($0, before: end &+ 1)) }
+            if let export {
+                try exportPeerData(to: export, catalog: catalog, features: features, itemVectors: itemVectors,
+                                   userVectors: userVectors, requestUsers: requestUsers, ranker: data, config: config)
+                print("wrote the peer's data to \(export)/")
+            }
+            var stageTimes = [String: [Double]](), totals = [Double](), paths = [String: Int]()
+            for _ in 0..<min(200, requests) {  // warm-up
+                let u = requestUsers[0]
+                _ = pipeline.recommend(FunnelRequest(user: u, vector: Array(userVectors.row(u)), exclude: excludes[0]), k: k)
+            }
+            var checksum = 0
+            for (n, u) in requestUsers.enumerated() {
+                let r = pipeline.recommend(FunnelRequest(user: u, vector: Array(userVectors.row(u)), exclude: excludes[n]), k: k)
+                for (stage, s) in r.stageSeconds { stageTimes[stage, default: []].append(s) }
+                totals.append(r.totalSeconds)
+                paths[r.path.joined(separator: " > "), default: 0] += 1
+                checksum &+= r.items.first?.id ?? 0
+            }
+            totals.sort()
+            print("\(requests) requests, one at a time on one thread (\(inline ? "inline" : "served: each stage under its budget on its own thread")):")
+            var rows = [[String]]()
+            var out: [String: Any] = [:]
+            for stage in ["retrieval", "ranking", "rerank"] {
+                let s = (stageTimes[stage] ?? []).sorted()
+                rows.append([stage, fmt(quantile(s, 0.5) * 1e6, 0), fmt(quantile(s, 0.99) * 1e6, 0)])
+                out[stage] = ["p50_us": quantile(s, 0.5) * 1e6, "p99_us": quantile(s, 0.99) * 1e6]
+            }
+            rows.append(["total", fmt(quantile(totals, 0.5) * 1e6, 0), fmt(quantile(totals, 0.99) * 1e6, 0)])
+            out["total"] = ["p50_us": quantile(totals, 0.5) * 1e6, "p99_us": quantile(totals, 0.99) * 1e6]
+            printAligned(header: ["stage", "p50 us", "p99 us"], rows: rows)
+            for (path, count) in paths.sorted(by: { $0.value > $1.value }) { print("  \(count) x \(path)") }
+            if let json {
+                out["config"] = ["items": items, "users": users, "requests": requests, "candidates": candidates, "ef": ef,
+                                 "trees": ranker.trees.count, "features": features.count, "k": k, "mmr_lambda": lambda,
+                                 "mmr_pool": mmrPool, "inline": inline] as [String: Any]
+                out["paths"] = paths
+                let bytes = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
+                try AtomicFile.write(Array(bytes) + [10], to: json)
+            }
+        }
+    }
+
+    /// Everything tools/peer_pipeline.py needs, as fvecs / ivecs and one JSON of parameters:
+    /// the same item vectors, the same per-item and per-request feature inputs, the same
+    /// ranker training set (trained again there with LightGBM, same parameters), the same
+    /// requests and exclusions.
+    func exportPeerData(to dir: String, catalog: SyntheticCatalog, features: RankingFeatures, itemVectors: Matrix,
+                        userVectors: Matrix, requestUsers: [Int], ranker data: LabeledData,
+                        config: PipelineConfig) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try VectorFile.writeFvecs(itemVectors, to: "\(dir)/items.fvecs")
+        var q = Matrix(rows: requestUsers.count, columns: userVectors.columns)
+        for (r, u) in requestUsers.enumerated() { for c in 0..<userVectors.columns { q[r, c] = userVectors[u, c] } }
+        try VectorFile.writeFvecs(q, to: "\(dir)/requests.fvecs")
+        // Per item, the item-only features as they are now: log_popularity, log_recent_popularity,
+        // item_age_days, item_mean_rating, price; and the primary category and creation time.
+        let n = itemVectors.rows
+        var itemTable = Matrix(rows: n, columns: 5)
+        var dummy = [Float]()
+        for i in 0..<n {
+            features.compute(user: nil, candidates: [RankedItem(id: i, score: 0)], into: &dummy)
+            itemTable[i, 0] = dummy[2]; itemTable[i, 1] = dummy[3]; itemTable[i, 2] = dummy[4]
+            itemTable[i, 3] = dummy[7]; itemTable[i, 4] = dummy[8]
+        }
+        try VectorFile.writeFvecs(itemTable, to: "\(dir)/item_features.fvecs")
+        let categories = (0..<n).map { Int32(features.items.primaryCategory($0) ?? -1) }
+        try VectorFile.writeIvecs(categories, columns: 1, to: "\(dir)/item_category.ivecs")
+        let ages = (0..<n).map { i -> Float in features.items.created(i).map { Float(features.now - $0) } ?? 0 }
+        try VectorFile.writeFvecs(try Matrix(rows: n, columns: 1, storage: ages), to: "\(dir)/item_age_seconds.fvecs")
+        // Per request, the user's history (repeats kept, variable length): the exclusions are
+        // its distinct items; category shares and activity are computed from it there.
+        try AtomicFile.write(to: "\(dir)/history.ivecs") { w in
+            for u in requestUsers {
+                let h = features.statistics.history(u, before: features.now &+ 1)
+                try w.write(value: Int32(h.count).littleEndian)
+                for i in h { try w.write(value: i.littleEndian) }
+            }
+        }
+        try VectorFile.writeFvecs(data.features, to: "\(dir)/ranker_features.fvecs")
+        try VectorFile.writeFvecs(try Matrix(rows: data.rowCount, columns: 1, storage: data.labels), to: "\(dir)/ranker_labels.fvecs")
+        let sizes = zip(data.groups!.dropFirst(), data.groups!).map { Int32($0 - $1) }
+        try VectorFile.writeIvecs(sizes, columns: 1, to: "\(dir)/ranker_groups.ivecs")
+        let params: [String: Any] = [
+            "candidates": config.candidates, "ef": config.ef, "k": k, "trees": trees, "num_leaves": 31, "min_data_in_leaf": 50,
+            "learning_rate": 0.05, "mmr_lambda": config.mmrLambda, "mmr_pool": config.mmrPool,
+            "freshness_half_life_seconds": 30 * 86_400, "freshness_weight": config.freshnessWeight,
+            "max_per_category": config.rules.maxPerCategory ?? 0, "M": 16, "ef_construction": 200,
+            "requests": requestUsers.count, "categories": features.items.categoryNames.count,
+        ]
+        let bytes = try JSONSerialization.data(withJSONObject: params, options: [.prettyPrinted, .sortedKeys])
+        try AtomicFile.write(Array(bytes) + [10], to: "\(dir)/params.json")
+    }
+}
