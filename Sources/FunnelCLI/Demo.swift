@@ -214,6 +214,6 @@ func explain(_ item: RankedItem, categories: [String]) -> String {
         parts.append("ranker \(fmt(s, 3))" + (item.contributions.isEmpty ? "" : " [" + item.contributions.map {
             "\($0.feature) \(String(format: "%+.3f", $0.value))" }.joined(separator: ", ") + "]"))
     }
-    if !item.reasons.isEmpty { parts.append("rules: " + item.reasons.joined(separator: "; ")) }
+    if !item.explanation.isEmpty { parts.append("rules: " + item.explanation.joined(separator: "; ")) }
     return parts.joined(separator: "  ")
 }

@@ -1,3 +1,4 @@
+import _FunnelKernels
 import Foundation
 import LinearAlgebra
 
@@ -27,6 +28,16 @@ public final class GBDTPredictor: @unchecked Sendable {
     let leafValues: [Double]
     let roots: [Int32]
 
+    // The batched form (see fk_forest_accumulate): leaves are nodes pointing at themselves,
+    // so each tree is walked a fixed `depth` steps.
+    let forest: [fk_tree_node]
+    let nanLeft: [UInt8]
+    let zeroMissing: [UInt8]
+    let zeroLeft: [UInt8]
+    let nodeValue: [Double]
+    let forestRoots: [Int32]
+    let depths: [Int32]
+
     public init(_ model: GBDTModel) {
         objective = model.objective
         featureCount = model.featureCount
@@ -49,6 +60,50 @@ public final class GBDTPredictor: @unchecked Sendable {
         self.flags = flags
         leafValues = leaves
         self.roots = roots
+
+        var forest = [fk_tree_node](), nanLeft = [UInt8](), zeroMissing = [UInt8](), zeroLeft = [UInt8]()
+        var nodeValue = [Double](), forestRoots = [Int32](), depths = [Int32]()
+        for t in model.trees {
+            let base = Int32(forest.count), inner = Int32(t.feature.count)
+            func map(_ c: Int32) -> Int32 { c >= 0 ? base + c : base + inner + ~c }
+            for i in 0..<t.feature.count {
+                var thr = Float(t.threshold[i])
+                if Double(thr) > t.threshold[i] { thr = thr.nextDown }
+                forest.append(fk_tree_node(threshold: thr, feature: t.feature[i], left: map(t.left[i]), right: map(t.right[i])))
+                let type = t.missingType[i]
+                nanLeft.append(type == .none ? (0 <= thr ? 1 : 0) : (t.defaultLeft[i] ? 1 : 0))
+                zeroMissing.append(type == .zero ? 1 : 0)
+                zeroLeft.append(t.defaultLeft[i] ? 1 : 0)
+                nodeValue.append(0)
+            }
+            for (j, v) in t.leafValue.enumerated() {
+                let me = base + inner + Int32(j)
+                forest.append(fk_tree_node(threshold: 0, feature: 0, left: me, right: me))
+                nanLeft.append(1)
+                zeroMissing.append(0)
+                zeroLeft.append(1)
+                nodeValue.append(v)
+            }
+            forestRoots.append(t.isLeafOnly ? base + inner : base)
+            // Depth: the longest root-to-leaf path.
+            var depth: Int32 = 0
+            if !t.isLeafOnly {
+                var stack: [(Int32, Int32)] = [(0, 0)]
+                while let (n, d) = stack.popLast() {
+                    for c in [t.left[Int(n)], t.right[Int(n)]] {
+                        if c >= 0 { stack.append((c, d + 1)) } else { depth = max(depth, d + 1) }
+                    }
+                }
+            }
+            depths.append(depth)
+        }
+        self.forest = forest
+        self.nanLeft = nanLeft
+        self.zeroMissing = zeroMissing
+        self.zeroLeft = zeroLeft
+        self.nodeValue = nodeValue
+        self.forestRoots = forestRoots
+        self.depths = depths
     }
 
     @inline(__always)
@@ -95,22 +150,21 @@ public final class GBDTPredictor: @unchecked Sendable {
     }
 
     /// Predictions for `rows` rows of `stride` floats starting at `x`, into `out`.
+    /// Rows go through the trees eight at a time (see `fk_forest_accumulate`).
     public func predict(_ x: UnsafePointer<Float>, rows: Int, stride: Int, raw: Bool = false, into out: UnsafeMutablePointer<Double>) {
-        nodes.withUnsafeBufferPointer { np in
-            flags.withUnsafeBufferPointer { fp in
-                leafValues.withUnsafeBufferPointer { lp in
-                    roots.withUnsafeBufferPointer { rp in
-                        guard let np = np.baseAddress, let fp = fp.baseAddress, let lp = lp.baseAddress else {
-                            for r in 0..<rows { out[r] = raw ? initScore : link(initScore) }
-                            return
-                        }
-                        for r in 0..<rows {
-                            let s = rawScore(x + r * stride, np, fp, lp, rp)
-                            out[r] = raw ? s : link(s)
-                        }
-                    }
-                }
-            }
+        for r in 0..<rows { out[r] = initScore }
+        if !forest.isEmpty {
+            forest.withUnsafeBufferPointer { fp in
+            nanLeft.withUnsafeBufferPointer { nl in
+            zeroMissing.withUnsafeBufferPointer { zm in
+            zeroLeft.withUnsafeBufferPointer { zl in
+            nodeValue.withUnsafeBufferPointer { nv in
+            forestRoots.withUnsafeBufferPointer { rp in
+            depths.withUnsafeBufferPointer { dp in
+                fk_forest_accumulate(fp.baseAddress, nl.baseAddress, zm.baseAddress, zl.baseAddress, nv.baseAddress,
+                                     rp.baseAddress, dp.baseAddress, Int32(rp.count), x, rows, stride, out)
+            }}}}}}}
         }
+        if !raw && objective == .binary { for r in 0..<rows { out[r] = link(out[r]) } }
     }
 }

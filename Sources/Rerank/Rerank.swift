@@ -9,7 +9,12 @@ public struct RankedItem: Sendable, Equatable {
     public var category: Int?
     /// Unix seconds the item was created, for freshness.
     public var createdAt: Int64?
+    /// Rules that moved the item ("pinned", "boost x1.50", "buried").
     public var reasons: [String] = []
+    /// MMR: the item's largest similarity to the items picked before it (nil: first pick or no MMR).
+    public var mmrSimilarity: Double? = nil
+    /// Freshness: the factor its score was multiplied by (nil: none applied).
+    public var freshness: Double? = nil
     /// Where retrieval put the item (0 = first) and with what similarity.
     public var retrievalRank: Int? = nil
     public var retrievalScore: Double? = nil
@@ -22,6 +27,17 @@ public struct RankedItem: Sendable, Equatable {
         self.score = score
         self.category = category
         self.createdAt = createdAt
+    }
+}
+
+extension RankedItem {
+    /// Everything re-ranking did to the item, as text (formatted on demand: formatting
+    /// every candidate's reasons would cost more than re-ranking itself).
+    public var explanation: [String] {
+        var out = [String]()
+        if let f = freshness { out.append(String(format: "freshness x%.3f", f)) }
+        if let s = mmrSimilarity { out.append(String(format: "mmr: max similarity %.3f to earlier picks", s)) }
+        return out + reasons
     }
 }
 
@@ -63,9 +79,7 @@ public enum MMR {
                 }
                 taken[best] = true
                 var item = items[best]
-                if maxSim[best] != -.infinity && lambda < 1 {
-                    item.reasons.append(String(format: "mmr: max similarity %.3f to earlier picks", maxSim[best]))
-                }
+                if maxSim[best] != -.infinity && lambda < 1 { item.mmrSimilarity = maxSim[best] }
                 out.append(item)
                 for i in 0..<n where !taken[i] {
                     let s = Double(Distance.dot(e + i * d, e + best * d, d))
@@ -113,7 +127,7 @@ public enum FreshnessDecay: Sendable, Equatable {
             var x = item
             let f = self.weight(age: Double(now - created))
             x.score = item.score * ((1 - weight) + weight * f)
-            if f < 0.999 { x.reasons.append(String(format: "freshness x%.3f", (1 - weight) + weight * f)) }
+            if f < 0.999 { x.freshness = (1 - weight) + weight * f }
             return x
         }.sorted { $0.score != $1.score ? $0.score > $1.score : $0.id < $1.id }
     }

@@ -60,3 +60,21 @@ void fk_distance_batch(int kind, const void *q, const void *base, size_t stride,
 }
 #endif
 #endif
+
+/// One node of a tree compiled for batched inference. Leaves are nodes too: both
+/// children point back at the leaf, so every row of a batch takes exactly `depth` steps
+/// through a tree with no data-dependent branch.
+typedef struct {
+    float threshold;
+    int32_t feature;
+    int32_t left;
+    int32_t right;
+} fk_tree_node;
+
+/// Adds the leaf values of `trees` trees to `out[r]` (in tree order) for `rows` rows of `stride` floats.
+/// `nan_left[n]` / `zero_left[n]` (0 or 1) give the direction of a NaN value, and of a 0
+/// value when zero counts as missing (`zero_missing[n]` = 1); `value[n]` is a leaf's value.
+/// Rows are walked eight at a time in lockstep, so the eight load chains overlap.
+void fk_forest_accumulate(const fk_tree_node *nodes, const uint8_t *nan_left, const uint8_t *zero_missing,
+                          const uint8_t *zero_left, const double *value, const int32_t *roots, const int32_t *depths,
+                          int trees, const float *x, size_t rows, size_t stride, double *out);
