@@ -36,6 +36,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // MARK: - Public API
@@ -67,7 +69,7 @@ let package = Package(
         ),
         .target(
             name: "Rerank",
-            dependencies: ["LinearAlgebra"]
+            dependencies: ["LinearAlgebra", "_FunnelKernels"]
         ),
         .target(
             name: "GBDT",
@@ -75,7 +77,7 @@ let package = Package(
         ),
         .target(
             name: "Serving",
-            dependencies: ["LinearAlgebra", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "TextSearch", "Rerank",
+            dependencies: ["LinearAlgebra", "Persistence", "_FunnelKernels", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "TextSearch", "Rerank",
                            .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
         .target(
@@ -87,6 +89,9 @@ let package = Package(
             dependencies: [
                 "Funnel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
 

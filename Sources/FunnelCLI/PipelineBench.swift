@@ -24,6 +24,8 @@ struct PipelineBench: ParsableCommand {
     @Option(help: "MMR lambda.") var lambda: Double = 0.7
     @Option(help: "MMR re-orders the ranker's top N.") var mmrPool: Int = 100
     @Option(help: "Tower training epochs.") var epochs: Int = 1
+    @Option(help: "HNSW storage: none (float) or int8 (traversal on codes, final candidates re-scored in float).")
+    var quantization: String = "none"
     @Option(help: "Threads for building (generation, training, index); requests always run on one thread.") var threads: Int?
     @Flag(help: "Run the stages on the calling thread (no budget hand-off) instead of serving with budgets.") var inline = false
     @Option(help: "Write the data, the ranker's training set and the requests for tools/peer-pipeline here.") var export: String?
@@ -70,9 +72,12 @@ struct PipelineBench: ParsableCommand {
             print("towers: \(epochs) epoch(s) over \(split.train.count) interactions (\(fmt(now() - t, 1)) s)")
 
             t = now()
-            let index = try HNSWIndex(dimension: p.dimension, parameters: .init(metric: .cosine, M: 16, efConstruction: 200))
+            guard let q = HNSWIndex.Quantization(rawValue: quantization) else {
+                throw ValidationError("--quantization must be one of \(HNSWIndex.Quantization.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            let index = try HNSWIndex(dimension: p.dimension, parameters: .init(metric: .cosine, M: 16, efConstruction: 200, quantization: q))
             try index.add(itemVectors, threads: threads)
-            print("HNSW: M 16, efConstruction 200 over \(items) items (\(fmt(now() - t, 1)) s)")
+            print("HNSW: M 16, efConstruction 200, \(quantization) storage, over \(items) items (\(fmt(now() - t, 1)) s)")
 
             // Ranker: validation interactions replayed as of their time.
             t = now()
@@ -116,6 +121,48 @@ struct PipelineBench: ParsableCommand {
                                    userVectors: userVectors, requestUsers: requestUsers, ranker: data, config: config)
                 print("wrote the peer's data to \(export)/")
             }
+            if ProcessInfo.processInfo.environment["FUNNEL_BREAKDOWN"] != nil {
+                let predictor = GBDTPredictor(ranker)
+                var fx = [Float](), sc = [Double](repeating: 0, count: candidates)
+                var tf = 0.0, tp = 0.0, tr = 0.0
+                for n in 0..<min(500, requests) {
+                    let u = requestUsers[n]
+                    let rq = FunnelRequest(user: u, vector: Array(userVectors.row(u)), exclude: excludes[n])
+                    var a = now()
+                    let cands = try pipeline.retrieve(rq, count: candidates)
+                    tr += now() - a
+                    a = now()
+                    features.compute(user: u, candidates: cands, into: &fx)
+                    tf += now() - a
+                    a = now()
+                    fx.withUnsafeBufferPointer { xp in sc.withUnsafeMutableBufferPointer { predictor.predict(xp.baseAddress!, rows: cands.count, stride: features.count, into: $0.baseAddress!) } }
+                    tp += now() - a
+                }
+                var variants = [(String, PipelineConfig)]()
+                var v = config; variants.append(("all", v))
+                v.mmrLambda = 1; variants.append(("no mmr", v))
+                v.freshness = nil; variants.append(("no mmr, no freshness", v))
+                v.rules = BusinessRules(); variants.append(("nothing", v))
+                let rq0 = FunnelRequest(user: requestUsers[0], vector: Array(userVectors.row(requestUsers[0])), exclude: excludes[0])
+                let ranked0 = try pipeline.rank(rq0, try pipeline.retrieve(rq0, count: candidates))
+                for (name, cfg) in variants {
+                    let a = now()
+                    for _ in 0..<500 { _ = pipeline.rerank(rq0, ranked0, k: k, override: cfg) }
+                    print("rerank \(name): \(fmt((now() - a) / 500 * 1e6, 1)) us")
+                }
+                print("breakdown per request: retrieve \(fmt(tr / 500 * 1e6, 0)) us, features \(fmt(tf / 500 * 1e6, 0)) us, predict \(fmt(tp / 500 * 1e6, 0)) us")
+            }
+            // Recall of the candidate lists against exact search (same exclusions), first 200 requests.
+            var found = 0, wanted = 0
+            for n in 0..<min(200, requests) {
+                let u = requestUsers[n]
+                let rq = FunnelRequest(user: u, vector: Array(userVectors.row(u)), exclude: excludes[n])
+                let truth = Set(try pipeline.retrieveExact(rq, count: candidates).map(\.id))
+                found += try pipeline.retrieve(rq, count: candidates).filter { truth.contains($0.id) }.count
+                wanted += truth.count
+            }
+            let candidateRecall = Double(found) / Double(max(1, wanted))
+            print("candidate recall@\(candidates) against exact search: \(fmt(candidateRecall, 4))")
             var stageTimes = [String: [Double]](), totals = [Double](), paths = [String: Int]()
             for _ in 0..<min(200, requests) {  // warm-up
                 let u = requestUsers[0]
@@ -145,7 +192,8 @@ struct PipelineBench: ParsableCommand {
             if let json {
                 out["config"] = ["items": items, "users": users, "requests": requests, "candidates": candidates, "ef": ef,
                                  "trees": ranker.trees.count, "features": features.count, "k": k, "mmr_lambda": lambda,
-                                 "mmr_pool": mmrPool, "inline": inline] as [String: Any]
+                                 "mmr_pool": mmrPool, "inline": inline, "quantization": quantization] as [String: Any]
+                out["candidate_recall"] = candidateRecall
                 out["paths"] = paths
                 let bytes = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
                 try AtomicFile.write(Array(bytes) + [10], to: json)

@@ -57,9 +57,7 @@ struct PipelineEval: ParsableCommand {
             print("towers ready in \(fmt(now() - t, 1)) s")
             let index = try HNSWIndex(dimension: itemVectors.columns, parameters: .init(metric: .cosine, M: 16, efConstruction: 200))
             try index.add(itemVectors)
-            let statistics = InteractionStatistics(log: ml.interactions)
-            let attributes = try ItemAttributes(table: ml.items, category: "genres", createdAt: "release_date")
-            let features = try RankingFeatures(items: attributes, statistics: statistics)
+            let features = try TrainCommand.movieLensRankingFeatures(ml)
             var config = PipelineConfig()
             config.candidates = candidates
             config.ef = ef

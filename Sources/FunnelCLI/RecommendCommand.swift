@@ -30,17 +30,36 @@ struct ModelFolder {
 }
 
 struct Recommend: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Top-k items for a user: user tower -> HNSW, seen items left out.")
-    @Option(help: "Model folder written by `funnel train`.") var model: String
+    static let configuration = CommandConfiguration(
+        abstract: "Top-k items for a user. With --movielens, the whole funnel (HNSW -> GBDT -> MMR, freshness, rules) with explanations; else towers and HNSW only.")
+    @Option(help: "A model folder, or a model name in the registry (production version; canary users get the canary).") var model: String
+    @Option(help: "Registry root for model names.") var registry: String = "indexes"
     @Option(help: "User id (as in the data).") var user: String
     @Option var k: Int = 10
     @Option var ef: Int = 128
     @Flag(help: "Keep items the user already interacted with.") var includeSeen = false
     @Option(help: "Write the list as JSON.") var json: String?
+    @Option(help: "The ml-100k folder the model was trained on: enables ranking and re-ranking (features come from its log).")
+    var movielens: String?
 
     func run() throws {
         try FunnelCLI.run {
-            let m = try ModelFolder(model)
+            let folder = try resolveModel(model, root: registry, user: user)
+            if let movielens {
+                let served = try ServedModel(folder: folder, movielens: try MovieLens.load(directory: movielens))
+                let r = try served.recommend(user: user, k: k)
+                print("user \(user) (model \(folder)), path: \(r.path.joined(separator: " > ")), \(fmt(r.totalSeconds * 1e3, 2)) ms")
+                for (n, item) in r.items.enumerated() {
+                    print(String(format: "%3d. ", n + 1) + served.name(item.id))
+                    print("      " + explain(item, categories: served.features.items.categoryNames))
+                }
+                if let json {
+                    let data = try JSONSerialization.data(withJSONObject: served.json(r, user: user, version: folder), options: [.prettyPrinted, .sortedKeys])
+                    try AtomicFile.write(Array(data) + [10], to: json)
+                }
+                return
+            }
+            let m = try ModelFolder(folder)
             guard let u = m.userIDs.firstIndex(of: user) else { throw ValidationError("unknown user '\(user)'") }
             var rng = SeededGenerator(seed: 0)
             let vector = m.model.users.forward([Int32(u)], rng: &rng)
@@ -54,7 +73,8 @@ struct Recommend: ParsableCommand {
 
 struct Similar: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Items nearest to an item in the item-embedding space.")
-    @Option(help: "Model folder written by `funnel train`.") var model: String
+    @Option(help: "A model folder, or a model name in the registry (production version; canary users get the canary).") var model: String
+    @Option(help: "Registry root for model names.") var registry: String = "indexes"
     @Option(help: "Item id (as in the data).") var item: String
     @Option var k: Int = 10
     @Option var ef: Int = 128
@@ -62,7 +82,7 @@ struct Similar: ParsableCommand {
 
     func run() throws {
         try FunnelCLI.run {
-            let m = try ModelFolder(model)
+            let m = try ModelFolder(try resolveModel(model, root: registry))
             guard let i = m.itemIDs.firstIndex(of: item) else { throw ValidationError("unknown item '\(item)'") }
             var rng = SeededGenerator(seed: 0)
             let vector = m.model.items.forward([Int32(i)], rng: &rng)
@@ -75,7 +95,8 @@ struct Similar: ParsableCommand {
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "A model folder's evaluation: recomputed on MovieLens when --movielens is given, else as recorded at training.")
-    @Option(help: "Model folder written by `funnel train`.") var model: String
+    @Option(help: "A model folder, or a model name in the registry (production version; canary users get the canary).") var model: String
+    @Option(help: "Registry root for model names.") var registry: String = "indexes"
     @Option(help: "Recompute on this ml-100k folder (same leave-last-one-out split).") var movielens: String?
     @Option(help: "Write the metrics as JSON.") var json: String?
 
@@ -83,7 +104,7 @@ struct Eval: ParsableCommand {
         try FunnelCLI.run {
             var metrics: [String: Any]
             if let movielens {
-                let m = try ModelFolder(model)
+                let m = try ModelFolder(try resolveModel(model, root: registry))
                 let ml = try MovieLens.load(directory: movielens)
                 guard ml.users.keys.keys == m.userIDs, ml.items.keys.keys == m.itemIDs else {
                     throw ValidationError("the data's users or items differ from the model's")
@@ -92,7 +113,7 @@ struct Eval: ParsableCommand {
                 let r = try m.model.evaluate(heldOut: split.test, exclude: split.seenBeforeTest)
                 metrics = ["HR@10": r.hr10, "NDCG@10": r.ndcg10, "HR@50": r.hr50, "MRR": r.mrr]
             } else {
-                let path = "\(model)/metrics.json"
+                let path = "\(try resolveModel(model, root: registry))/metrics.json"
                 guard let data = FileManager.default.contents(atPath: path),
                       let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
                     throw ValidationError("\(path) is missing or not JSON; pass --movielens to recompute")

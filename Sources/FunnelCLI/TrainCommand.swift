@@ -26,8 +26,10 @@ struct TrainCommand: ParsableCommand {
     var incremental = false
     @Flag(help: "Also run the cold-start protocol: hold out 10% of items (seed 42) from training, embed them from features alone.")
     var coldStart = false
-    @Option(help: "Model folder to write (towers, HNSW index over item embeddings, history, metrics).")
-    var out: String = "indexes/movielens-towers"
+    @Option(help: "Write the model folder here instead of registering it (towers, HNSW index over item embeddings, history, metrics).")
+    var out: String?
+    @Option(help: "Registry root the model is registered in (when --out is not given).") var registry: String = "indexes"
+    @Option(help: "Model name in the registry.") var name: String = "movielens"
 
     func run() throws {
         try FunnelCLI.run {
@@ -88,7 +90,9 @@ struct TrainCommand: ParsableCommand {
             if incremental { try runIncremental(ml: ml, userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p) }
             if coldStart { try runColdStart(ml: ml, split: split, userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p) }
 
-            // The model folder: towers, the item index, each user's history, the metrics.
+            // The model folder: towers, the item index, each user's history, the metrics;
+            // registered as the next version of --name unless --out names a folder.
+            let out = self.out ?? "\(registry)/.incoming-\(UUID().uuidString)"
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             try model.save(to: "\(out)/towers.fnl", userIDs: ml.users.keys.keys, itemIDs: ml.items.keys.keys)
             let itemVectors = model.embedAll(model.items)
@@ -96,7 +100,34 @@ struct TrainCommand: ParsableCommand {
             try index.add(itemVectors)
             try index.save(to: "\(out)/items.hnsw")
             try UserHistory(split.trainItems).save(to: "\(out)/history.fnl")
-            print("wrote \(out)/ (towers.fnl, items.hnsw, history.fnl, metrics.json)")
+            // The ranker: every user's validation interaction replayed as of its time.
+            let rankerStart = now()
+            let features = try Self.movieLensRankingFeatures(ml)
+            var config = PipelineConfig()
+            config.candidates = 200
+            config.inline = true
+            let retrieval = try FunnelPipeline(index: index, itemVectors: itemVectors, features: features, ranker: nil, config: config)
+            let userVectors = model.embedAll(model.users)
+            let queries = split.validation.keys.sorted().map {
+                RankerQuery(user: Int($0), time: split.validationTime[$0]!, positives: [split.validation[$0]!], exclude: split.trainItems[Int($0)])
+            }
+            let (rankerData, used) = try RankerTrainingData.build(queries: queries, features: features) { q in
+                try retrieval.retrieve(FunnelRequest(user: q.user, vector: Array(userVectors.row(q.user)), exclude: q.exclude, asOf: q.time),
+                                       count: config.candidates)
+            }
+            var gp = GBDTParameters()
+            gp.objective = .lambdarank
+            gp.rounds = 200
+            gp.numLeaves = 7
+            gp.minDataInLeaf = 200
+            gp.learningRate = 0.05
+            gp.seed = seed
+            var (ranker, _) = try GBDTTrainer.train(gp, train: rankerData)
+            ranker.featureNames = features.names
+            try ranker.save(to: "\(out)/ranker.gbdt")
+            print("ranker: lambdarank, \(ranker.trees.count) trees over \(features.count) features, on \(used) replayed validation requests "
+                  + "(\(fmt(now() - rankerStart, 1)) s)")
+            print("wrote towers.fnl, items.hnsw, history.fnl, ranker.gbdt, metrics.json")
             do {
                 func obj(_ m: RetrievalMetrics) -> [String: Double] { ["HR@10": m.hr10, "NDCG@10": m.ndcg10, "HR@50": m.hr50, "MRR": m.mrr] }
                 var out: [String: Any] = obj(towers)
@@ -105,8 +136,17 @@ struct TrainCommand: ParsableCommand {
                 out["baselines"] = baselines
                 out["training"] = ["wall_seconds": trainSeconds, "examples_per_second": Double(examples) / trainSeconds, "threads": 1]
                 let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
-                try AtomicFile.write(Array(data) + [10], to: "\(self.out)/metrics.json")
+                try AtomicFile.write(Array(data) + [10], to: "\(out)/metrics.json")
                 if let json { try AtomicFile.write(Array(data) + [10], to: json) }
+            }
+            if self.out == nil {
+                let v = try ModelRegistry(root: registry).register(
+                    name, from: out, dataFingerprint: fingerprint(log),
+                    metrics: ["HR@10": towers.hr10, "NDCG@10": towers.ndcg10, "HR@50": towers.hr50, "MRR": towers.mrr])
+                print("registered \(name) v\(v.version) (staging) in \(registry)/\(v.path); "
+                      + "serve it with `funnel registry promote \(name) \(v.version)`")
+            } else {
+                print("model folder: \(out)/")
             }
         }
     }
@@ -126,6 +166,14 @@ struct TrainCommand: ParsableCommand {
             ("year", .numericBuckets(column: "year", buckets: 10)),
         ])
         return (users, items)
+    }
+
+    /// The ranking features of MovieLens: genres as categories, release dates as ages,
+    /// ratings as weights, from the whole log (requests replayed as of their time see only
+    /// their past).
+    static func movieLensRankingFeatures(_ ml: MovieLens) throws -> RankingFeatures {
+        let attributes = try ItemAttributes(table: ml.items, category: "genres", createdAt: "release_date")
+        return try RankingFeatures(items: attributes, statistics: InteractionStatistics(log: ml.interactions))
     }
 
     /// PROTOCOLS.md section 2, incremental retraining. Each user's first interaction after

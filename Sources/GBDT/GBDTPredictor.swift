@@ -37,6 +37,8 @@ public final class GBDTPredictor: @unchecked Sendable {
     let nodeValue: [Double]
     let forestRoots: [Int32]
     let depths: [Int32]
+    /// The QuickScorer form, when every tree has at most 64 leaves (see fk_quickscorer).
+    let quickScorer: QuickScorerLayout?
 
     public init(_ model: GBDTModel) {
         objective = model.objective
@@ -104,6 +106,7 @@ public final class GBDTPredictor: @unchecked Sendable {
         self.nodeValue = nodeValue
         self.forestRoots = forestRoots
         self.depths = depths
+        quickScorer = QuickScorerLayout(model)
     }
 
     @inline(__always)
@@ -150,10 +153,15 @@ public final class GBDTPredictor: @unchecked Sendable {
     }
 
     /// Predictions for `rows` rows of `stride` floats starting at `x`, into `out`.
-    /// Rows go through the trees eight at a time (see `fk_forest_accumulate`).
+    /// Trees of at most 64 leaves are scored QuickScorer's way (see `fk_quickscorer`),
+    /// others by walking eight rows through each tree in lockstep (`fk_forest_accumulate`).
     public func predict(_ x: UnsafePointer<Float>, rows: Int, stride: Int, raw: Bool = false, into out: UnsafeMutablePointer<Double>) {
         for r in 0..<rows { out[r] = initScore }
-        if !forest.isEmpty {
+        if let qs = quickScorer {
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: fk_quickscorer_scratch_words(Int32(qs.trees))) { scratch in
+                withUnsafePointer(to: qs.layout) { fk_quickscorer_accumulate($0, x, rows, stride, scratch.baseAddress!, out) }
+            }
+        } else if !forest.isEmpty {
             forest.withUnsafeBufferPointer { fp in
             nanLeft.withUnsafeBufferPointer { nl in
             zeroMissing.withUnsafeBufferPointer { zm in
@@ -167,4 +175,82 @@ public final class GBDTPredictor: @unchecked Sendable {
         }
         if !raw && objective == .binary { for r in 0..<rows { out[r] = link(out[r]) } }
     }
+}
+
+/// The QuickScorer arrays of a model, in memory owned here (the C struct points into it).
+final class QuickScorerLayout: @unchecked Sendable {
+    let trees: Int
+    private(set) var layout = fk_quickscorer()
+    private var buffers: [UnsafeMutableRawPointer] = []
+
+    /// Nil when some tree has more than 64 leaves.
+    init?(_ model: GBDTModel) {
+        guard model.trees.allSatisfy({ $0.leafValue.count <= 64 }) else { return nil }
+        struct Entry { var feature: Int32; var threshold: Float; var tree: Int32; var mask: UInt64
+                       var nanLeft: UInt8; var zeroMissing: UInt8; var zeroLeft: UInt8 }
+        var entries = [Entry](), leafOffsets: [Int32] = [0], leafValues = [Double]()
+        for (ti, t) in model.trees.enumerated() {
+            // Leaves numbered left to right; each internal node's left subtree as a leaf range.
+            var order = [Int32: Int]()     // tree leaf id -> position
+            var range = [Int: (Int, Int)]()  // internal node -> [first, end) of its subtree's leaves
+            func visit(_ c: Int32) -> (Int, Int) {
+                if c < 0 {
+                    let pos = order.count
+                    order[~c] = pos
+                    return (pos, pos + 1)
+                }
+                let l = visit(t.left[Int(c)]), r = visit(t.right[Int(c)])
+                range[Int(c)] = l
+                return (l.0, r.1)
+            }
+            if t.isLeafOnly { order[0] = 0 } else { _ = visit(0) }
+            var values = [Double](repeating: 0, count: t.leafValue.count)
+            for (leaf, pos) in order { values[pos] = t.leafValue[Int(leaf)] }
+            leafValues += values
+            leafOffsets.append(Int32(leafValues.count))
+            for i in 0..<t.feature.count {
+                var thr = Float(t.threshold[i])
+                if Double(thr) > t.threshold[i] { thr = thr.nextDown }
+                let (a, b) = range[i]!
+                let bits: UInt64 = (b - a == 64 ? ~0 : ((1 << UInt64(b - a)) - 1)) << UInt64(a)
+                let type = t.missingType[i]
+                entries.append(Entry(feature: t.feature[i], threshold: thr, tree: Int32(ti), mask: ~bits,
+                                     nanLeft: type == .none ? (0 <= thr ? 1 : 0) : (t.defaultLeft[i] ? 1 : 0),
+                                     zeroMissing: type == .zero ? 1 : 0, zeroLeft: t.defaultLeft[i] ? 1 : 0))
+            }
+        }
+        entries.sort { $0.feature != $1.feature ? $0.feature < $1.feature : $0.threshold < $1.threshold }
+        let features = model.featureCount
+        var featureOffsets = [Int32](repeating: 0, count: features + 1)
+        var featureZero = [UInt8](repeating: 0, count: max(1, features))
+        for e in entries {
+            featureOffsets[Int(e.feature) + 1] += 1
+            if e.zeroMissing != 0 { featureZero[Int(e.feature)] = 1 }
+        }
+        for f in 0..<features { featureOffsets[f + 1] += featureOffsets[f] }
+        trees = model.trees.count
+        func copy<T>(_ a: [T]) -> UnsafePointer<T> {
+            let p = UnsafeMutablePointer<T>.allocate(capacity: max(1, a.count))
+            if !a.isEmpty { p.initialize(from: a, count: a.count) }
+            buffers.append(UnsafeMutableRawPointer(p))
+            return UnsafePointer(p)
+        }
+        layout.features = Int32(features)
+        layout.trees = Int32(trees)
+        layout.feature_offsets = copy(featureOffsets)
+        layout.thresholds = copy(entries.map(\.threshold))
+        layout.tree = copy(entries.map(\.tree))
+        layout.mask = copy(entries.map(\.mask))
+        if model.trees.allSatisfy({ $0.leafValue.count <= 32 }) {
+            layout.mask32 = copy(entries.map { UInt32(truncatingIfNeeded: $0.mask) })
+        }
+        layout.nan_left = copy(entries.map(\.nanLeft))
+        layout.zero_missing = copy(entries.map(\.zeroMissing))
+        layout.zero_left = copy(entries.map(\.zeroLeft))
+        layout.feature_zero_missing = copy(featureZero)
+        layout.leaf_offsets = copy(leafOffsets)
+        layout.leaf_values = copy(leafValues)
+    }
+
+    deinit { for b in buffers { b.deallocate() } }
 }

@@ -182,3 +182,11 @@ public struct RawReader {
 }
 
 import Foundation
+
+/// CRC-32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2.
+public enum CRC32C {
+    /// Continues `crc` over `bytes` (start from 0).
+    public static func update(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        fk_crc32c(crc, bytes.baseAddress, bytes.count)
+    }
+}

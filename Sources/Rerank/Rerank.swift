@@ -1,3 +1,4 @@
+import _FunnelKernels
 import Foundation
 import LinearAlgebra
 
@@ -62,30 +63,47 @@ public enum MMR {
     /// item, in the order of `items`). lambda 1 keeps relevance order; 0 maximizes diversity.
     public static func rerank(_ items: [RankedItem], embeddings: Matrix, lambda: Double, k: Int) -> [RankedItem] {
         precondition(embeddings.rows == items.count, "one embedding row per candidate")
-        let n = items.count, d = embeddings.columns
-        var maxSim = [Double](repeating: -.infinity, count: n)
-        var taken = [Bool](repeating: false, count: n)
-        var out = [RankedItem]()
-        out.reserveCapacity(min(k, n))
+        let n = items.count
+        guard n > 0, k > 0 else { return [] }
+        // All pairwise similarities at once, on this thread (see fk_gram_f32).
+        var gram = Matrix(rows: n, columns: n)
         embeddings.storage.withUnsafeBufferPointer { e in
-            let e = e.baseAddress!
+            gram.storage.withUnsafeMutableBufferPointer { fk_gram_f32(e.baseAddress!, n, embeddings.columns, $0.baseAddress!) }
+        }
+        // Per candidate: its running max similarity to the picks (-inf: none yet), and
+        // whether it is taken. Unchecked buffers: this loop is n * k steps.
+        var maxSim = [Float](repeating: -.infinity, count: n)
+        var taken = [Bool](repeating: false, count: n)
+        let relevance = items.map(\.score)
+        var picks = [Int](), pickedSimilarity = [Float]()
+        picks.reserveCapacity(min(k, n))
+        pickedSimilarity.reserveCapacity(min(k, n))
+        let l = lambda, penaltyWeight = 1 - lambda
+        gram.storage.withUnsafeBufferPointer { g in
+        maxSim.withUnsafeMutableBufferPointer { ms in
+        taken.withUnsafeMutableBufferPointer { tk in
+        relevance.withUnsafeBufferPointer { rel in
             for _ in 0..<min(k, n) {
                 var best = -1
                 var bestValue = -Double.infinity
-                for i in 0..<n where !taken[i] {
-                    let penalty = maxSim[i] == -.infinity ? 0 : maxSim[i]
-                    let v = lambda * items[i].score - (1 - lambda) * penalty
+                for i in 0..<n where !tk[i] {
+                    let penalty = ms[i] == -.infinity ? 0 : Double(ms[i])
+                    let v = l * rel[i] - penaltyWeight * penalty
                     if v > bestValue { bestValue = v; best = i }
                 }
-                taken[best] = true
-                var item = items[best]
-                if maxSim[best] != -.infinity && lambda < 1 { item.mmrSimilarity = maxSim[best] }
-                out.append(item)
-                for i in 0..<n where !taken[i] {
-                    let s = Double(Distance.dot(e + i * d, e + best * d, d))
-                    if s > maxSim[i] { maxSim[i] = s }
-                }
+                tk[best] = true
+                picks.append(best)
+                pickedSimilarity.append(ms[best])
+                let row = g.baseAddress! + best * n
+                for i in 0..<n where !tk[i] && row[i] > ms[i] { ms[i] = row[i] }
             }
+        }}}}
+        var out = [RankedItem]()
+        out.reserveCapacity(picks.count)
+        for (j, p) in picks.enumerated() {
+            var item = items[p]
+            if j > 0 && lambda < 1 { item.mmrSimilarity = Double(pickedSimilarity[j]) }
+            out.append(item)
         }
         return out
     }

@@ -111,11 +111,25 @@ public final class FunnelPipeline: @unchecked Sendable {
         let pop = features.logPopularity
         popularOrder = (0..<pop.count).sorted { pop[$0] != pop[$1] ? pop[$0] > pop[$1] : $0 < $1 }
         typealias R = Recommender<FunnelRequest>
-        let retrieve: R.Retrieve = { [unowned self] request, count in try self.retrieve(request, count: count) }
-        let exact: R.Retrieve = { [unowned self] request, count in try self.retrieveExact(request, count: count) }
-        let popular: @Sendable (FunnelRequest, Int) -> [RankedItem] = { [unowned self] request, count in self.popular(request, count: count) }
-        let rank: R.Rank = { [unowned self] request, list in try self.rank(request, list) }
-        let rerank: R.Rerank = { [unowned self] request, list, k in
+        // Weak: a stage that outlived its budget may still be running when the pipeline goes.
+        let gone = ServingError.invalidModel("the pipeline was released")
+        let retrieve: R.Retrieve = { [weak self] request, count in
+            guard let self else { throw gone }
+            return try self.retrieve(request, count: count)
+        }
+        let exact: R.Retrieve = { [weak self] request, count in
+            guard let self else { throw gone }
+            return try self.retrieveExact(request, count: count)
+        }
+        let popular: @Sendable (FunnelRequest, Int) -> [RankedItem] = { [weak self] request, count in
+            self?.popular(request, count: count) ?? []
+        }
+        let rank: R.Rank = { [weak self] request, list in
+            guard let self else { throw gone }
+            return try self.rank(request, list)
+        }
+        let rerank: R.Rerank = { [weak self] request, list, k in
+            guard let self else { return Array(list.prefix(k)) }
             let final = self.rerank(request, list, k: k)
             return self.config.explanations > 0 ? self.explain(request, final) : final
         }
@@ -185,12 +199,18 @@ public final class FunnelPipeline: @unchecked Sendable {
         x.withUnsafeBufferPointer { xp in
             scores.withUnsafeMutableBufferPointer { predictor.predict(xp.baseAddress!, rows: candidates.count, stride: d, into: $0.baseAddress!) }
         }
-        var ranked = candidates
-        for i in ranked.indices {
-            ranked[i].score = scores[i]
-            ranked[i].rankerScore = scores[i]
+        // Sort a permutation, then copy each item once (the items are large).
+        let order = candidates.indices.sorted {
+            scores[$0] != scores[$1] ? scores[$0] > scores[$1] : candidates[$0].id < candidates[$1].id
         }
-        ranked.sort { $0.score != $1.score ? $0.score > $1.score : $0.id < $1.id }
+        var ranked = [RankedItem]()
+        ranked.reserveCapacity(candidates.count)
+        for i in order {
+            var item = candidates[i]
+            item.score = scores[i]
+            item.rankerScore = scores[i]
+            ranked.append(item)
+        }
         return ranked
     }
 

@@ -161,44 +161,50 @@ public struct RankingFeatures: Sendable {
     ///     `retrievalScore` / `retrievalRank` when set, else from `score` and the position.
     ///   - time: replay a past request (only events strictly before `time` count); nil = now.
     public func compute(user: Int?, candidates: [RankedItem], asOf time: Int64? = nil, into out: inout [Float]) {
-        let d = count
-        out.removeAll(keepingCapacity: true)
-        out.reserveCapacity(candidates.count * d)
-        // The user's category shares and activity.
+        let d = count, n = candidates.count
+        if out.count != n * d { out = [Float](repeating: 0, count: n * d) }
+        // The user's category shares (dense: one slot per category) and activity.
         var history: ArraySlice<Int32> = []
         if let user, user >= 0, user < statistics.userCount {
             history = statistics.history(user, before: time ?? (now &+ 1))
         }
-        var shares = [Int32: Float]()
+        var shares = [Float](repeating: 0, count: history.isEmpty ? 0 : items.categoryNames.count)
         if !history.isEmpty {
-            for i in history { for c in items.categories(of: Int(i)) { shares[c, default: 0] += 1 } }
-            let n = Float(history.count)
-            for (c, v) in shares { shares[c] = v / n }
+            for i in history { for c in items.categories(of: Int(i)) { shares[Int(c)] += 1 } }
+            let scale = 1 / Float(history.count)
+            for c in shares.indices { shares[c] *= scale }
         }
         let activity = Float(log1p(Double(history.count)))
         let reference = time ?? now
-        for (rank, candidate) in candidates.enumerated() {
-            let i = candidate.id
-            out.append(Float(candidate.retrievalScore ?? candidate.score))
-            out.append(Float(candidate.retrievalRank ?? rank))
-            if let time {
-                out.append(Float(log1p(Double(statistics.popularity(i, before: time)))))
-                out.append(Float(log1p(Double(statistics.recentPopularity(i, before: time)))))
-            } else {
-                out.append(logPopularity[i])
-                out.append(logRecent[i])
+        let numeric = items.numericValues
+        items.categoryOffsets.withUnsafeBufferPointer { offsets in
+        items.categoryCodes.withUnsafeBufferPointer { codes in
+        out.withUnsafeMutableBufferPointer { o in
+            for (rank, candidate) in candidates.enumerated() {
+                let i = candidate.id
+                let row = o.baseAddress! + rank * d
+                row[0] = Float(candidate.retrievalScore ?? candidate.score)
+                row[1] = Float(candidate.retrievalRank ?? rank)
+                if let time {
+                    row[2] = Float(log1p(Double(statistics.popularity(i, before: time))))
+                    row[3] = Float(log1p(Double(statistics.recentPopularity(i, before: time))))
+                    row[7] = statistics.meanWeight(i, before: time)
+                } else {
+                    row[2] = logPopularity[i]
+                    row[3] = logRecent[i]
+                    row[7] = meanRating[i]
+                }
+                if let c = items.createdAt?[i], c != Timestamp.missing { row[4] = Float(Double(reference - c) / 86_400) } else { row[4] = .nan }
+                let lo = Int(offsets[i]), hi = Int(offsets[i + 1])
+                if lo == hi || shares.isEmpty { row[5] = 0 } else {
+                    var s: Float = 0
+                    for j in lo..<hi { s += shares[Int(codes[j])] }
+                    row[5] = s / Float(hi - lo)
+                }
+                row[6] = activity
+                for (f, values) in numeric.enumerated() { row[8 + f] = values[i] }
             }
-            if let c = items.created(i) { out.append(Float(Double(reference - c) / 86_400)) } else { out.append(.nan) }
-            let cats = items.categories(of: i)
-            if cats.isEmpty || shares.isEmpty { out.append(0) } else {
-                var s: Float = 0
-                for c in cats { s += shares[c] ?? 0 }
-                out.append(s / Float(cats.count))
-            }
-            out.append(activity)
-            out.append(time.map { statistics.meanWeight(i, before: $0) } ?? meanRating[i])
-            for f in items.numericValues { out.append(f[i]) }
-        }
+        }}}
     }
 }
 

@@ -1,5 +1,6 @@
 #include "FunnelKernels.h"
 #include <math.h>
+#include <stdlib.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -264,4 +265,39 @@ int64_t fk_l2sq_u8(const uint8_t *a, const uint8_t *b, size_t n) { return FK_DIS
 size_t fk_affine_select_below(const float *x, const float *bias, float scale, size_t n,
                               float threshold, uint32_t *idx, float *val) {
     return FK_DISPATCH(affine_select, x, bias, scale, n, threshold, idx, val);
+}
+
+// Gram matrix by rows: out[i, :] = sum_k x[i, k] * xt[k, :] with xt the transpose, so the
+// inner loop is a contiguous multiply-add over n outputs (vectorized, no horizontal sums).
+#define FK_GRAM_BODY                                                         \
+    for (size_t i = 0; i < n; i++) {                                         \
+        float *o = out + i * n;                                              \
+        for (size_t j = 0; j < n; j++) o[j] = 0;                             \
+        for (size_t k = 0; k < dim; k++) {                                   \
+            const float a = x[i * dim + k];                                  \
+            const float *t = xt + k * n;                                     \
+            for (size_t j = 0; j < n; j++) o[j] += a * t[j];                 \
+        }                                                                    \
+    }
+
+static void gram_scalar(const float *x, const float *xt, size_t n, size_t dim, float *out) { FK_GRAM_BODY }
+#if FK_X86
+__attribute__((target("avx2,fma"))) static void gram_avx2(const float *x, const float *xt, size_t n, size_t dim, float *out) { FK_GRAM_BODY }
+#endif
+
+void fk_gram_f32(const float *x, size_t n, size_t dim, float *out) {
+    float *xt = (float *)malloc(sizeof(float) * (n * dim > 0 ? n * dim : 1));
+    if (!xt) {  // no memory for the transpose: one dot product per pair
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < n; j++) out[i * n + j] = fk_dot_f32(x + i * dim, x + j * dim, dim);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < dim; k++) xt[k * n + i] = x[i * dim + k];
+#if FK_X86
+    if (fk_level) gram_avx2(x, xt, n, dim, out); else gram_scalar(x, xt, n, dim, out);
+#else
+    gram_scalar(x, xt, n, dim, out);
+#endif
+    free(xt);
 }

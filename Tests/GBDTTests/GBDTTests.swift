@@ -155,6 +155,22 @@ struct GBDTTrainingTests {
         for r in stride(from: 0, to: 1500, by: 37) { #expect(try a.predict(data.features.row(r)) == batch[r]) }
     }
 
+    @Test("trees of 33-64 leaves (64-bit QuickScorer) and over 64 (lockstep walk) predict as the tree walk does",
+          arguments: [50, 100])
+    func wideTrees(leaves: Int) throws {
+        var data = synthetic(3000, 6, seed: 9) { x in sin(x[0] * 6) + x[1] * x[2] - x[3] }
+        for r in stride(from: 0, to: 3000, by: 11) { data.features[r, 4] = .nan }
+        var p = GBDTParameters()
+        p.objective = .regression
+        p.rounds = 5
+        p.numLeaves = leaves
+        p.minDataInLeaf = 5
+        let model = try GBDTTrainer.train(p, train: data).model
+        #expect(model.trees.contains { $0.leafValue.count > (leaves > 64 ? 64 : 32) })
+        let batch = try model.predict(data.features)
+        for r in stride(from: 0, to: 3000, by: 7) { #expect(try model.predict(data.features.row(r)) == batch[r]) }
+    }
+
     @Test("missing values go the learned default direction")
     func missingValues() throws {
         // Missing feature 0 behaves like a large value.
@@ -318,9 +334,12 @@ struct LightGBMFixtureTests {
         #expect(rows.count == expected.count && rows.count == 200)
         #expect(rows.joined().contains { $0.isNaN } && rows.joined().contains(0))
         let batch = try model.predict(try Matrix(rowArrays: rows))
+        // 199 rows: eight-row groups plus a tail of seven taking the one-row path.
+        let odd = try model.predict(try Matrix(rowArrays: Array(rows.prefix(199))))
         for (i, row) in rows.enumerated() {
             #expect(abs(try model.predict(row) - expected[i]) <= 1e-6, "row \(i)")
             #expect(abs(batch[i] - expected[i]) <= 1e-6, "row \(i) (batch)")
+            if i < 199 { #expect(abs(odd[i] - expected[i]) <= 1e-6, "row \(i) (batch of 199)") }
         }
     }
 }

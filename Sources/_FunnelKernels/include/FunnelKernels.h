@@ -78,3 +78,36 @@ typedef struct {
 void fk_forest_accumulate(const fk_tree_node *nodes, const uint8_t *nan_left, const uint8_t *zero_missing,
                           const uint8_t *zero_left, const double *value, const int32_t *roots, const int32_t *depths,
                           int trees, const float *x, size_t rows, size_t stride, double *out);
+
+/// A forest in QuickScorer layout (Lucchese et al., SIGIR 2015) for trees of at most 64
+/// leaves: every internal node of every tree, grouped by feature and sorted by threshold,
+/// with a 64-bit mask that clears the leaves of its left subtree. A row's exit leaf in a
+/// tree is the lowest bit left standing after AND-ing the masks of the nodes its values
+/// send right ("false" nodes), found per feature by scanning thresholds until one is at
+/// least the value: cost proportional to the false nodes, with no branch per tree level.
+typedef struct {
+    int features;
+    int trees;
+    const int32_t *feature_offsets;   // features + 1: nodes of feature f are [off[f], off[f+1])
+    const float *thresholds;          // ascending within a feature
+    const int32_t *tree;              // the node's tree
+    const uint64_t *mask;             // leaves of the left subtree cleared
+    const uint32_t *mask32;           // the same in 32 bits when every tree has <= 32 leaves, else NULL
+    const uint8_t *nan_left;          // direction of a NaN value
+    const uint8_t *zero_missing;      // 1: a 0 value is missing and goes the default way
+    const uint8_t *zero_left;         // the default direction
+    const uint8_t *feature_zero_missing; // per feature: any node of it treats 0 as missing
+    const int32_t *leaf_offsets;      // trees + 1: leaves of tree t, left to right
+    const double *leaf_values;
+} fk_quickscorer;
+
+/// Adds each tree's exit-leaf value (in tree order) to out[r] for `rows` rows of `stride` floats.
+/// `scratch` holds `fk_quickscorer_scratch_words(trees)` words. With AVX2, rows go eight at a time.
+size_t fk_quickscorer_scratch_words(int trees);
+void fk_quickscorer_accumulate(const fk_quickscorer *qs, const float *x, size_t rows, size_t stride,
+                               uint64_t *scratch, double *out);
+
+/// out[i*n + j] = <x_i, x_j> for n rows of `dim` floats (a small Gram matrix, computed on
+/// the calling thread: for re-ranking a few hundred items, where a BLAS call would wake
+/// its worker threads for microseconds of work).
+void fk_gram_f32(const float *x, size_t n, size_t dim, float *out);

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import Funnel
+
+/// `funnel registry`: the named, versioned models under the registry root.
+struct RegistryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "registry",
+        abstract: "List, promote, canary, roll back and route the models under indexes/.",
+        subcommands: [List.self, Promote.self, Rollback.self, Route.self])
+
+    struct Options: ParsableArguments {
+        @Option(help: "Registry root.") var root: String = "indexes"
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every model and version with its state and metrics.")
+        @OptionGroup var options: Options
+
+        func run() throws {
+            try FunnelCLI.run {
+                let m = try ModelRegistry(root: options.root).manifest()
+                if m.models.isEmpty { print("no models under \(options.root)/ (funnel train registers one)"); return }
+                var rows = [[String]]()
+                for (name, versions) in m.models.sorted(by: { $0.key < $1.key }) {
+                    for v in versions {
+                        let state = v.state.rawValue + (v.canaryFraction.map { " \(fmt($0 * 100, 0))%" } ?? "")
+                        let created = Date(timeIntervalSince1970: TimeInterval(v.created)).formatted(.iso8601)
+                        let metrics = v.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(fmt($0.value, 4))" }.joined(separator: " ")
+                        rows.append([name, "v\(v.version)", state, created, v.dataFingerprint, metrics])
+                    }
+                }
+                printAligned(header: ["model", "version", "state", "created", "data", "metrics"], rows: rows)
+            }
+        }
+    }
+
+    struct Promote: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a version production (the old one is archived), or a canary for a fraction of users.")
+        @OptionGroup var options: Options
+        @Argument var model: String
+        @Argument(help: "Version number (as in `registry list`, without the v).") var version: Int
+        @Option(help: "Serve this version to this fraction of users (0..1) instead of everyone.") var canary: Double?
+
+        func run() throws {
+            try FunnelCLI.run {
+                let r = ModelRegistry(root: options.root)
+                try r.promote(model, version: version, canaryFraction: canary)
+                print(canary.map { "\(model) v\(version) is the canary for \(fmt($0 * 100, 1))% of users" } ?? "\(model) v\(version) is production")
+            }
+        }
+    }
+
+    struct Rollback: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Production goes back to the version promoted before it.")
+        @OptionGroup var options: Options
+        @Argument var model: String
+
+        func run() throws {
+            try FunnelCLI.run {
+                let v = try ModelRegistry(root: options.root).rollback(model)
+                print("\(model) v\(v.version) is production again")
+            }
+        }
+    }
+
+    struct Route: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Which version serves a user (canary or production).")
+        @OptionGroup var options: Options
+        @Argument var model: String
+        @Option var user: String
+
+        func run() throws {
+            try FunnelCLI.run {
+                let (v, canary) = try ModelRegistry(root: options.root).route(model, userID: user)
+                print("user \(user) -> \(model) v\(v.version) (\(canary ? "canary" : v.state.rawValue))")
+            }
+        }
+    }
+}
+
+/// A model argument: a folder, or the name of a model in the registry (routed by user
+/// when one is given, so canaries get their share).
+func resolveModel(_ argument: String, root: String = "indexes", user: String? = nil) throws -> String {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: argument, isDirectory: &isDirectory), isDirectory.boolValue { return argument }
+    let registry = ModelRegistry(root: root)
+    let version = try user.map { try registry.route(argument, userID: $0).version } ?? registry.current(argument)
+    return registry.folder(argument, version)
+}
+
+/// CRC-32C of an interaction log's users, items and times: which data a model saw.
+func fingerprint(_ log: InteractionLog) -> String {
+    var crc: UInt32 = 0
+    log.userIndex.withUnsafeBytes { crc = CRC32C.update(crc, $0) }
+    log.itemIndex.withUnsafeBytes { crc = CRC32C.update(crc, $0) }
+    log.timestamps.withUnsafeBytes { crc = CRC32C.update(crc, $0) }
+    return String(format: "crc32c:%08x/%d", crc, log.count)
+}

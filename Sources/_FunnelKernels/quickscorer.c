@@ -1,0 +1,154 @@
+// QuickScorer traversal of a tree ensemble (see FunnelKernels.h). Exact: the same exit
+// leaves as walking each tree from its root, NaN and zero-as-missing included.
+#include "FunnelKernels.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define FK_X86 1
+#else
+#define FK_X86 0
+#endif
+
+/// The false nodes of one feature for one row: NaN and zero-as-missing values follow each
+/// node's own rule; other values go right at every threshold below them.
+static inline void scalar_feature(const fk_quickscorer *qs, int f, float v, uint64_t *leafvec, size_t lane_stride) {
+    const int32_t lo = qs->feature_offsets[f], hi = qs->feature_offsets[f + 1];
+    if (v != v) {
+        for (int32_t j = lo; j < hi; j++)
+            if (!qs->nan_left[j]) leafvec[(size_t)qs->tree[j] * lane_stride] &= qs->mask[j];
+    } else if (v == 0.0f && qs->feature_zero_missing[f]) {
+        for (int32_t j = lo; j < hi; j++) {
+            const int left = qs->zero_missing[j] ? qs->zero_left[j] : (0.0f <= qs->thresholds[j]);
+            if (!left) leafvec[(size_t)qs->tree[j] * lane_stride] &= qs->mask[j];
+        }
+    } else {
+        for (int32_t j = lo; j < hi && v > qs->thresholds[j]; j++)
+            leafvec[(size_t)qs->tree[j] * lane_stride] &= qs->mask[j];
+    }
+}
+
+#if FK_X86
+#define FK_AVX2 __attribute__((target("avx2,fma")))
+
+/// Eight rows at once: one threshold is compared with the eight values of its feature, and
+/// the node's mask is AND-ed into the leaf words of the lanes it sends right. A feature's
+/// scan stops when no lane's value exceeds the threshold. Lanes with NaN or a missing zero
+/// take the scalar rules and sit out the vector scan (their value reads as -infinity).
+FK_AVX2 static void accumulate8(const fk_quickscorer *qs, const float *x, size_t stride, uint64_t *leafvec, double *out) {
+    const int trees = qs->trees;
+    for (int t = 0; t < trees; t++) {
+        _mm256_storeu_si256((__m256i *)(leafvec + (size_t)t * 8), _mm256_set1_epi64x(-1));
+        _mm256_storeu_si256((__m256i *)(leafvec + (size_t)t * 8 + 4), _mm256_set1_epi64x(-1));
+    }
+    for (int f = 0; f < qs->features; f++) {
+        const int32_t lo = qs->feature_offsets[f], hi = qs->feature_offsets[f + 1];
+        if (lo == hi) continue;
+        float vals[8];
+        for (int b = 0; b < 8; b++) {
+            const float v = x[(size_t)b * stride + f];
+            if (v != v || (v == 0.0f && qs->feature_zero_missing[f])) {
+                scalar_feature(qs, f, v, leafvec + b, 8);
+                vals[b] = -__builtin_inff();
+            } else {
+                vals[b] = v;
+            }
+        }
+        const __m256 v = _mm256_loadu_ps(vals);
+        for (int32_t j = lo; j < hi; j++) {
+            const __m256 gt = _mm256_cmp_ps(v, _mm256_set1_ps(qs->thresholds[j]), _CMP_GT_OQ);
+            if (_mm256_movemask_ps(gt) == 0) break;
+            const __m256i g = _mm256_castps_si256(gt);
+            const __m256i lanes_lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(g));
+            const __m256i lanes_hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(g, 1));
+            const __m256i m = _mm256_set1_epi64x((long long)qs->mask[j]);
+            uint64_t *w = leafvec + (size_t)qs->tree[j] * 8;
+            // word &= ~(sent_right & ~mask)
+            __m256i a = _mm256_loadu_si256((const __m256i *)w);
+            __m256i c = _mm256_loadu_si256((const __m256i *)(w + 4));
+            a = _mm256_andnot_si256(_mm256_andnot_si256(m, lanes_lo), a);
+            c = _mm256_andnot_si256(_mm256_andnot_si256(m, lanes_hi), c);
+            _mm256_storeu_si256((__m256i *)w, a);
+            _mm256_storeu_si256((__m256i *)(w + 4), c);
+        }
+    }
+    double s[8];
+    for (int b = 0; b < 8; b++) s[b] = out[b];
+    for (int t = 0; t < trees; t++) {
+        const double *values = qs->leaf_values + qs->leaf_offsets[t];
+        const uint64_t *w = leafvec + (size_t)t * 8;
+        for (int b = 0; b < 8; b++) s[b] += values[__builtin_ctzll(w[b])];
+    }
+    for (int b = 0; b < 8; b++) out[b] = s[b];
+}
+
+/// As accumulate8 for forests of at most 32 leaves per tree: a tree's eight leaf words are
+/// one 256-bit vector, and a comparison result is already the lane mask to apply.
+FK_AVX2 static void accumulate8_32(const fk_quickscorer *qs, const float *x, size_t stride, uint32_t *leafvec, double *out) {
+    const int trees = qs->trees;
+    for (int t = 0; t < trees; t++) _mm256_storeu_si256((__m256i *)(leafvec + (size_t)t * 8), _mm256_set1_epi32(-1));
+    for (int f = 0; f < qs->features; f++) {
+        const int32_t lo = qs->feature_offsets[f], hi = qs->feature_offsets[f + 1];
+        if (lo == hi) continue;
+        float vals[8];
+        for (int b = 0; b < 8; b++) {
+            const float v = x[(size_t)b * stride + f];
+            if (v != v || (v == 0.0f && qs->feature_zero_missing[f])) {
+                // The scalar rules on this lane's 32-bit words.
+                for (int32_t j = lo; j < hi; j++) {
+                    int left;
+                    if (v != v) left = qs->nan_left[j];
+                    else left = qs->zero_missing[j] ? qs->zero_left[j] : (0.0f <= qs->thresholds[j]);
+                    if (!left) leafvec[(size_t)qs->tree[j] * 8 + b] &= qs->mask32[j];
+                }
+                vals[b] = -__builtin_inff();
+            } else {
+                vals[b] = v;
+            }
+        }
+        const __m256 v = _mm256_loadu_ps(vals);
+        for (int32_t j = lo; j < hi; j++) {
+            const __m256 gt = _mm256_cmp_ps(v, _mm256_set1_ps(qs->thresholds[j]), _CMP_GT_OQ);
+            if (_mm256_movemask_ps(gt) == 0) break;
+            uint32_t *w = leafvec + (size_t)qs->tree[j] * 8;
+            const __m256i m = _mm256_set1_epi32((int)qs->mask32[j]);
+            __m256i a = _mm256_loadu_si256((const __m256i *)w);
+            a = _mm256_andnot_si256(_mm256_andnot_si256(m, _mm256_castps_si256(gt)), a);
+            _mm256_storeu_si256((__m256i *)w, a);
+        }
+    }
+    double s[8];
+    for (int b = 0; b < 8; b++) s[b] = out[b];
+    for (int t = 0; t < trees; t++) {
+        const double *values = qs->leaf_values + qs->leaf_offsets[t];
+        const uint32_t *w = leafvec + (size_t)t * 8;
+        for (int b = 0; b < 8; b++) s[b] += values[__builtin_ctz(w[b])];
+    }
+    for (int b = 0; b < 8; b++) out[b] = s[b];
+}
+#endif
+
+size_t fk_quickscorer_scratch_words(int trees) { return (size_t)(trees > 0 ? trees : 1) * 8; }
+
+void fk_quickscorer_accumulate(const fk_quickscorer *qs, const float *x, size_t rows, size_t stride,
+                               uint64_t *leafvec, double *out) {
+    const int trees = qs->trees;
+    size_t r0 = 0;
+#if FK_X86
+    if (fk_simd_level() >= 1) {
+        if (qs->mask32) {
+            for (; r0 + 8 <= rows; r0 += 8) accumulate8_32(qs, x + r0 * stride, stride, (uint32_t *)leafvec, out + r0);
+        } else {
+            for (; r0 + 8 <= rows; r0 += 8) accumulate8(qs, x + r0 * stride, stride, leafvec, out + r0);
+        }
+    }
+#endif
+    for (size_t r = r0; r < rows; r++) {
+        const float *row = x + r * stride;
+        for (int t = 0; t < trees; t++) leafvec[t] = ~(uint64_t)0;
+        for (int f = 0; f < qs->features; f++) scalar_feature(qs, f, row[f], leafvec, 1);
+        double s = out[r];
+        for (int t = 0; t < trees; t++)
+            s += qs->leaf_values[qs->leaf_offsets[t] + __builtin_ctzll(leafvec[t])];
+        out[r] = s;
+    }
+}

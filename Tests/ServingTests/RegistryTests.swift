@@ -1,0 +1,83 @@
+import Foundation
+import Serving
+import Testing
+
+@Suite("Model registry: versions, promote, canary routing, rollback, integrity")
+struct RegistryTests {
+    func makeRoot() -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("funnel-registry-\(UUID().uuidString)").path
+        try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// A model folder with one file, to register.
+    func folder(_ root: String, _ tag: String) throws -> String {
+        let dir = "\(root)/incoming-\(tag)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Data(tag.utf8).write(to: URL(fileURLWithPath: "\(dir)/model.txt"))
+        return dir
+    }
+
+    @Test("versions are numbered, moved under the root, and promotion keeps one production version")
+    func lifecycle() throws {
+        let root = makeRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = ModelRegistry(root: root)
+        let v1 = try r.register("recs", from: try folder(root, "a"), dataFingerprint: "f1", metrics: ["HR@10": 0.08])
+        let v2 = try r.register("recs", from: try folder(root, "b"), dataFingerprint: "f2")
+        #expect(v1.version == 1 && v2.version == 2 && v1.state == .staging)
+        #expect(try String(contentsOfFile: "\(r.folder("recs", v2))/model.txt", encoding: .utf8) == "b")
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/incoming-a"))
+        try r.promote("recs", version: 1)
+        #expect(try r.current("recs").version == 1)
+        try r.promote("recs", version: 2)
+        let states = try r.versions(of: "recs").map(\.state)
+        #expect(states == [.archived, .production])
+        #expect(try r.versions(of: "recs")[0].metrics == ["HR@10": 0.08])
+        // Rollback returns to v1; there is nothing before v1.
+        #expect(try r.rollback("recs").version == 1)
+        #expect(try r.versions(of: "recs").map(\.state) == [.production, .archived])
+        #expect(throws: RegistryError.self) { try r.rollback("recs") }
+        #expect(throws: RegistryError.unknownVersion("recs", 9)) { try r.promote("recs", version: 9) }
+        #expect(throws: RegistryError.unknownModel("nope")) { try r.current("nope") }
+    }
+
+    @Test("canary routing is deterministic and sends the configured fraction of users")
+    func canary() throws {
+        let root = makeRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = ModelRegistry(root: root)
+        try r.register("recs", from: try folder(root, "a"), dataFingerprint: "f1")
+        try r.register("recs", from: try folder(root, "b"), dataFingerprint: "f2")
+        try r.promote("recs", version: 1)
+        try r.promote("recs", version: 2, canaryFraction: 0.2)
+        #expect(throws: RegistryError.self) { try r.promote("recs", version: 1, canaryFraction: 0.2) }  // production
+        #expect(throws: RegistryError.self) { try r.promote("recs", version: 2, canaryFraction: 1.5) }
+        let users = (0..<10_000).map { "user-\($0)" }
+        let first = try users.map { try r.route("recs", userID: $0) }
+        let second = try users.map { try ModelRegistry(root: root).route("recs", userID: $0) }
+        #expect(first.map(\.version.version) == second.map(\.version.version))
+        let share = Double(first.filter(\.canary).count) / Double(users.count)
+        #expect(abs(share - 0.2) < 0.02, "canary share \(share)")
+        for (u, route) in zip(users, first) {
+            #expect(route.canary == (ModelRegistry.bucket(u) < 0.2))
+            #expect(route.version.version == (route.canary ? 2 : 1))
+        }
+    }
+
+    @Test("a corrupted manifest is refused by name, and concurrent writers lose no version")
+    func integrity() throws {
+        let root = makeRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = ModelRegistry(root: root)
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            _ = try! r.register("recs", from: try! folder(root, "t\(i)"), dataFingerprint: "f\(i)")
+        }
+        #expect(try r.versions(of: "recs").map(\.version).sorted() == Array(1...8))
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: "\(root)/registry.fnl")))
+        bytes[bytes.count / 2] ^= 0x20
+        try Data(bytes).write(to: URL(fileURLWithPath: "\(root)/registry.fnl"))
+        #expect(throws: RegistryError.self) { try r.manifest() }
+        #expect(FileManager.default.fileExists(atPath: "\(root)/recs/v8/model.txt"))
+    }
+}
