@@ -137,6 +137,17 @@ def main():
                 break
         return out
 
+    # Candidate recall against exact search (same exclusions), first 200 requests, as Funnel reports it.
+    found = wanted = 0
+    for r in range(min(200, len(queries))):
+        ids, _ = retrieve(queries[r:r + 1], histories[r])
+        scores = items @ queries[r]
+        scores[np.unique(histories[r])] = -np.inf
+        truth = np.argpartition(-scores, cand)[:cand]
+        found += len(np.intersect1d(ids, truth))
+        wanted += cand
+    print(f"peer candidate recall@{cand} against exact search: {found / wanted:.4f}")
+
     times = {"retrieval": [], "ranking": [], "rerank": [], "total": []}
     for r in range(min(200, len(queries))):  # warm-up
         ids, sims = retrieve(queries[0:1], histories[0])

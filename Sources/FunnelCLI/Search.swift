@@ -6,7 +6,8 @@ import Funnel
 /// BM25 over the item text (title and genres), and the item-embedding neighbours of the
 /// query's best lexical matches (the mean of their embeddings, searched in HNSW: items
 /// that users treat alike, whatever their titles say). Reciprocal rank fusion merges the
-/// two lists; the ranker and the re-ranking stages then run as for a recommendation.
+/// two lists; re-ranking (freshness, MMR, rules) then runs as for a recommendation, and
+/// with --rank the GBDT ranker too.
 struct Search: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Search items by text: BM25 + embedding neighbours, fused (RRF), then ranked and re-ranked.")
@@ -19,6 +20,8 @@ struct Search: ParsableCommand {
     @Option(help: "Candidates from each generator.") var candidates: Int = 100
     @Option(help: "lexical: BM25 only; hybrid: BM25 fused with embedding neighbours.") var mode: String = "hybrid"
     @Option(help: "Write the list as JSON.") var json: String?
+    @Flag(help: "Re-order the fused candidates with the model's GBDT ranker (trained on recommendation requests, so it favours what users watch over what the query says).")
+    var rank = false
 
     func run() throws {
         try FunnelCLI.run {
@@ -50,15 +53,18 @@ struct Search: ParsableCommand {
             let fused = reciprocalRankFusion(lists, limit: candidates)
             // Ranking and re-ranking, for an anonymous user: tower score = similarity to the query embedding.
             let request = FunnelRequest(user: nil, vector: q)
-            let list = fused.enumerated().map { (rank, f) -> RankedItem in
-                var x = RankedItem(id: f.id, score: similarity[f.id] ?? Double(Distance.dot(q, vectors.row(f.id))),
+            let list = fused.enumerated().map { (position, f) -> RankedItem in
+                var x = RankedItem(id: f.id, score: f.score,
                                    category: served.features.items.primaryCategory(f.id), createdAt: served.features.items.created(f.id))
-                x.retrievalRank = rank
-                x.retrievalScore = x.score
+                x.retrievalRank = position
+                x.retrievalScore = similarity[f.id] ?? Double(Distance.dot(q, vectors.row(f.id)))
                 return x
             }
-            let ranked = (try? served.pipeline.rank(request, list)) ?? list
-            let final = served.pipeline.explain(request, served.pipeline.rerank(request, ranked, k: k))
+            let ranked = rank ? ((try? served.pipeline.rank(request, list)) ?? list) : list
+            // A query says what it wants: no freshness preference, MMR and the category cap only.
+            var config = served.pipeline.config
+            config.freshness = nil
+            let final = served.pipeline.explain(request, served.pipeline.rerank(request, ranked, k: k, override: config))
             let lexicalRank = Dictionary(lexical.enumerated().map { ($0.element.id, $0.offset + 1) }, uniquingKeysWith: { a, _ in a })
             print("'\(query)': \(lexical.count) lexical matches, \(mode) candidates \(fused.count), top \(k):")
             for (n, item) in final.enumerated() {

@@ -130,12 +130,12 @@ struct TrainCommand: ParsableCommand {
             print("wrote towers.fnl, items.hnsw, history.fnl, ranker.gbdt, metrics.json")
             do {
                 func obj(_ m: RetrievalMetrics) -> [String: Double] { ["HR@10": m.hr10, "NDCG@10": m.ndcg10, "HR@50": m.hr50, "MRR": m.mrr] }
-                var out: [String: Any] = obj(towers)
+                var report: [String: Any] = obj(towers)
                 var baselines: [String: Any] = ["popularity": obj(popularity)]
                 if let alsMetrics { baselines["als"] = obj(alsMetrics) }
-                out["baselines"] = baselines
-                out["training"] = ["wall_seconds": trainSeconds, "examples_per_second": Double(examples) / trainSeconds, "threads": 1]
-                let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
+                report["baselines"] = baselines
+                report["training"] = ["wall_seconds": trainSeconds, "examples_per_second": Double(examples) / trainSeconds, "threads": 1]
+                let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
                 try AtomicFile.write(Array(data) + [10], to: "\(out)/metrics.json")
                 if let json { try AtomicFile.write(Array(data) + [10], to: json) }
             }

@@ -395,6 +395,19 @@ struct TreeSHAPTests {
 
 @Suite("GBDT inputs and early stopping")
 struct GBDTInputTests {
+    @Test("concatenated sets keep rows, labels and query groups in order; mismatches are refused")
+    func concatenate() throws {
+        let a = LabeledData(features: try Matrix(rowArrays: [[1, 2], [3, 4], [5, 6]]), labels: [1, 0, 0], groups: [0, 2, 3])
+        let b = LabeledData(features: try Matrix(rowArrays: [[7, 8], [9, 10]]), labels: [0, 1], groups: [0, 2])
+        let c = try LabeledData.concatenate([a, b])
+        #expect(c.features.storage == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        #expect(c.labels == [1, 0, 0, 0, 1] && c.groups == [0, 2, 3, 5])
+        let wide = LabeledData(features: try Matrix(rowArrays: [[1, 2, 3]]), labels: [0], groups: [0, 1])
+        #expect(throws: DatasetError.self) { try LabeledData.concatenate([a, wide]) }
+        let ungrouped = LabeledData(features: try Matrix(rowArrays: [[1, 2]]), labels: [0])
+        #expect(throws: DatasetError.self) { try LabeledData.concatenate([a, ungrouped]) }
+    }
+
     func write(_ text: String) -> String {
         let p = NSTemporaryDirectory() + "funnel-svm-\(UUID().uuidString)"
         try! text.write(toFile: p, atomically: true, encoding: .utf8)
