@@ -107,19 +107,18 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
         self.rerank = rerank
     }
 
-    /// Runs `work` on its own thread and waits at most `budget` seconds for it.
-    /// Returns nil on timeout (the work finishes in the background; its result is dropped).
-    /// A thread per call (tens of microseconds) rather than a shared pool: a stage stuck
-    /// past its budget must not hold up the next request's stages.
+    /// Runs `work` on a worker of the global concurrent queue and waits at most `budget`
+    /// seconds for it. Returns nil on timeout (the work finishes in the background; its
+    /// result is dropped). A stage stuck past its budget holds one worker; the queue adds
+    /// workers while others block, so the next request's stages do not wait behind it.
     private func withBudget<T>(_ budget: Double, _ work: @escaping @Sendable () throws -> T) -> Result<T, Error>? {
         if inline { return Result { try work() } }
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox<T>()
-        let thread = Thread {
+        DispatchQueue.global(qos: .userInitiated).async {
             box.set(Result { try work() })
             done.signal()
         }
-        thread.start()
         guard done.wait(timeout: .now() + max(0, budget)) == .success else { return nil }
         return box.get()
     }

@@ -183,28 +183,52 @@ struct PipelineTests {
         }
     }
 
-    @Test("a late retrieval falls back to exact search; no query vector falls back to popular items; no ranker keeps retrieval order")
+    @Test("a failing ANN stage falls back to exact search; no query vector falls back to popular items; no ranker keeps retrieval order")
     func fallbacks() throws {
         let w = World(seed: 6)
         var config = PipelineConfig()
         config.candidates = 20
-        config.retrievalBudget = 0  // every ANN call is late
         config.mmrLambda = 1
         config.freshness = nil
         config.rules = BusinessRules()
         let p = try pipeline(w, ranker: nil, config: config)
+        // The ANN stage has failed often enough for its breaker to open: no ANN call now.
+        for _ in 0..<p.recommender.retrievalBreaker.failureThreshold { p.recommender.retrievalBreaker.record(success: false) }
         let q = Array(w.userVectors.row(0))
         let a = p.recommend(FunnelRequest(user: 0, vector: q), k: 5)
-        #expect(a.path == ["retrieval:timeout->exact", "ranking:unavailable->retrieval-order", "rerank"])
+        #expect(a.path == ["retrieval:circuit-open->exact", "ranking:unavailable->retrieval-order", "rerank"])
         let truth = (0..<w.items).map { ($0, Distance.dot(q, w.vectors.row($0))) }.sorted { $0.1 > $1.1 }.prefix(5).map(\.0)
         #expect(a.items.map(\.id) == truth)
 
         let b = p.recommend(FunnelRequest(user: nil, vector: nil), k: 5)
-        #expect(b.path.first?.hasSuffix("->popular") == true, "\(b.path)")  // failed or late, depending on the race
+        #expect(b.path.first == "retrieval:circuit-open->popular", "\(b.path)")
         var counts = [Int](repeating: 0, count: w.items)
         for i in w.log.itemIndex { counts[Int(i)] += 1 }
         let popular = (0..<w.items).sorted { counts[$0] != counts[$1] ? counts[$0] > counts[$1] : $0 < $1 }.prefix(5)
         #expect(b.items.map(\.id) == Array(popular))
+    }
+
+    @Test("a corrupt ranker file is refused on load, and the funnel still answers in retrieval order, saying so")
+    func corruptRanker() throws {
+        let w = World(seed: 9)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("funnel-ranker-\(UUID().uuidString).gbdt").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try ranker(w).save(to: path)
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count / 3] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let loaded = try? GBDTModel.load(from: path)
+        #expect(loaded == nil)
+        var config = PipelineConfig()
+        config.mmrLambda = 1
+        config.freshness = nil
+        config.rules = BusinessRules()
+        let p = try pipeline(w, ranker: loaded, config: config)
+        let q = Array(w.userVectors.row(1))
+        let a = p.recommend(FunnelRequest(user: 1, vector: q), k: 5)
+        #expect(a.path == ["retrieval:ann", "ranking:unavailable->retrieval-order", "rerank"])
+        #expect(a.items.map(\.id) == (try p.retrieve(FunnelRequest(user: 1, vector: q), count: 5)).map(\.id))
+        #expect(a.totalSeconds < config.deadline)
     }
 
     @Test("a ranker that does not match the features is refused with a clear error")
