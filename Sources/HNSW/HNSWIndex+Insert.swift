@@ -272,3 +272,46 @@ extension HNSWIndex {
         fk_store_release_u32(l, UInt32(kept))
     }
 }
+
+extension HNSWIndex {
+    /// Brings the index in line with re-computed embeddings without rebuilding it: row r of
+    /// `vectors` (id `ids[r]`, default r) replaces the indexed vector when it moved by more
+    /// than `tolerance` relative to `previous` row r (||v - p|| > tolerance * ||p||), and
+    /// rows past `previous.rows` are inserted. What did not move is left alone.
+    /// - Returns: how many items were updated and inserted.
+    /// - Complexity: O(n * d) to compare, plus one insert per changed item.
+    @discardableResult
+    public func refresh(_ vectors: Matrix, previous: Matrix, ids: [UInt64]? = nil,
+                        tolerance: Float = 1e-3) throws -> (updated: Int, inserted: Int) {
+        guard vectors.columns == dimension, previous.columns == dimension else {
+            throw HNSWError.dimensionMismatch(expected: dimension, got: vectors.columns == dimension ? previous.columns : vectors.columns)
+        }
+        guard previous.rows <= vectors.rows else {
+            throw HNSWError.invalidParameter("previous embeddings have \(previous.rows) rows, more than the \(vectors.rows) new ones")
+        }
+        if let ids, ids.count != vectors.rows {
+            throw HNSWError.invalidParameter("\(ids.count) ids for \(vectors.rows) vectors")
+        }
+        var updated = 0, inserted = 0
+        for r in 0..<vectors.rows {
+            let id = ids?[r] ?? UInt64(r)
+            let v = Array(vectors.row(r))
+            if r < previous.rows {
+                let p = previous.row(r)
+                var moved: Float = 0, size: Float = 0
+                for c in 0..<dimension {
+                    let delta = v[c] - p[c]
+                    moved += delta * delta
+                    size += p[c] * p[c]
+                }
+                guard moved > tolerance * tolerance * size || !contains(id) else { continue }
+                try update(id, vector: v)
+                updated += 1
+            } else {
+                try update(id, vector: v)
+                inserted += 1
+            }
+        }
+        return (updated, inserted)
+    }
+}

@@ -35,6 +35,29 @@ struct HNSWMutationTests {
         #expect(afterDelete >= freshRecall - 0.02, "after delete \(afterDelete), fresh \(freshRecall)")
     }
 
+    @Test("refresh updates exactly the moved vectors and inserts new ones; searches then match brute force over the new vectors")
+    func refresh() throws {
+        let n = 1500, d = 16
+        let old = clustered(n, d, seed: 12)
+        let index = try HNSWIndex(dimension: d, parameters: .init(M: 12, efConstruction: 100))
+        try index.add(old, threads: 2)
+        // 10% of the rows move (replaced by other points), 50 are new; the rest are unchanged.
+        var new = Matrix(rows: n + 50, columns: d)
+        let fresh = clustered(n + 50, d, seed: 13)
+        var moved = Set<Int>()
+        var rng = SeededGenerator(seed: 3)
+        while moved.count < n / 10 { moved.insert(rng.nextInt(below: n)) }
+        for r in 0..<(n + 50) {
+            for c in 0..<d { new[r, c] = (r < n && !moved.contains(r)) ? old[r, c] : fresh[r, c] }
+        }
+        let (updated, inserted) = try index.refresh(new, previous: old)
+        #expect(updated == moved.count && inserted == 50 && index.count == n + 50)
+        let queries = clustered(40, d, seed: 12, stream: 7)
+        let got = try index.searchLabels(queries, k: 10, ef: 128)
+        let r = try recall(got: got.ids, k: 10, queries: queries, base: new, metric: .l2)
+        #expect(r >= 0.95, "recall after refresh \(r)")
+    }
+
     @Test("inserts reuse deleted slots and the new items are found")
     func slotReuse() throws {
         let base = clustered(1000, 8, seed: 5)

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import Funnel
+
+/// `funnel retrain`: incremental retraining of a trained MovieLens model on new
+/// interactions. Warm-starts from the saved towers, trains a few epochs on the new
+/// interactions plus a replay sample of the model's earlier data, re-embeds the items and
+/// updates the HNSW index in place (only the items whose embeddings moved), and writes the
+/// result as the next registry version: the old version stays loadable for a rollback.
+struct Retrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Retrain a model incrementally on new interactions; update its index in place; register a new version.")
+
+    @Option(help: "A model folder, or a model name in the registry.") var model: String = "movielens"
+    @Option(help: "Registry root.") var registry: String = "indexes"
+    @Option(help: "The ml-100k folder the model was trained on (its users, items and earlier interactions).") var movielens: String
+    @Option(help: "New interactions: CSV with a header user_id,item_id,timestamp (ids as in the data; timestamps Unix seconds or dates).")
+    var interactions: String
+    @Option var epochs: Int = 2
+    @Option(help: "Replayed earlier interactions per new one.") var replay: Double = 1
+    @Option(help: "An item's index entry is updated when its embedding moved by more than this (relative L2).") var tolerance: Float = 1e-3
+    @Option var seed: UInt64 = 42
+
+    func run() throws {
+        try FunnelCLI.run {
+            let folder = try resolveModel(model, root: registry)
+            let (towers, userIDs, itemIDs) = try TwoTowerModel.load(from: "\(folder)/towers.fnl")
+            let ml = try MovieLens.load(directory: movielens)
+            guard userIDs == ml.users.keys.keys, itemIDs == ml.items.keys.keys else {
+                throw ValidationError("\(folder): the model's users or items differ from the data's")
+            }
+            // New interactions must name known users and items: the towers' id tables do not grow yet.
+            let new = try InteractionLog.readCSV(interactions, users: ml.users.keys, items: ml.items.keys, allowNewIDs: false)
+            guard new.count > 0 else { throw ValidationError("\(interactions) holds no interactions") }
+            let t0 = now()
+            let before = towers.embedAll(towers.items)
+            var p = towers.parameters
+            p.epochs = epochs
+            p.patience = 0
+            p.seed = seed
+            let warm = towers.continuing(with: p)
+            var rng = SeededGenerator(seed: seed)
+            let fresh = (0..<new.count).map { (user: new.userIndex[$0], item: new.itemIndex[$0]) }
+            var earlier = (0..<ml.interactions.count).map { (user: ml.interactions.userIndex[$0], item: ml.interactions.itemIndex[$0]) }
+            earlier.shuffle(using: &rng)
+            let replayed = Array(earlier.prefix(Int(Double(fresh.count) * replay)))
+            warm.fit(fresh + replayed, rng: &rng)
+            let trainSeconds = now() - t0
+            // Re-embed, then update the index in place.
+            let t1 = now()
+            let after = warm.embedAll(warm.items)
+            let index = try HNSWIndex.load(from: "\(folder)/items.hnsw")
+            let (updated, inserted) = try index.refresh(after, previous: before, tolerance: tolerance)
+            let indexSeconds = now() - t1
+            // The new version: towers, the updated index, histories with the new items, the ranker as it was.
+            let out = "\(registry)/.incoming-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try warm.save(to: "\(out)/towers.fnl", userIDs: userIDs, itemIDs: itemIDs)
+            try index.save(to: "\(out)/items.hnsw")
+            var seen = [Set<Int32>](repeating: [], count: userIDs.count)
+            if let h = try? UserHistory.load(from: "\(folder)/history.fnl", users: userIDs.count, items: itemIDs.count) {
+                for u in 0..<userIDs.count { seen[u] = Set(h.items(of: u)) }
+            }
+            for pair in fresh { seen[Int(pair.user)].insert(pair.item) }
+            try UserHistory(seen).save(to: "\(out)/history.fnl")
+            for file in ["ranker.gbdt", "metrics.json"] where FileManager.default.fileExists(atPath: "\(folder)/\(file)") {
+                try FileManager.default.copyItem(atPath: "\(folder)/\(file)", toPath: "\(out)/\(file)")
+            }
+            print("retrained on \(fresh.count) new + \(replayed.count) replayed interactions, \(epochs) epochs, in \(fmt(trainSeconds, 1)) s; "
+                  + "index updated in place in \(fmt(indexSeconds, 2)) s: \(updated) of \(after.rows) items moved, \(inserted) inserted")
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), isDirectory.boolValue {
+                print("model folder: \(out)/ (the original \(model)/ is unchanged)")
+            } else {
+                let v = try ModelRegistry(root: registry).register(model, from: out, dataFingerprint: fingerprint(new))
+                print("registered \(model) v\(v.version) (staging); the previous versions stay loadable")
+            }
+        }
+    }
+}
