@@ -30,6 +30,8 @@ struct PipelineBench: ParsableCommand {
     @Flag(help: "Run the stages on the calling thread (no budget hand-off) instead of serving with budgets.") var inline = false
     @Option(help: "Write the data, the ranker's training set and the requests for tools/peer-pipeline here.") var export: String?
     @Option(help: "Write the latencies as JSON.") var json: String?
+    @Flag(help: "Also time the parts of the stages (retrieval, features, GBDT scoring; re-ranking with parts switched off).")
+    var breakdown = false
     @Option var seed: UInt64 = 42
 
     func run() throws {
@@ -121,7 +123,7 @@ struct PipelineBench: ParsableCommand {
                                    userVectors: userVectors, requestUsers: requestUsers, ranker: data, config: config)
                 print("wrote the peer's data to \(export)/")
             }
-            if ProcessInfo.processInfo.environment["FUNNEL_BREAKDOWN"] != nil {
+            if breakdown {
                 let predictor = GBDTPredictor(ranker)
                 var fx = [Float](), sc = [Double](repeating: 0, count: candidates)
                 var tf = 0.0, tp = 0.0, tr = 0.0
