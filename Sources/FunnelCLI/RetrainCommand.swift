@@ -29,16 +29,19 @@ struct Retrain: ParsableCommand {
             guard userIDs == ml.users.keys.keys, itemIDs == ml.items.keys.keys else {
                 throw ValidationError("\(folder): the model's users or items differ from the data's")
             }
-            // New interactions must name known users and items: the towers' id tables do not grow yet.
-            let new = try InteractionLog.readCSV(interactions, users: ml.users.keys, items: ml.items.keys, allowNewIDs: false)
+            // New users and items get new rows in the id tables (their attributes unknown).
+            let new = try InteractionLog.readCSV(interactions, users: Vocabulary(userIDs), items: Vocabulary(itemIDs), allowNewIDs: true)
             guard new.count > 0 else { throw ValidationError("\(interactions) holds no interactions") }
+            let newUsers = new.users.count - userIDs.count, newItems = new.items.count - itemIDs.count
             let t0 = now()
             let before = towers.embedAll(towers.items)
             var p = towers.parameters
             p.epochs = epochs
             p.patience = 0
             p.seed = seed
-            let warm = towers.continuing(with: p)
+            let warm = newUsers + newItems > 0
+                ? try towers.growing(users: towers.users.features.appending(newUsers), items: towers.items.features.appending(newItems), parameters: p)
+                : towers.continuing(with: p)
             var rng = SeededGenerator(seed: seed)
             let fresh = (0..<new.count).map { (user: new.userIndex[$0], item: new.itemIndex[$0]) }
             var earlier = (0..<ml.interactions.count).map { (user: ml.interactions.userIndex[$0], item: ml.interactions.itemIndex[$0]) }
@@ -55,9 +58,9 @@ struct Retrain: ParsableCommand {
             // The new version: towers, the updated index, histories with the new items, the ranker as it was.
             let out = "\(registry)/.incoming-\(UUID().uuidString)"
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            try warm.save(to: "\(out)/towers.fnl", userIDs: userIDs, itemIDs: itemIDs)
+            try warm.save(to: "\(out)/towers.fnl", userIDs: new.users.keys, itemIDs: new.items.keys)
             try index.save(to: "\(out)/items.hnsw")
-            var seen = [Set<Int32>](repeating: [], count: userIDs.count)
+            var seen = [Set<Int32>](repeating: [], count: new.users.count)
             if let h = try? UserHistory.load(from: "\(folder)/history.fnl", users: userIDs.count, items: itemIDs.count) {
                 for u in 0..<userIDs.count { seen[u] = Set(h.items(of: u)) }
             }
@@ -66,6 +69,7 @@ struct Retrain: ParsableCommand {
             for file in ["ranker.gbdt", "metrics.json"] where FileManager.default.fileExists(atPath: "\(folder)/\(file)") {
                 try FileManager.default.copyItem(atPath: "\(folder)/\(file)", toPath: "\(out)/\(file)")
             }
+            if newUsers + newItems > 0 { print("grew the id tables by \(newUsers) users and \(newItems) items (attributes unknown until given)") }
             print("retrained on \(fresh.count) new + \(replayed.count) replayed interactions, \(epochs) epochs, in \(fmt(trainSeconds, 1)) s; "
                   + "index updated in place in \(fmt(indexSeconds, 2)) s: \(updated) of \(after.rows) items moved, \(inserted) inserted")
             var isDirectory: ObjCBool = false

@@ -19,6 +19,10 @@ final class ServedModel: @unchecked Sendable {
         self.folder = folder
         let m = try ModelFolder(folder)
         guard m.userIDs == ml.users.keys.keys, m.itemIDs == ml.items.keys.keys else {
+            if m.userIDs.starts(with: ml.users.keys.keys), m.itemIDs.starts(with: ml.items.keys.keys) {
+                throw ValidationError("\(folder): the model knows \(m.userIDs.count - ml.users.count) users and \(m.itemIDs.count - ml.items.count) items "
+                                      + "the data does not describe (added by retrain); ranking needs their attributes: use `funnel recommend` without --movielens")
+            }
             throw ValidationError("\(folder): the model's users or items differ from the data's")
         }
         userIDs = m.userIDs

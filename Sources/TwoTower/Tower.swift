@@ -204,3 +204,71 @@ public final class Tower {
         }
     }
 }
+
+extension EntityFeatures {
+    /// `n` more entities known only by their id: every `.id` field gains `n` codes (entity
+    /// count + j gets code count + j + 1), every other field gives them the unknown code 0
+    /// (their attributes are not known yet). Field widths stay as they are, so a tower
+    /// trained on the old features can grow to these (`Tower.grown(to:)`).
+    public func appending(_ n: Int) -> EntityFeatures {
+        precondition(n >= 0, "cannot append a negative number of entities")
+        var out = self
+        for i in out.fields.indices {
+            let isID = out.fields[i].kind == .id
+            if isID { out.fields[i].vocabularySize += n }
+            for j in 0..<n {
+                out.fields[i].codes.append(isID ? Int32(count + j + 1) : 0)
+                out.fields[i].offsets.append(Int32(out.fields[i].codes.count))
+            }
+        }
+        out.count += n
+        return out
+    }
+}
+
+extension Tower {
+    /// This tower over `features`: the same fields and widths, vocabularies no smaller (see
+    /// `EntityFeatures.appending`). Embedding rows of existing codes, dense layers and
+    /// optimizer state are copied; rows of new codes start small and random, with fresh
+    /// Adagrad accumulators. Old entities embed exactly as before.
+    /// - Throws: `TwoTowerError.invalidData` when the fields do not line up.
+    public func grown(to features: EntityFeatures, seed: UInt64) throws -> Tower {
+        let old = self.features
+        guard features.fields.count == old.fields.count else {
+            throw TwoTowerError.invalidData("\(features.fields.count) feature fields, the tower has \(old.fields.count)")
+        }
+        for (a, b) in zip(old.fields, features.fields) {
+            guard a.name == b.name, a.kind == b.kind, a.dimension == b.dimension, b.vocabularySize >= a.vocabularySize else {
+                throw TwoTowerError.invalidData("field '\(b.name)' does not extend '\(a.name)' (kind, width, or a smaller vocabulary)")
+            }
+        }
+        let t = Tower(features: features, hidden: [], outputDimension: outputDimension, seed: seed)
+        var rng = SeededGenerator(seed: seed)
+        for (fi, f) in features.fields.enumerated() {
+            let kept = old.fields[fi].vocabularySize * f.dimension
+            let added = (f.vocabularySize - old.fields[fi].vocabularySize) * f.dimension
+            t.tables[fi] = tables[fi] + (0..<added).map { _ in rng.nextGaussian() * 0.05 }
+            t.tableAccum[fi] = tableAccum[fi] + [Float](repeating: 0, count: f.vocabularySize - old.fields[fi].vocabularySize)
+            precondition(t.tables[fi].count == kept + added)
+        }
+        t.layers = layers
+        t.adamStep = adamStep
+        return t
+    }
+}
+
+extension TwoTowerModel {
+    /// The model over more users and items (their features from `EntityFeatures.appending`
+    /// or rebuilt with the same fields): both towers grown, item frequency estimates kept for
+    /// the old items. Continue with `fit` on interactions that involve the new ones.
+    public func growing(users newUsers: EntityFeatures, items newItems: EntityFeatures,
+                        parameters p: TwoTowerParameters? = nil) throws -> TwoTowerModel {
+        let p = p ?? parameters
+        let u = try users.grown(to: newUsers, seed: p.seed &+ 17)
+        let i = try items.grown(to: newItems, seed: p.seed &+ 18)
+        let added = newItems.count - items.features.count
+        return TwoTowerModel(users: u, items: i, parameters: p,
+                             lastSeen: lastSeen + [Double](repeating: -1, count: added),
+                             gap: gap + [Double](repeating: 100, count: added), step: step)
+    }
+}

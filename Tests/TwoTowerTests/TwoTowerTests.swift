@@ -91,6 +91,41 @@ struct TwoTowerTests {
         #expect(correct >= 50, "\(correct)/60 users' top item is in their group")
     }
 
+    @Test("grown towers embed old entities exactly as before, and new users and items learn from their interactions")
+    func growth() throws {
+        var p = TwoTowerParameters()
+        p.dimension = 8
+        p.hidden = [16]
+        p.temperature = 0.2
+        let model = TwoTowerModel(userFeatures: try tinyFeatures(20, seed: 1), itemFeatures: try tinyFeatures(30, seed: 2), parameters: p)
+        var rng = SeededGenerator(seed: 4)
+        for _ in 0..<20 {
+            let users = (0..<16).map { _ in Int32(rng.nextInt(below: 20)) }
+            model.trainStep(users: users, items: users.map { $0 % 30 }, rng: &rng)
+        }
+        let u0 = model.embedAll(model.users), v0 = model.embedAll(model.items)
+        let grown = try model.growing(users: model.users.features.appending(5), items: model.items.features.appending(7))
+        let u1 = grown.embedAll(grown.users), v1 = grown.embedAll(grown.items)
+        #expect(u1.rows == 25 && v1.rows == 37)
+        // Same weights, same inputs; only the batch shape differs (sgemm may sum in another order).
+        #expect(zip(u1.storage, u0.storage).allSatisfy { abs($0 - $1) < 1e-5 })
+        #expect(zip(v1.storage, v0.storage).allSatisfy { abs($0 - $1) < 1e-5 })
+        // New user 20..24 interact with new items 30..36: those pairs become more similar.
+        func newPairScore(_ m: TwoTowerModel) -> Float {
+            let u = m.embedAll(m.users), v = m.embedAll(m.items)
+            return (0..<5).map { Distance.dot(u.row(20 + $0), v.row(30 + $0)) }.reduce(0, +) / 5
+        }
+        let before = newPairScore(grown)
+        for _ in 0..<150 {
+            let users = (0..<16).map { _ in Int32(rng.nextInt(below: 25)) }
+            let items = users.map { $0 >= 20 ? $0 + 10 : $0 % 30 }
+            grown.trainStep(users: users, items: items, rng: &rng)
+        }
+        #expect(newPairScore(grown) > before + 0.1, "new pairs \(before) -> \(newPairScore(grown))")
+        // A tower cannot grow into features with other fields.
+        #expect(throws: TwoTowerError.self) { try model.users.grown(to: try tinyFeatures(25, seed: 9), seed: 1).features.count }
+    }
+
     @Test("leave-last-one-out split and metrics, by hand")
     func splitAndMetrics() {
         var log = InteractionLog(users: Vocabulary(["a", "b"]), items: Vocabulary(["x", "y", "z", "w"]))
