@@ -19,6 +19,7 @@ public struct TwoTowerParameters: Sendable {
     /// Stop when validation NDCG@10 has not improved for this many epochs (0: never).
     public var patience = 3
     public var seed: UInt64 = 42
+    /// OpenBLAS threads for the training steps' matrix products (1: deterministic).
     public var threads = 1
 
     public init() {}
@@ -147,11 +148,14 @@ extension TwoTowerModel {
             order.shuffle(using: &rng)
             var loss: Float = 0, batches = 0, start = 0
             let t0 = DispatchTime.now().uptimeNanoseconds
-            while start < order.count {
-                let idx = order[start..<min(order.count, start + bs)]
-                loss += trainStep(users: idx.map { pairs[$0].user }, items: idx.map { pairs[$0].item }, rng: &rng)
-                batches += 1
-                start += bs
+            // The sgemms of a step run on `parameters.threads` OpenBLAS threads (1: deterministic).
+            BLAS.withThreads(max(1, parameters.threads)) {
+                while start < order.count {
+                    let idx = order[start..<min(order.count, start + bs)]
+                    loss += trainStep(users: idx.map { pairs[$0].user }, items: idx.map { pairs[$0].item }, rng: &rng)
+                    batches += 1
+                    start += bs
+                }
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             let report = EpochReport(epoch: epoch, loss: loss / Float(max(1, batches)), examplesPerSecond: Double(order.count) / max(seconds, 1e-9))
