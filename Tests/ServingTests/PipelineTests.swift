@@ -223,6 +223,10 @@ struct PipelineTests {
         config.mmrLambda = 1
         config.freshness = nil
         config.rules = BusinessRules()
+        // Budgets far above what a loaded CI machine needs: this test is about the ranker.
+        config.retrievalBudget = 5
+        config.rankingBudget = 5
+        config.deadline = 10
         let p = try pipeline(w, ranker: loaded, config: config)
         let q = Array(w.userVectors.row(1))
         let a = p.recommend(FunnelRequest(user: 1, vector: q), k: 5)
@@ -242,7 +246,10 @@ struct PipelineTests {
     @Test("stage latencies and fallbacks are recorded as metrics")
     func metrics() throws {
         let w = World(seed: 8)
-        let p = try pipeline(w, ranker: nil, config: PipelineConfig())
+        var config = PipelineConfig()
+        config.retrievalBudget = 5  // a loaded CI machine must not turn the failure into a timeout
+        config.deadline = 10
+        let p = try pipeline(w, ranker: nil, config: config)
         let test = TestMetrics()
         p.recommender.metrics = StageMetrics(label: "t", factory: test)
         // No query vector: retrieval fails every time (and exact search too: popular items answer).
