@@ -9,18 +9,24 @@
 #define FK_X86 0
 #endif
 
+/// Whether node j sends a NaN or a missing zero right (each node has its own rule).
+static inline int missing_goes_right(const fk_quickscorer *qs, int32_t j, float v) {
+    if (v != v) return !qs->nan_left[j];
+    return !(qs->zero_missing[j] ? qs->zero_left[j] : (0.0f <= qs->thresholds[j]));
+}
+
+/// Whether a value takes the per-node missing rules rather than the threshold scan.
+static inline int is_missing(const fk_quickscorer *qs, int f, float v) {
+    return v != v || (v == 0.0f && qs->feature_zero_missing[f]);
+}
+
 /// The false nodes of one feature for one row: NaN and zero-as-missing values follow each
 /// node's own rule; other values go right at every threshold below them.
 static inline void scalar_feature(const fk_quickscorer *qs, int f, float v, uint64_t *leafvec, size_t lane_stride) {
     const int32_t lo = qs->feature_offsets[f], hi = qs->feature_offsets[f + 1];
-    if (v != v) {
+    if (is_missing(qs, f, v)) {
         for (int32_t j = lo; j < hi; j++)
-            if (!qs->nan_left[j]) leafvec[(size_t)qs->tree[j] * lane_stride] &= qs->mask[j];
-    } else if (v == 0.0f && qs->feature_zero_missing[f]) {
-        for (int32_t j = lo; j < hi; j++) {
-            const int left = qs->zero_missing[j] ? qs->zero_left[j] : (0.0f <= qs->thresholds[j]);
-            if (!left) leafvec[(size_t)qs->tree[j] * lane_stride] &= qs->mask[j];
-        }
+            if (missing_goes_right(qs, j, v)) leafvec[(size_t)qs->tree[j] * lane_stride] &= qs->mask[j];
     } else {
         for (int32_t j = lo; j < hi && v > qs->thresholds[j]; j++)
             leafvec[(size_t)qs->tree[j] * lane_stride] &= qs->mask[j];
@@ -46,7 +52,7 @@ FK_AVX2 static void accumulate8(const fk_quickscorer *qs, const float *x, size_t
         float vals[8];
         for (int b = 0; b < 8; b++) {
             const float v = x[(size_t)b * stride + f];
-            if (v != v || (v == 0.0f && qs->feature_zero_missing[f])) {
+            if (is_missing(qs, f, v)) {
                 scalar_feature(qs, f, v, leafvec + b, 8);
                 vals[b] = -__builtin_inff();
             } else {
@@ -92,14 +98,10 @@ FK_AVX2 static void accumulate8_32(const fk_quickscorer *qs, const float *x, siz
         float vals[8];
         for (int b = 0; b < 8; b++) {
             const float v = x[(size_t)b * stride + f];
-            if (v != v || (v == 0.0f && qs->feature_zero_missing[f])) {
-                // The scalar rules on this lane's 32-bit words.
-                for (int32_t j = lo; j < hi; j++) {
-                    int left;
-                    if (v != v) left = qs->nan_left[j];
-                    else left = qs->zero_missing[j] ? qs->zero_left[j] : (0.0f <= qs->thresholds[j]);
-                    if (!left) leafvec[(size_t)qs->tree[j] * 8 + b] &= qs->mask32[j];
-                }
+            if (is_missing(qs, f, v)) {
+                // The per-node rules on this lane's 32-bit words.
+                for (int32_t j = lo; j < hi; j++)
+                    if (missing_goes_right(qs, j, v)) leafvec[(size_t)qs->tree[j] * 8 + b] &= qs->mask32[j];
                 vals[b] = -__builtin_inff();
             } else {
                 vals[b] = v;
