@@ -61,7 +61,7 @@ let package = Package(
         ),
         .target(
             name: "TwoTower",
-            dependencies: ["LinearAlgebra", "Datasets", "Persistence", "CBLAS"]
+            dependencies: ["LinearAlgebra", "Datasets", "Persistence", "CBLAS", "_FunnelKernels"]
         ),
         .target(
             name: "TextSearch",

@@ -24,23 +24,66 @@ struct DenseLayer {
     }
 }
 
+/// Float storage that keeps its allocation from one training step to the next and that
+/// several threads may write at disjoint ranges (row blocks of a batch).
+final class Scratch {
+    private(set) var pointer: UnsafeMutablePointer<Float>
+    private(set) var capacity: Int
+
+    init() {
+        pointer = .allocate(capacity: 1)
+        capacity = 1
+    }
+
+    deinit { pointer.deallocate() }
+
+    /// Room for at least `count` floats; the contents are undefined after it grows.
+    @discardableResult
+    func reserve(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > capacity {
+            pointer.deallocate()
+            pointer = .allocate(capacity: count)
+            capacity = count
+        }
+        return pointer
+    }
+
+    func array(_ count: Int) -> [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+}
+
 /// One tower: pooled embedding lookups, concatenated, through ReLU layers and a linear
 /// output, L2-normalized. Forward and backward run through sgemm; embeddings update with
 /// row-wise Adagrad (only the rows a batch touched), dense weights with Adam.
+///
+/// A training step splits its batch into `threads` row blocks that run on their own
+/// threads, each with single-threaded sgemms (data parallelism: the batch's rows are
+/// independent until the weight gradients, which are summed in block order, so a given
+/// thread count always gives the same result).
 public final class Tower {
     public let features: EntityFeatures
     public let outputDimension: Int
     var tables: [[Float]]
     var tableAccum: [[Float]]
     var layers: [DenseLayer]
-    /// Per-layer activations of the last forward pass (input first).
-    var activations: [[Float]] = []
-    var preNorm: [Float] = []
-    var norms: [Float] = []
-    var batchEntities: [Int32] = []
-    var droppedID: [Bool] = []
     let fieldOffsets: [Int]
     var adamStep = 0
+    /// Threads (row blocks) of a training step's forward and backward pass.
+    var threads = 1
+
+    // The last forward pass: its entities, which of them had their id dropped, each layer's
+    // input (acts[l], B x widths[l]; acts[L] is the output before normalization), the
+    // output norms, and the gradients of the backward pass (grads[l] matches acts[l]).
+    var batchEntities: [Int32] = []
+    var droppedID: [Bool] = []
+    private(set) var widths: [Int]
+    private(set) var acts: [Scratch]
+    let norms = Scratch()
+    private(set) var grads: [Scratch]
+    /// Per row block and layer: that block's share of the weight and bias gradients.
+    var partial: [[(gw: Scratch, gb: Scratch)]] = []
+    // Row-wise Adagrad: slot of each touched embedding row (-1: untouched), and their sums.
+    var slots: [[Int32]] = []
+    let rowGradients = Scratch()
 
     public init(features: EntityFeatures, hidden: [Int], outputDimension: Int, seed: UInt64) {
         self.features = features
@@ -50,102 +93,186 @@ public final class Tower {
         tableAccum = features.fields.map { [Float](repeating: 0, count: $0.vocabularySize) }
         var widths = [features.inputDimension] + hidden + [outputDimension]
         if widths[0] == 0 { widths[0] = 1 }
+        self.widths = widths
         layers = (0..<(widths.count - 1)).map { DenseLayer(inputs: widths[$0], outputs: widths[$0 + 1], rng: &rng) }
         var off = [Int](), o = 0
         for f in features.fields { off.append(o); o += f.dimension }
         fieldOffsets = off
+        acts = widths.map { _ in Scratch() }
+        grads = widths.map { _ in Scratch() }
+    }
+
+    /// Replaces the dense layers (loaded or copied from another tower) after checking that
+    /// they chain from this tower's input width.
+    /// - Throws: `TwoTowerError.invalidData` when a layer's width does not match its neighbour's.
+    func setLayers(_ new: [DenseLayer]) throws {
+        guard let first = new.first, first.inputs == widths[0] else {
+            throw TwoTowerError.invalidData("the first dense layer does not take the \(widths[0]) feature inputs")
+        }
+        for (a, b) in zip(new, new.dropFirst()) where a.outputs != b.inputs {
+            throw TwoTowerError.invalidData("a dense layer of \(a.outputs) outputs feeds one of \(b.inputs) inputs")
+        }
+        for l in new where l.w.count != l.inputs * l.outputs || l.b.count != l.outputs {
+            throw TwoTowerError.invalidData("a dense layer's weights do not match its shape")
+        }
+        layers = new
+        widths = [first.inputs] + new.map(\.outputs)
+        acts = widths.map { _ in Scratch() }
+        grads = widths.map { _ in Scratch() }
+        partial = []
+    }
+
+    /// The row blocks a batch of `n` rows splits into: `threads` of them, each of at least 32 rows.
+    static func rowBlocks(_ n: Int, threads: Int) -> [Range<Int>] {
+        let count = max(1, min(threads, n / 32))
+        return (0..<count).map { b in (b * n / count)..<((b + 1) * n / count) }
     }
 
     /// Embeds `entities` (B rows of the output, unit length). With `idDropout > 0`, each
     /// entity's id lookup is replaced by the unknown row with that probability.
     /// - Complexity: O(B * (lookups * dim + sum of layer in * out)).
     public func forward(_ entities: [Int32], idDropout: Float = 0, rng: inout SeededGenerator) -> [Float] {
-        let bsz = entities.count
-        let inDim = layers[0].inputs
-        var x = [Float](repeating: 0, count: bsz * inDim)
+        let bsz = entities.count, d = outputDimension
         batchEntities = entities
         droppedID = [Bool](repeating: false, count: bsz)
-        for (fi, f) in features.fields.enumerated() {
-            let off = fieldOffsets[fi], d = f.dimension
-            let isID = f.kind == .id
-            tables[fi].withUnsafeBufferPointer { t in
-                for (r, e) in entities.enumerated() {
-                    var lo = Int(f.offsets[Int(e)]), hi = Int(f.offsets[Int(e) + 1])
-                    if isID && idDropout > 0 && rng.nextUnit() < idDropout {
-                        droppedID[r] = true
-                        lo = hi  // use the unknown row below
-                    }
-                    let base = r * inDim + off
-                    if lo == hi {
-                        for j in 0..<d { x[base + j] = t[j] }  // row 0: unknown
-                        continue
-                    }
-                    let inv = 1 / Float(hi - lo)
-                    for k in lo..<hi {
-                        let row = Int(f.codes[k]) * d
-                        for j in 0..<d { x[base + j] += t[row + j] * inv }
-                    }
-                }
-            }
+        if idDropout > 0 && features.fields.contains(where: { $0.kind == .id }) {
+            for r in 0..<bsz { droppedID[r] = rng.nextUnit() < idDropout }
         }
-        activations = [x]
-        var h = x
-        for (li, layer) in layers.enumerated() {
-            var y = [Float](repeating: 0, count: bsz * layer.outputs)
-            for r in 0..<bsz { for j in 0..<layer.outputs { y[r * layer.outputs + j] = layer.b[j] } }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(bsz), Int32(layer.outputs), Int32(layer.inputs),
-                        1, h, Int32(layer.inputs), layer.w, Int32(layer.outputs), 1, &y, Int32(layer.outputs))
-            if li < layers.count - 1 {
-                for i in y.indices where y[i] < 0 { y[i] = 0 }
-                activations.append(y)
+        for (l, w) in widths.enumerated() { acts[l].reserve(bsz * w) }
+        norms.reserve(bsz)
+        var out = [Float](repeating: 0, count: bsz * d)
+        let blocks = Self.rowBlocks(bsz, threads: threads)
+        out.withUnsafeMutableBufferPointer { o in
+            let outPointer = o.baseAddress!
+            Parallel.forEach(blocks: blocks.count, threads: threads) { b, _ in
+                forwardRows(blocks[b], out: outPointer)
             }
-            h = y
-        }
-        preNorm = h
-        let d = outputDimension
-        norms = [Float](repeating: 1, count: bsz)
-        var out = h
-        for r in 0..<bsz {
-            var s: Float = 0
-            for j in 0..<d { s += h[r * d + j] * h[r * d + j] }
-            let n = max(s.squareRoot(), 1e-12)
-            norms[r] = n
-            for j in 0..<d { out[r * d + j] = h[r * d + j] / n }
         }
         return out
     }
 
+    private func forwardRows(_ rows: Range<Int>, out: UnsafeMutablePointer<Float>) {
+        guard !rows.isEmpty else { return }
+        let inDim = widths[0], m = rows.count, r0 = rows.lowerBound
+        let x = acts[0].pointer
+        (x + r0 * inDim).initialize(repeating: 0, count: m * inDim)
+        batchEntities.withUnsafeBufferPointer { entities in
+            droppedID.withUnsafeBufferPointer { dropped in
+                for (fi, f) in features.fields.enumerated() {
+                    let off = fieldOffsets[fi], d = f.dimension, isID = f.kind == .id
+                    tables[fi].withUnsafeBufferPointer { t in
+                        f.offsets.withUnsafeBufferPointer { offsets in
+                            f.codes.withUnsafeBufferPointer { codes in
+                                let table = t.baseAddress!
+                                for r in rows {
+                                    let e = Int(entities[r])
+                                    var lo = Int(offsets[e])
+                                    let hi = Int(offsets[e + 1])
+                                    if isID && dropped[r] { lo = hi }  // the unknown row below
+                                    let dst = x + r * inDim + off
+                                    if lo == hi {
+                                        dst.update(from: table, count: d)  // row 0: unknown
+                                        continue
+                                    }
+                                    let inv = 1 / Float(hi - lo)
+                                    for k in lo..<hi {
+                                        let src = table + Int(codes[k]) * d
+                                        for j in 0..<d { dst[j] += src[j] * inv }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (li, layer) in layers.enumerated() {
+            let lin = widths[li], lout = widths[li + 1]
+            let h = acts[li].pointer + r0 * lin, y = acts[li + 1].pointer + r0 * lout
+            layer.b.withUnsafeBufferPointer { b in
+                for r in 0..<m { (y + r * lout).update(from: b.baseAddress!, count: lout) }
+            }
+            layer.w.withUnsafeBufferPointer { w in
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(lout), Int32(lin),
+                            1, h, Int32(lin), w.baseAddress, Int32(lout), 1, y, Int32(lout))
+            }
+            if li < layers.count - 1 {
+                for i in 0..<(m * lout) where y[i] < 0 { y[i] = 0 }
+            }
+        }
+        let d = outputDimension, pre = acts[layers.count].pointer
+        for r in rows {
+            let row = pre + r * d
+            var s: Float = 0
+            for j in 0..<d { s += row[j] * row[j] }
+            let n = max(s.squareRoot(), 1e-12)
+            norms.pointer[r] = n
+            for j in 0..<d { out[r * d + j] = row[j] / n }
+        }
+    }
+
     /// Back-propagates dL/d(output) (B x d) of the last forward pass, accumulating gradients.
     func backward(_ dOut: [Float]) {
-        let bsz = batchEntities.count, d = outputDimension
-        // Through the normalization: dE = (dU - U (U . dU)) / |E|.
-        var g = [Float](repeating: 0, count: bsz * d)
-        for r in 0..<bsz {
-            let n = norms[r]
-            var dot: Float = 0
-            for j in 0..<d { dot += (preNorm[r * d + j] / n) * dOut[r * d + j] }
-            for j in 0..<d { g[r * d + j] = (dOut[r * d + j] - preNorm[r * d + j] / n * dot) / n }
-        }
-        for li in stride(from: layers.count - 1, through: 0, by: -1) {
-            let input = activations[li]
-            let lin = layers[li].inputs, lout = layers[li].outputs
-            // dW = input^T g ; db = sum g ; dInput = g W^T
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(lin), Int32(lout), Int32(bsz),
-                        1, input, Int32(lin), g, Int32(lout), 1, &layers[li].gw, Int32(lout))
-            for r in 0..<bsz { for j in 0..<lout { layers[li].gb[j] += g[r * lout + j] } }
-            var dIn = [Float](repeating: 0, count: bsz * lin)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(bsz), Int32(lin), Int32(lout),
-                        1, g, Int32(lout), layers[li].w, Int32(lout), 0, &dIn, Int32(lin))
-            if li > 0 {
-                for i in dIn.indices where input[i] <= 0 { dIn[i] = 0 }  // ReLU
+        let bsz = batchEntities.count, nl = layers.count
+        precondition(dOut.count == bsz * outputDimension, "gradient of \(dOut.count) floats for \(bsz) rows")
+        for (l, w) in widths.enumerated() { grads[l].reserve(bsz * w) }
+        let blocks = Self.rowBlocks(bsz, threads: threads)
+        while partial.count < blocks.count { partial.append(layers.map { _ in (Scratch(), Scratch()) }) }
+        for b in blocks.indices {
+            for li in 0..<nl {
+                partial[b][li].gw.reserve(widths[li] * widths[li + 1])
+                partial[b][li].gb.reserve(widths[li + 1])
             }
-            g = dIn
         }
-        embeddingGradients = g
+        dOut.withUnsafeBufferPointer { g in
+            let dOutPointer = g.baseAddress!
+            Parallel.forEach(blocks: blocks.count, threads: threads) { b, _ in
+                backwardRows(blocks[b], block: b, dOut: dOutPointer)
+            }
+        }
+        // Sum the blocks' weight gradients in block order (the same result for a given thread count).
+        for li in 0..<nl {
+            let nw = widths[li] * widths[li + 1], nb = widths[li + 1]
+            for b in blocks.indices {
+                layers[li].gw.withUnsafeMutableBufferPointer { gw in cblas_saxpy(Int32(nw), 1, partial[b][li].gw.pointer, 1, gw.baseAddress, 1) }
+                layers[li].gb.withUnsafeMutableBufferPointer { gb in cblas_saxpy(Int32(nb), 1, partial[b][li].gb.pointer, 1, gb.baseAddress, 1) }
+            }
+        }
+    }
+
+    private func backwardRows(_ rows: Range<Int>, block: Int, dOut: UnsafePointer<Float>) {
+        guard !rows.isEmpty else { return }
+        let d = outputDimension, m = rows.count, r0 = rows.lowerBound, nl = layers.count
+        // Through the normalization: dE = (dU - U (U . dU)) / |E|.
+        let pre = acts[nl].pointer, g = grads[nl].pointer
+        for r in rows {
+            let n = norms.pointer[r], p = pre + r * d, dr = dOut + r * d
+            var dot: Float = 0
+            for j in 0..<d { dot += (p[j] / n) * dr[j] }
+            for j in 0..<d { g[r * d + j] = (dr[j] - p[j] / n * dot) / n }
+        }
+        for li in stride(from: nl - 1, through: 0, by: -1) {
+            let lin = widths[li], lout = widths[li + 1]
+            let input = acts[li].pointer + r0 * lin, gl = grads[li + 1].pointer + r0 * lout
+            let dIn = grads[li].pointer + r0 * lin
+            let pgw = partial[block][li].gw.pointer, pgb = partial[block][li].gb.pointer
+            // dW = input^T g ; db = sum g ; dInput = g W^T
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(lin), Int32(lout), Int32(m),
+                        1, input, Int32(lin), gl, Int32(lout), 0, pgw, Int32(lout))
+            pgb.initialize(repeating: 0, count: lout)
+            for r in 0..<m { for j in 0..<lout { pgb[j] += gl[r * lout + j] } }
+            layers[li].w.withUnsafeBufferPointer { w in
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(lin), Int32(lout),
+                            1, gl, Int32(lout), w.baseAddress, Int32(lout), 0, dIn, Int32(lin))
+            }
+            if li > 0 {
+                for i in 0..<(m * lin) where input[i] <= 0 { dIn[i] = 0 }  // ReLU
+            }
+        }
     }
 
     /// dL/dx of the last backward pass (B x input width).
-    var embeddingGradients: [Float] = []
+    var embeddingGradients: [Float] { grads[0].array(batchEntities.count * widths[0]) }
 
     /// Applies Adam to the dense layers and row-wise Adagrad to the embedding rows the
     /// batch touched, then clears the gradients.
@@ -170,36 +297,55 @@ public final class Tower {
             adam(&layer.b, &layer.gb, &layer.mb, &layer.vb)
             layers[li] = layer
         }
-        let inDim = layers[0].inputs
+        let bsz = batchEntities.count, inDim = widths[0], eg = grads[0].pointer
+        if slots.count != features.fields.count { slots = features.fields.map { _ in [] } }
         for (fi, f) in features.fields.enumerated() {
-            let off = fieldOffsets[fi], d = f.dimension
+            let off = fieldOffsets[fi], d = f.dimension, isID = f.kind == .id
+            if slots[fi].count != f.vocabularySize { slots[fi] = [Int32](repeating: -1, count: f.vocabularySize) }
             // Sum each touched row's gradient over the batch, then one Adagrad update per row.
-            var rowGrads = [Int32: [Float]]()
-            for (r, e) in batchEntities.enumerated() {
-                var lo = Int(f.offsets[Int(e)]), hi = Int(f.offsets[Int(e) + 1])
-                if f.kind == .id && droppedID[r] { lo = hi }
-                let base = r * inDim + off
-                if lo == hi {
-                    var acc = rowGrads[0] ?? [Float](repeating: 0, count: d)
-                    for j in 0..<d { acc[j] += embeddingGradients[base + j] }
-                    rowGrads[0] = acc
-                    continue
-                }
-                let inv = 1 / Float(hi - lo)
-                for k in lo..<hi {
-                    let code = f.codes[k]
-                    var acc = rowGrads[code] ?? [Float](repeating: 0, count: d)
-                    for j in 0..<d { acc[j] += embeddingGradients[base + j] * inv }
-                    rowGrads[code] = acc
-                }
+            var lookups = 0
+            for r in 0..<bsz {
+                let e = Int(batchEntities[r])
+                lookups += max(1, Int(f.offsets[e + 1] - f.offsets[e]))
             }
-            for (code, gr) in rowGrads {
-                let row = Int(code)
-                var sq: Float = 0
-                for j in 0..<d { sq += gr[j] * gr[j] }
-                tableAccum[fi][row] += sq / Float(d)
-                let lr = embeddingLearningRate / (tableAccum[fi][row].squareRoot() + 1e-6)
-                for j in 0..<d { tables[fi][row * d + j] -= lr * gr[j] }
+            let sums = rowGradients.reserve(min(lookups, f.vocabularySize) * d)
+            var touched = [Int32]()
+            touched.reserveCapacity(min(lookups, f.vocabularySize))
+            slots[fi].withUnsafeMutableBufferPointer { slot in
+                func add(_ code: Int32, _ src: UnsafeMutablePointer<Float>, _ scale: Float) {
+                    var s = Int(slot[Int(code)])
+                    if s < 0 {
+                        s = touched.count
+                        slot[Int(code)] = Int32(s)
+                        touched.append(code)
+                        (sums + s * d).initialize(repeating: 0, count: d)
+                    }
+                    let dst = sums + s * d
+                    for j in 0..<d { dst[j] += src[j] * scale }
+                }
+                for r in 0..<bsz {
+                    let e = Int(batchEntities[r])
+                    var lo = Int(f.offsets[e])
+                    let hi = Int(f.offsets[e + 1])
+                    if isID && droppedID[r] { lo = hi }
+                    let src = eg + r * inDim + off
+                    if lo == hi { add(0, src, 1); continue }
+                    let inv = 1 / Float(hi - lo)
+                    for k in lo..<hi { add(f.codes[k], src, inv) }
+                }
+                tables[fi].withUnsafeMutableBufferPointer { table in
+                    tableAccum[fi].withUnsafeMutableBufferPointer { accum in
+                        for (s, code) in touched.enumerated() {
+                            let row = Int(code), gr = sums + s * d
+                            var sq: Float = 0
+                            for j in 0..<d { sq += gr[j] * gr[j] }
+                            accum[row] += sq / Float(d)
+                            let lr = embeddingLearningRate / (accum[row].squareRoot() + 1e-6)
+                            for j in 0..<d { table[row * d + j] -= lr * gr[j] }
+                            slot[row] = -1
+                        }
+                    }
+                }
             }
         }
     }
@@ -242,7 +388,7 @@ extension Tower {
                 throw TwoTowerError.invalidData("field '\(b.name)' does not extend '\(a.name)' (kind, width, or a smaller vocabulary)")
             }
         }
-        let t = Tower(features: features, hidden: [], outputDimension: outputDimension, seed: seed)
+        let t = Tower(features: features, hidden: Array(widths.dropFirst().dropLast()), outputDimension: outputDimension, seed: seed)
         var rng = SeededGenerator(seed: seed)
         for (fi, f) in features.fields.enumerated() {
             let kept = old.fields[fi].vocabularySize * f.dimension
@@ -251,7 +397,7 @@ extension Tower {
             t.tableAccum[fi] = tableAccum[fi] + [Float](repeating: 0, count: f.vocabularySize - old.fields[fi].vocabularySize)
             precondition(t.tables[fi].count == kept + added)
         }
-        t.layers = layers
+        try t.setLayers(layers)
         t.adamStep = adamStep
         return t
     }

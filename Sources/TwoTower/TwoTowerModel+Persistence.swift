@@ -123,7 +123,7 @@ extension TwoTowerModel {
                     throw bad("layer shapes do not match the features")
                 }
                 tower.tables = tables
-                tower.layers = layers
+                do { try tower.setLayers(layers) } catch { throw bad("\(error)") }
             }
             return (model, userIDs, itemIDs)
         } catch let e as PersistenceError {

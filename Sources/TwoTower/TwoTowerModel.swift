@@ -1,4 +1,5 @@
 import CBLAS
+import _FunnelKernels
 import Datasets
 import Foundation
 import LinearAlgebra
@@ -19,7 +20,8 @@ public struct TwoTowerParameters: Sendable {
     /// Stop when validation NDCG@10 has not improved for this many epochs (0: never).
     public var patience = 3
     public var seed: UInt64 = 42
-    /// OpenBLAS threads for the training steps' matrix products (1: deterministic).
+    /// Training threads: each step splits its batch into this many row blocks (data
+    /// parallelism). A given thread count always trains the same model.
     public var threads = 1
 
     public init() {}
@@ -35,6 +37,8 @@ public final class TwoTowerModel {
     var lastSeen: [Double]
     var gap: [Double]
     var step = 0.0
+    /// The B x B logits of the last step (reused from step to step).
+    let logits = Scratch()
 
     public convenience init(userFeatures: EntityFeatures, itemFeatures: EntityFeatures, parameters: TwoTowerParameters) {
         self.init(userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: parameters, towers: nil)
@@ -62,8 +66,12 @@ public final class TwoTowerModel {
     }
 
     /// Forward and backward on a batch: leaves the gradients in the towers, returns the loss.
+    /// Runs on `parameters.threads` threads, each taking a block of the batch's rows.
     func computeGradients(users batchUsers: [Int32], items batchItems: [Int32], rng: inout SeededGenerator) -> Float {
-        let bsz = batchUsers.count, d = parameters.dimension
+        let bsz = batchUsers.count, d = parameters.dimension, threads = max(1, parameters.threads)
+        precondition(batchItems.count == bsz, "\(bsz) users and \(batchItems.count) items in a batch")
+        users.threads = threads
+        items.threads = threads
         let u = users.forward(batchUsers, idDropout: parameters.idDropout, rng: &rng)
         let v = items.forward(batchItems, idDropout: parameters.idDropout, rng: &rng)
         // logQ: update the streaming estimate, then the correction per column.
@@ -77,35 +85,38 @@ public final class TwoTowerModel {
                 logQ[j] = Float(log(1 / max(gap[i], 1)))
             }
         }
-        var s = [Float](repeating: 0, count: bsz * bsz)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(bsz), Int32(bsz), Int32(d),
-                    1 / parameters.temperature, u, Int32(d), v, Int32(d), 0, &s, Int32(bsz))
-        var loss: Float = 0
-        for i in 0..<bsz {
-            var mx = -Float.infinity
-            for j in 0..<bsz {
-                if j != i && batchItems[j] == batchItems[i] {
-                    s[i * bsz + j] = -.infinity
-                    continue
-                }
-                s[i * bsz + j] -= logQ[j]
-                mx = max(mx, s[i * bsz + j])
-            }
-            var z: Float = 0
-            for j in 0..<bsz { let e = expf(s[i * bsz + j] - mx); s[i * bsz + j] = e; z += e }
-            loss -= logf(max(s[i * bsz + i] / z, 1e-30))
-            // dS = (softmax - onehot) / B
-            for j in 0..<bsz { s[i * bsz + j] = s[i * bsz + j] / z / Float(bsz) }
-            s[i * bsz + i] -= 1 / Float(bsz)
-        }
+        // Logits s = U V^T / T, then per row the masked, corrected softmax and its gradient
+        // dS = (softmax - onehot) / B in place, then dU = dS V / T by row blocks, and
+        // dV = dS^T U / T by column blocks.
+        let s = logits.reserve(bsz * bsz), inverseT = 1 / parameters.temperature
         var du = [Float](repeating: 0, count: bsz * d), dv = [Float](repeating: 0, count: bsz * d)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(bsz), Int32(d), Int32(bsz),
-                    1 / parameters.temperature, s, Int32(bsz), v, Int32(d), 0, &du, Int32(d))
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(bsz), Int32(d), Int32(bsz),
-                    1 / parameters.temperature, s, Int32(bsz), u, Int32(d), 0, &dv, Int32(d))
+        let blocks = Tower.rowBlocks(bsz, threads: threads)
+        var blockLoss = [Float](repeating: 0, count: blocks.count)
+        let useLogQ = parameters.logQCorrection
+        u.withUnsafeBufferPointer { up in v.withUnsafeBufferPointer { vp in
+        batchItems.withUnsafeBufferPointer { itemsp in logQ.withUnsafeBufferPointer { qp in
+        du.withUnsafeMutableBufferPointer { dup in dv.withUnsafeMutableBufferPointer { dvp in
+        blockLoss.withUnsafeMutableBufferPointer { lossp in
+            let u = up.baseAddress!, v = vp.baseAddress!, du = dup.baseAddress!, dv = dvp.baseAddress!
+            let n = Int32(bsz), dd = Int32(d)
+            Parallel.forEach(blocks: blocks.count, threads: threads) { b, _ in
+                let rows = blocks[b], m = Int32(rows.count), r0 = rows.lowerBound
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, dd,
+                            inverseT, u + r0 * d, dd, v, dd, 0, s + r0 * bsz, n)
+                lossp[b] = fk_inbatch_softmax_rows(s, bsz, r0, rows.upperBound, itemsp.baseAddress!,
+                                                   useLogQ ? qp.baseAddress! : nil, 1 / Float(bsz))
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, dd, n,
+                            inverseT, s + r0 * bsz, n, v, dd, 0, du + r0 * d, dd)
+            }
+            Parallel.forEach(blocks: blocks.count, threads: threads) { b, _ in
+                let cols = blocks[b], m = Int32(cols.count), c0 = cols.lowerBound
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, dd, n,
+                            inverseT, s + c0, n, u, dd, 0, dv + c0 * d, dd)
+            }
+        }}}}}}}
         users.backward(du)
         items.backward(dv)
-        return loss / Float(bsz)
+        return blockLoss.reduce(0, +) / Float(bsz)
     }
 
     /// Unit-length embeddings of every entity of one side (no dropout), as a matrix.
@@ -148,8 +159,9 @@ extension TwoTowerModel {
             order.shuffle(using: &rng)
             var loss: Float = 0, batches = 0, start = 0
             let t0 = DispatchTime.now().uptimeNanoseconds
-            // The sgemms of a step run on `parameters.threads` OpenBLAS threads (1: deterministic).
-            BLAS.withThreads(max(1, parameters.threads)) {
+            // A step splits its batch across `parameters.threads` threads itself, so each
+            // sgemm runs on the calling thread.
+            BLAS.withThreads(1) {
                 while start < order.count {
                     let idx = order[start..<min(order.count, start + bs)]
                     loss += trainStep(users: idx.map { pairs[$0].user }, items: idx.map { pairs[$0].item }, rng: &rng)

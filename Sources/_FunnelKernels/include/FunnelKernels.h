@@ -56,10 +56,6 @@ size_t fk_affine_select_below(const float *x, const float *bias, float scale, si
 void fk_distance_batch(int kind, const void *q, const void *base, size_t stride, size_t offset,
                        const uint32_t *ids, size_t count, size_t dim, float *out);
 
-#ifdef __cplusplus
-}
-#endif
-#endif
 
 /// One node of a tree compiled for batched inference. Leaves are nodes too: both
 /// children point back at the leaf, so every row of a batch takes exactly `depth` steps
@@ -111,3 +107,15 @@ void fk_quickscorer_accumulate(const fk_quickscorer *qs, const float *x, size_t 
 /// the calling thread: for re-ranking a few hundred items, where a BLAS call would wake
 /// its worker threads for microseconds of work).
 void fk_gram_f32(const float *x, size_t n, size_t dim, float *out);
+
+/// In-batch softmax cross-entropy, rows [row0, row1) of an n x n logit matrix `s` (row-major):
+/// column j of row i is masked to -inf when j != i holds the same item (items[j] == items[i],
+/// an accidental hit), log q (`logq`, may be NULL) is subtracted, and the row becomes the
+/// loss gradient scale * (softmax - onehot(i)) in place. Returns the summed -log p(i | row i).
+float fk_inbatch_softmax_rows(float *s, size_t n, size_t row0, size_t row1,
+                              const int32_t *items, const float *logq, float scale);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
