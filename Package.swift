@@ -112,7 +112,7 @@ let package = Package(
         .testTarget(name: "HNSWTests", dependencies: ["HNSW", "ExactSearch", "Datasets", "LinearAlgebra", "Persistence"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence"]),
         .testTarget(name: "GBDTTests", dependencies: ["GBDT", "Datasets", "LinearAlgebra"]),
-        .testTarget(name: "TwoTowerTests", dependencies: ["TwoTower", "Datasets", "LinearAlgebra"]),
+        .testTarget(name: "TwoTowerTests", dependencies: ["TwoTower", "Datasets", "LinearAlgebra", "_FunnelKernels"]),
         .testTarget(name: "RerankTests", dependencies: ["Rerank", "LinearAlgebra"]),
         .testTarget(name: "TextSearchTests", dependencies: ["TextSearch"]),
         .testTarget(name: "ServingTests", dependencies: [

@@ -3,6 +3,7 @@ import Testing
 @testable import TwoTower
 import Datasets
 import LinearAlgebra
+import _FunnelKernels
 
 func tinyFeatures(_ n: Int, seed: UInt64) throws -> EntityFeatures {
     var rng = SeededGenerator(seed: seed)
@@ -56,6 +57,81 @@ struct TwoTowerTests {
         let d = model.items.features.fields[0].dimension
         let n = numeric { model.items.tables[0][2 * d] += $0 }
         #expect(abs(n - Double(analyticEmb[0])) < 2e-3 * max(1, abs(n)), "item id embedding: numeric \(n) analytic \(analyticEmb[0])")
+    }
+
+    @Test("a step split across two threads gives one thread's loss and gradients")
+    func dataParallelStep() throws {
+        func model(threads: Int) throws -> TwoTowerModel {
+            var p = TwoTowerParameters()
+            p.dimension = 8
+            p.hidden = [12]
+            p.idDropout = 0.2
+            p.threads = threads
+            return TwoTowerModel(userFeatures: try tinyFeatures(70, seed: 1), itemFeatures: try tinyFeatures(40, seed: 2), parameters: p)
+        }
+        let one = try model(threads: 1), two = try model(threads: 2)
+        var rng = SeededGenerator(seed: 9)
+        let users = (0..<97).map { _ in Int32(rng.nextInt(below: 70)) }, items = (0..<97).map { _ in Int32(rng.nextInt(below: 40)) }
+        #expect(Tower.rowBlocks(97, threads: 2).count == 2, "the batch must really split")
+        var r1 = SeededGenerator(seed: 5), r2 = SeededGenerator(seed: 5)
+        let l1 = one.computeGradients(users: users, items: items, rng: &r1)
+        let l2 = two.computeGradients(users: users, items: items, rng: &r2)
+        #expect(abs(l1 - l2) < 1e-5 * max(1, abs(l1)))
+        func close(_ a: [Float], _ b: [Float], _ what: String) {
+            #expect(a.count == b.count, "\(what): sizes")
+            let scale = a.map(abs).max() ?? 0
+            let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+            #expect(scale > 0 && worst <= 1e-5 * scale, "\(what): largest difference \(worst) of \(scale)")
+        }
+        for (t1, t2, side) in [(one.users, two.users, "user"), (one.items, two.items, "item")] {
+            for l in t1.layers.indices {
+                close(t1.layers[l].gw, t2.layers[l].gw, "\(side) layer \(l) weights")
+                close(t1.layers[l].gb, t2.layers[l].gb, "\(side) layer \(l) biases")
+            }
+            close(t1.embeddingGradients, t2.embeddingGradients, "\(side) embedding inputs")
+        }
+        // And the updates they lead to.
+        one.users.step(learningRate: 0.01, embeddingLearningRate: 0.05)
+        two.users.step(learningRate: 0.01, embeddingLearningRate: 0.05)
+        for f in one.users.tables.indices { close(one.users.tables[f], two.users.tables[f], "user table \(f) after a step") }
+    }
+
+    @Test("the in-batch softmax kernel matches a direct computation in doubles, with and without AVX2")
+    func softmaxKernel() {
+        let n = 37  // not a multiple of 8: the vector loop's tails run too
+        var rng = SeededGenerator(seed: 11)
+        let logits = (0..<(n * n)).map { _ in rng.nextGaussian() * 8 }
+        let items = (0..<n).map { _ in Int32(rng.nextInt(below: 25)) }  // repeats: accidental hits
+        let logQ = (0..<n).map { _ in -rng.nextUnit() * 5 }
+        let scale = 1 / Float(n)
+        // The reference: masked, corrected row softmax in Double; gradient scale * (p - onehot).
+        var expected = [Double](repeating: 0, count: n * n), expectedLoss = 0.0
+        for i in 0..<n {
+            let z = (0..<n).map { j -> Double in
+                j != i && items[j] == items[i] ? -.infinity : Double(logits[i * n + j]) - Double(logQ[j])
+            }
+            let mx = z.max()!
+            let e = z.map { exp($0 - mx) }, sum = e.reduce(0, +)
+            expectedLoss -= log(e[i] / sum)
+            for j in 0..<n { expected[i * n + j] = Double(scale) * (e[j] / sum - (j == i ? 1 : 0)) }
+        }
+        for scalar in [false, true] {
+            fk_force_scalar(scalar ? 1 : 0)
+            defer { fk_force_scalar(0) }
+            var s = logits
+            // Two calls over row ranges, as the blocks of a step make them.
+            let loss = s.withUnsafeMutableBufferPointer { sp in
+                items.withUnsafeBufferPointer { ip in logQ.withUnsafeBufferPointer { qp in
+                    fk_inbatch_softmax_rows(sp.baseAddress!, n, 0, 20, ip.baseAddress!, qp.baseAddress!, scale)
+                        + fk_inbatch_softmax_rows(sp.baseAddress!, n, 20, n, ip.baseAddress!, qp.baseAddress!, scale)
+                } }
+            }
+            #expect(abs(Double(loss) - expectedLoss) < 1e-4 * expectedLoss, "scalar \(scalar): loss \(loss) vs \(expectedLoss)")
+            let worst = zip(s, expected).map { abs(Double($0) - $1) }.max()!
+            #expect(worst < 1e-6, "scalar \(scalar): largest gradient error \(worst)")
+            // Masked columns get exactly zero.
+            for i in 0..<n { for j in 0..<n where j != i && items[j] == items[i] { #expect(s[i * n + j] == 0) } }
+        }
     }
 
     @Test("training lowers the loss and ranks a planted preference above chance")
