@@ -171,3 +171,30 @@ public struct AttributeTable: Sendable, Equatable {
 }
 
 import Foundation
+extension AttributeTable {
+    /// This table's rows reordered to follow `keys` (row i describes `keys[i]`), for joining an
+    /// attribute file to an interaction log whose vocabulary has grown past it. Keys without a
+    /// row get missing values: categorical code -1, no values, NaN, `Timestamp.missing`, "".
+    /// - Returns: the aligned table and how many keys had no row.
+    public func aligned(to keys: Vocabulary) -> (table: AttributeTable, missing: Int) {
+        let rows: [Int?] = keys.keys.map { self.keys.lookup($0).map(Int.init) }
+        var out = [String: AttributeColumn]()
+        for (name, column) in columns {
+            switch column {
+            case .categorical(let v, let codes):
+                out[name] = .categorical(vocabulary: v, codes: rows.map { $0.map { codes[$0] } ?? -1 })
+            case .multiCategorical(let v, let offsets, let codes):
+                var o: [Int32] = [0], c = [Int32]()
+                for r in rows {
+                    if let r { c.append(contentsOf: codes[Int(offsets[r])..<Int(offsets[r + 1])]) }
+                    o.append(Int32(c.count))
+                }
+                out[name] = .multiCategorical(vocabulary: v, offsets: o, codes: c)
+            case .numeric(let x): out[name] = .numeric(rows.map { $0.map { x[$0] } ?? .nan })
+            case .timestamp(let t): out[name] = .timestamp(rows.map { $0.map { t[$0] } ?? Timestamp.missing })
+            case .text(let s): out[name] = .text(rows.map { $0.map { s[$0] } ?? "" })
+            }
+        }
+        return (AttributeTable(keys: keys, columns: out, columnOrder: columnOrder), rows.filter { $0 == nil }.count)
+    }
+}

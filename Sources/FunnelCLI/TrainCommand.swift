@@ -2,14 +2,21 @@ import ArgumentParser
 import Foundation
 import Funnel
 
-/// `funnel train`: two-tower retrieval trained on MovieLens, evaluated leave-last-one-out
-/// against popularity and implicit ALS computed on the same split.
+/// `funnel train`: two-tower retrieval trained on MovieLens or on CSV files described by a
+/// feature schema, evaluated leave-last-one-out against popularity and implicit ALS computed
+/// on the same split.
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Train user and item towers with in-batch softmax; evaluate against popularity and ALS.")
 
-    @Option(help: "MovieLens ml-100k folder (u.data, u.item, u.user).") var movielens: String
+    @Option(help: "MovieLens ml-100k folder (u.data, u.item, u.user).") var movielens: String?
+    @Option(help: "Interaction log CSV with a header (instead of --movielens); columns from --schema, else user_id, item_id, timestamp.")
+    var interactions: String?
+    @Option(help: "Item attributes CSV (key column and feature columns from --schema).") var items: String?
+    @Option(help: "User attributes CSV (key column and feature columns from --schema).") var users: String?
+    @Option(help: "Feature schema JSON: interaction columns, and per side the key column and features (see FeatureSchema).")
+    var schema: String?
     @Option var dimension: Int = 64
     @Option var epochs: Int = 20
     @Option var batchSize: Int = 1024
@@ -32,14 +39,33 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Write the model folder here instead of registering it (towers, HNSW index over item embeddings, history, metrics).")
     var out: String?
     @Option(help: "Registry root the model is registered in (when --out is not given).") var registry: String = "indexes"
-    @Option(help: "Model name in the registry.") var name: String = "movielens"
+    @Option(help: "Model name in the registry (default: movielens, or the interaction file's name).") var name: String?
+
+    /// The training data named on the command line: --movielens, or --interactions with
+    /// optional --items, --users and --schema.
+    func loadInput() throws -> TrainingData {
+        switch (movielens, interactions) {
+        case (let dir?, nil):
+            guard items == nil, users == nil, schema == nil else {
+                throw ValidationError("--items, --users and --schema go with --interactions, not --movielens")
+            }
+            return try TrainingData.movieLens(dir)
+        case (nil, let file?):
+            let data = try TrainingData.csv(interactions: file, items: items, users: users,
+                                            schema: try schema.map(FeatureSchema.load) ?? FeatureSchema())
+            for note in data.notes { print("note: \(note)") }
+            return data
+        default:
+            throw ValidationError("give either --movielens DIR or --interactions FILE.csv")
+        }
+    }
 
     func run() throws {
         try FunnelCLI.run {
-            let ml = try MovieLens.load(directory: movielens)
-            let log = ml.interactions
+            let input = try loadInput()
+            let log = input.log
             let split = LeaveLastOutSplit(log)
-            let (userFeatures, itemFeatures) = try Self.movieLensFeatures(ml)
+            let (userFeatures, itemFeatures) = (input.userFeatures, input.itemFeatures)
             var p = TwoTowerParameters()
             p.dimension = dimension
             p.epochs = epochs
@@ -51,7 +77,7 @@ struct TrainCommand: ParsableCommand {
             p.logQCorrection = logQ
             p.seed = seed
             p.threads = max(1, threads)
-            print("ml-100k: \(log.count) interactions, \(ml.users.count) users, \(ml.items.count) items; "
+            print("\(input.label): \(log.count) interactions, \(log.users.count) users, \(log.items.count) items; "
                   + "\(split.train.count) train, \(split.validation.count) validation, \(split.test.count) test")
             let model = TwoTowerModel(userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p)
             var rng = SeededGenerator(seed: seed)
@@ -66,7 +92,7 @@ struct TrainCommand: ParsableCommand {
             let trainSeconds = now() - t0
             let towers = try model.evaluate(heldOut: split.test, exclude: split.seenBeforeTest)
             // Baselines on the same split.
-            var counts = [Float](repeating: 0, count: ml.items.count)
+            var counts = [Float](repeating: 0, count: log.items.count)
             for pair in split.train { counts[Int(pair.item)] += 1 }
             let popularity = RetrievalMetrics.evaluate(heldOut: split.test, exclude: split.seenBeforeTest, scores: { _ in counts })
             var rows = [["two-tower", "\(towers)"], ["popularity", "\(popularity)"]]
@@ -77,7 +103,7 @@ struct TrainCommand: ParsableCommand {
                 let grid: [(Float, Float)] = alsGrid ? [(1, 10), (10, 10), (1, 40), (10, 40)] : [(1, 10)]
                 var best: (score: Double, x: Matrix, y: Matrix, reg: Float, alpha: Float)? = nil
                 for (reg, alpha) in grid {
-                    let (x, y) = ImplicitALS.fit(pairs: split.train, users: ml.users.count, items: ml.items.count,
+                    let (x, y) = ImplicitALS.fit(pairs: split.train, users: log.users.count, items: log.items.count,
                                                  regularization: reg, alpha: alpha)
                     let v = try RetrievalMetrics.evaluate(users: x, items: y, heldOut: split.validation,
                                                           exclude: { split.trainItems[Int($0)] })
@@ -91,14 +117,14 @@ struct TrainCommand: ParsableCommand {
             print("test (leave-last-one-out, full corpus, seen items excluded):")
             printAligned(header: ["model", "metrics"], rows: rows)
             print("two-tower training: \(fmt(trainSeconds, 1)) s, \(fmt(Double(examples) / trainSeconds, 0)) examples/s (including per-epoch validation)")
-            if incremental { try runIncremental(ml: ml, userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p) }
-            if coldStart { try runColdStart(ml: ml, split: split, userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p) }
+            if incremental { try runIncremental(input: input, userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p) }
+            if coldStart { try runColdStart(input: input, split: split, userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p) }
 
             // The model folder: towers, the item index, each user's history, the metrics;
             // registered as the next version of --name unless --out names a folder.
             let out = self.out ?? "\(registry)/.incoming-\(UUID().uuidString)"
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            try model.save(to: "\(out)/towers.fnl", userIDs: ml.users.keys.keys, itemIDs: ml.items.keys.keys)
+            try model.save(to: "\(out)/towers.fnl", userIDs: log.users.keys, itemIDs: log.items.keys)
             let itemVectors = model.embedAll(model.items)
             let index = try HNSWIndex(dimension: p.dimension, parameters: .init(metric: .cosine, M: 16, efConstruction: 200))
             try index.add(itemVectors)
@@ -106,7 +132,7 @@ struct TrainCommand: ParsableCommand {
             try UserHistory(split.trainItems).save(to: "\(out)/history.fnl")
             // The ranker: every user's validation interaction replayed as of its time.
             let rankerStart = now()
-            let features = try Self.movieLensRankingFeatures(ml)
+            let features = try input.rankingFeatures()
             var config = PipelineConfig()
             config.candidates = 200
             config.inline = true
@@ -147,6 +173,8 @@ struct TrainCommand: ParsableCommand {
                 if let json { try AtomicFile.write(Array(data) + [10], to: json) }
             }
             if self.out == nil {
+                let name = self.name ?? (movielens != nil ? "movielens"
+                    : ((input.label as NSString).deletingPathExtension.isEmpty ? "model" : (input.label as NSString).deletingPathExtension))
                 let v = try ModelRegistry(root: registry).register(
                     name, from: out, dataFingerprint: fingerprint(log),
                     metrics: ["HR@10": towers.hr10, "NDCG@10": towers.ndcg10, "HR@50": towers.hr50, "MRR": towers.mrr])
@@ -186,15 +214,15 @@ struct TrainCommand: ParsableCommand {
     /// PROTOCOLS.md section 2, incremental retraining. Each user's first interaction after
     /// the 90% time quantile is held out and ranked among all items, leaving out what the
     /// user touched before it.
-    func runIncremental(ml: MovieLens, userFeatures: EntityFeatures, itemFeatures: EntityFeatures,
+    func runIncremental(input: TrainingData, userFeatures: EntityFeatures, itemFeatures: EntityFeatures,
                         parameters: TwoTowerParameters) throws {
-        let log = ml.interactions
+        let log = input.log
         let times = log.timestamps.sorted()
         let q80 = times[times.count * 8 / 10], q90 = times[times.count * 9 / 10]
         var old = [(user: Int32, item: Int32)](), new = [(user: Int32, item: Int32)]()
         // Every interaction after the 90% quantile is a held-out target, ranked among all items
         // minus what its user touched before it (earlier held-out ones included).
-        var seen = [Set<Int32>](repeating: [], count: ml.users.count)
+        var seen = [Set<Int32>](repeating: [], count: log.users.count)
         var targets = [(user: Int32, item: Int32, exclude: Set<Int32>)]()
         for n in log.chronologicalOrder() {
             let pair = (user: log.userIndex[n], item: log.itemIndex[n]), t = log.timestamps[n]
@@ -251,12 +279,13 @@ struct TrainCommand: ParsableCommand {
               + "in \(fmt(incSeconds / fullSeconds * 100, 1))% of its wall time")
     }
 
-    func runColdStart(ml: MovieLens, split: LeaveLastOutSplit, userFeatures: EntityFeatures,
+    func runColdStart(input: TrainingData, split: LeaveLastOutSplit, userFeatures: EntityFeatures,
                       itemFeatures: EntityFeatures, parameters: TwoTowerParameters) throws {
-        var shuffled = Array(0..<ml.items.count)
+        let itemCount = input.log.items.count
+        var shuffled = Array(0..<itemCount)
         var g = SeededGenerator(seed: 42)
         shuffled.shuffle(using: &g)
-        let cold = Set(shuffled.prefix(ml.items.count / 10).map { Int32($0) })
+        let cold = Set(shuffled.prefix(itemCount / 10).map { Int32($0) })
         let coldList = cold.sorted()
         let train = split.train.filter { !cold.contains($0.item) }
         var p = parameters
@@ -268,29 +297,31 @@ struct TrainCommand: ParsableCommand {
         model.fit(train, rng: &rng)
         let u = model.embedAll(model.users)
         let v = model.embedAll(model.items, withoutID: true)
-        // Genre profiles: a user's mean genre vector over training items; an item's genre indicator.
-        guard case .multiCategorical(let gv, let off, let codes)? = ml.items.columns["genres"] else { return }
+        // Category profiles (genres on MovieLens): a user's summed category indicators over
+        // training items; an item's category indicator. Without a category column, no baseline.
+        let categories = input.itemCategories()
+        let nc = categories?.count ?? 0
         func genres(_ i: Int) -> [Float] {
-            var x = [Float](repeating: 0, count: gv.count)
-            for j in Int(off[i])..<Int(off[i + 1]) { x[Int(codes[j])] = 1 }
+            var x = [Float](repeating: 0, count: nc)
+            for c in categories?.lists[i] ?? [] { x[Int(c)] = 1 }
             return x
         }
-        var profile = [[Float]](repeating: [Float](repeating: 0, count: gv.count), count: ml.users.count)
+        var profile = [[Float]](repeating: [Float](repeating: 0, count: nc), count: input.log.users.count)
         for pair in train {
             let gi = genres(Int(pair.item))
-            for j in 0..<gv.count { profile[Int(pair.user)][j] += gi[j] }
+            for j in 0..<nc { profile[Int(pair.user)][j] += gi[j] }
         }
         var towerHits = 0, genreHits = 0, total = 0
-        let log = ml.interactions
+        let log = input.log
         for n in 0..<log.count where cold.contains(log.itemIndex[n]) {
             let user = Int(log.userIndex[n]), target = log.itemIndex[n]
             let ur = u.row(user)
             let ts = Distance.dot(ur, v.row(Int(target)))
-            let gs = Distance.cosineSimilarity(profile[user], genres(Int(target)))
+            let gs = nc > 0 ? Distance.cosineSimilarity(profile[user], genres(Int(target))) : 0
             var towerRank = 0, genreRank = 0
             for c in coldList where c != target {
                 if Distance.dot(ur, v.row(Int(c))) >= ts { towerRank += 1 }
-                if Distance.cosineSimilarity(profile[user], genres(Int(c))) >= gs { genreRank += 1 }
+                if nc > 0 && Distance.cosineSimilarity(profile[user], genres(Int(c))) >= gs { genreRank += 1 }
             }
             total += 1
             if towerRank < 10 { towerHits += 1 }
@@ -300,7 +331,7 @@ struct TrainCommand: ParsableCommand {
         print("cold start: \(cold.count) items held out of training, \(total) interactions on them, ranked among the cold items:")
         printAligned(header: ["method", "HR@10"], rows: [
             ["two-tower, items from features alone", fmt(Double(towerHits) / n, 4)],
-            ["genre-profile content baseline (ties count against)", fmt(Double(genreHits) / n, 4)],
+            ["\(input.category ?? "category")-profile content baseline (ties count against)", nc > 0 ? fmt(Double(genreHits) / n, 4) : "n/a (no category column)"],
             ["random", fmt(10 / Double(cold.count), 4)],
         ])
     }

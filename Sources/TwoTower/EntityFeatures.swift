@@ -2,24 +2,43 @@ import Datasets
 import Foundation
 import LinearAlgebra
 
-/// How one feature of a user or item becomes embedding lookups.
+/// How one feature of a user or item becomes tower inputs: embedding lookups (pooled when
+/// there are several), or for `numericStandardized` one input holding the value itself.
 public enum FeatureKind: Sendable, Equatable {
     /// The entity's own id (its row); dropped out in training so the tower also works without it.
     case id
-    /// A categorical column: one lookup.
+    /// A categorical column: one lookup in a vocabulary of the values seen.
     case categorical(column: String)
-    /// A multi-valued categorical column: the mean of its values' embeddings.
-    case multiCategorical(column: String)
+    /// A categorical column hashed into `buckets` rows (unbounded vocabularies; collisions share a row).
+    case hashedCategorical(column: String, buckets: Int)
+    /// A multi-valued categorical column: its values' embeddings pooled (mean or sum).
+    case multiCategorical(column: String, pooling: Pooling = .mean)
     /// A numeric column cut into quantile buckets: one lookup.
     case numericBuckets(column: String, buckets: Int)
+    /// A numeric column standardized to zero mean and unit variance, fed to the tower as one
+    /// input (missing: 0, the mean).
+    case numericStandardized(column: String)
     /// A timestamp column turned into an age (now - t) and bucketized on a log scale.
     case ageBuckets(column: String, now: Int64, buckets: Int)
     /// Free text: lower-cased word tokens hashed into `buckets`, mean-pooled.
     case hashedText(column: String, buckets: Int)
+
+    /// How several lookups of one entity combine (mean for all but a summed multi-categorical).
+    public var pooling: Pooling {
+        if case .multiCategorical(_, let p) = self { return p }
+        return .mean
+    }
+
+    /// True for the kinds that feed values rather than embedding lookups.
+    public var isDense: Bool {
+        if case .numericStandardized = self { return true }
+        return false
+    }
 }
 
-/// One feature's lookups for every entity: entity e uses codes[offsets[e] ..< offsets[e+1]]
-/// (code 0 is "unknown", used for missing values and dropped ids).
+/// One feature's inputs for every entity. Lookup features: entity e uses
+/// codes[offsets[e] ..< offsets[e+1]] (code 0 is "unknown", used for missing values and
+/// dropped ids). Dense features: entity e's input is values[e] (no codes, no table).
 public struct FeatureField: Sendable {
     public var name: String
     public var kind: FeatureKind
@@ -27,10 +46,19 @@ public struct FeatureField: Sendable {
     public var dimension: Int
     public var offsets: [Int32]
     public var codes: [Int32]
+    /// Dense features only: one value per entity.
+    public var values: [Float] = []
 
     /// The fourth-root rule: about 6 * vocab^(1/4) dimensions, clamped to 4...64.
     public static func defaultDimension(vocabulary: Int) -> Int {
         min(64, max(4, Int((6 * pow(Double(vocabulary), 0.25)).rounded())))
+    }
+
+    /// FNV-1a, the hash of hashed categoricals and text tokens (stable across runs and machines).
+    static func hash<S: Sequence>(_ bytes: S) -> UInt64 where S.Element == UInt8 {
+        var h: UInt64 = 1_469_598_103_934_665_603
+        for b in bytes { h = (h ^ UInt64(b)) &* 1_099_511_628_211 }
+        return h
     }
 }
 
@@ -39,14 +67,30 @@ public struct EntityFeatures: Sendable {
     public var count: Int
     public var fields: [FeatureField]
 
-    /// Builds fields from an attribute table whose rows are the entities (row i = entity i).
+    /// Builds fields from an attribute table whose rows are the entities (row i = entity i),
+    /// with default embedding widths.
     /// - Throws: `TwoTowerError.missingColumn` when a named column is absent or of another kind.
     public static func build(count: Int, table: AttributeTable?, kinds: [(String, FeatureKind)]) throws -> EntityFeatures {
+        try build(count: count, table: table, features: kinds.map { FeatureSpec($0.0, $0.1) })
+    }
+
+    /// Builds fields from an attribute table whose rows are the entities (row i = entity i).
+    /// - Throws: `TwoTowerError.missingColumn` when a named column is absent or of another
+    ///   kind, `TwoTowerError.invalidParameter` for a bucket count or width below 1.
+    public static func build(count: Int, table: AttributeTable?, features: [FeatureSpec]) throws -> EntityFeatures {
+        if let table, table.count < count {
+            throw TwoTowerError.invalidData("the attribute table has \(table.count) rows for \(count) entities")
+        }
         var fields = [FeatureField]()
-        for (name, kind) in kinds {
-            var offsets: [Int32] = [0], codes = [Int32]()
+        for spec in features {
+            let kind = spec.kind
+            var offsets: [Int32] = [0], codes = [Int32](), values = [Float]()
             var vocab = 1
             func one(_ c: Int32) { codes.append(c); offsets.append(Int32(codes.count)) }
+            func buckets(_ n: Int) throws -> Int {
+                guard n >= 1 else { throw TwoTowerError.invalidParameter("feature \(spec.name): \(n) buckets") }
+                return n
+            }
             switch kind {
             case .id:
                 vocab = count + 1
@@ -55,44 +99,59 @@ public struct EntityFeatures: Sendable {
                 guard let (v, c) = table?.categoricalCodes(column) else { throw TwoTowerError.missingColumn(column) }
                 vocab = v.count + 1
                 for e in 0..<count { one(c[e] + 1) }
-            case .multiCategorical(let column):
+            case .hashedCategorical(let column, let n):
+                guard let (v, c) = table?.categoricalCodes(column) else { throw TwoTowerError.missingColumn(column) }
+                vocab = try buckets(n) + 1
+                let hashed = v.keys.map { Int32(FeatureField.hash($0.utf8) % UInt64(n)) + 1 }
+                for e in 0..<count { one(c[e] >= 0 ? hashed[Int(c[e])] : 0) }
+            case .multiCategorical(let column, _):
                 guard case .multiCategorical(let v, let off, let c)? = table?.columns[column] else { throw TwoTowerError.missingColumn(column) }
                 vocab = v.count + 1
                 for e in 0..<count {
                     for j in Int(off[e])..<Int(off[e + 1]) { codes.append(c[j] + 1) }
                     offsets.append(Int32(codes.count))
                 }
-            case .numericBuckets(let column, let buckets):
+            case .numericBuckets(let column, let n):
                 guard case .numeric(let x)? = table?.columns[column] else { throw TwoTowerError.missingColumn(column) }
-                let present = x.filter { !$0.isNaN }.sorted()
-                let edges = (1..<buckets).map { present.isEmpty ? 0 : present[min(present.count - 1, $0 * present.count / buckets)] }
-                vocab = buckets + 1
+                let n = try buckets(n)
+                let present = x.prefix(count).filter { !$0.isNaN }.sorted()
+                let edges = (1..<n).map { present.isEmpty ? 0 : present[min(present.count - 1, $0 * present.count / n)] }
+                vocab = n + 1
                 for e in 0..<count {
                     if x[e].isNaN { one(0) } else { one(Int32(edges.filter { x[e] >= $0 }.count + 1)) }
                 }
-            case .ageBuckets(let column, let now, let buckets):
+            case .numericStandardized(let column):
+                guard case .numeric(let x)? = table?.columns[column] else { throw TwoTowerError.missingColumn(column) }
+                let present = x.prefix(count).filter { !$0.isNaN }.map(Double.init)
+                let mean = present.isEmpty ? 0 : present.reduce(0, +) / Double(present.count)
+                let variance = present.isEmpty ? 0 : present.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(present.count)
+                let scale = variance > 0 ? 1 / variance.squareRoot() : 1
+                vocab = 0
+                values = (0..<count).map { x[$0].isNaN ? 0 : Float((Double(x[$0]) - mean) * scale) }
+                offsets = [Int32](repeating: 0, count: count + 1)
+            case .ageBuckets(let column, let now, let n):
                 guard case .timestamp(let t)? = table?.columns[column] else { throw TwoTowerError.missingColumn(column) }
-                vocab = buckets + 1
+                let n = try buckets(n)
+                vocab = n + 1
                 for e in 0..<count {
                     if t[e] == Timestamp.missing { one(0); continue }
                     let days = max(0, Double(now - t[e]) / 86_400)
-                    one(Int32(min(buckets - 1, Int(log2(1 + days))) + 1))
+                    one(Int32(min(n - 1, Int(log2(1 + days))) + 1))
                 }
-            case .hashedText(let column, let buckets):
+            case .hashedText(let column, let n):
                 guard case .text(let texts)? = table?.columns[column] else { throw TwoTowerError.missingColumn(column) }
-                vocab = buckets + 1
+                let n = try buckets(n)
+                vocab = n + 1
                 for e in 0..<count {
                     let words = texts[e].lowercased().split { !$0.isLetter && !$0.isNumber }
-                    for w in words {
-                        var h: UInt64 = 1_469_598_103_934_665_603
-                        for b in w.utf8 { h = (h ^ UInt64(b)) &* 1_099_511_628_211 }
-                        codes.append(Int32(h % UInt64(buckets)) + 1)
-                    }
+                    for w in words { codes.append(Int32(FeatureField.hash(w.utf8) % UInt64(n)) + 1) }
                     offsets.append(Int32(codes.count))
                 }
             }
-            fields.append(FeatureField(name: name, kind: kind, vocabularySize: vocab,
-                                       dimension: FeatureField.defaultDimension(vocabulary: vocab), offsets: offsets, codes: codes))
+            let dimension = kind.isDense ? 1 : (spec.dimension ?? FeatureField.defaultDimension(vocabulary: vocab))
+            guard dimension >= 1 else { throw TwoTowerError.invalidParameter("feature \(spec.name): width \(dimension)") }
+            fields.append(FeatureField(name: spec.name, kind: kind, vocabularySize: vocab, dimension: dimension,
+                                       offsets: offsets, codes: codes, values: values))
         }
         return EntityFeatures(count: count, fields: fields)
     }

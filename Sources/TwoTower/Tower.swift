@@ -160,6 +160,11 @@ public final class Tower {
             droppedID.withUnsafeBufferPointer { dropped in
                 for (fi, f) in features.fields.enumerated() {
                     let off = fieldOffsets[fi], d = f.dimension, isID = f.kind == .id
+                    if f.kind.isDense {
+                        for r in rows { x[r * inDim + off] = f.values[Int(entities[r])] }
+                        continue
+                    }
+                    let sum = f.kind.pooling == .sum
                     tables[fi].withUnsafeBufferPointer { t in
                         f.offsets.withUnsafeBufferPointer { offsets in
                             f.codes.withUnsafeBufferPointer { codes in
@@ -174,7 +179,7 @@ public final class Tower {
                                         dst.update(from: table, count: d)  // row 0: unknown
                                         continue
                                     }
-                                    let inv = 1 / Float(hi - lo)
+                                    let inv = sum ? 1 : 1 / Float(hi - lo)
                                     for k in lo..<hi {
                                         let src = table + Int(codes[k]) * d
                                         for j in 0..<d { dst[j] += src[j] * inv }
@@ -299,8 +304,8 @@ public final class Tower {
         }
         let bsz = batchEntities.count, inDim = widths[0], eg = grads[0].pointer
         if slots.count != features.fields.count { slots = features.fields.map { _ in [] } }
-        for (fi, f) in features.fields.enumerated() {
-            let off = fieldOffsets[fi], d = f.dimension, isID = f.kind == .id
+        for (fi, f) in features.fields.enumerated() where !f.kind.isDense {
+            let off = fieldOffsets[fi], d = f.dimension, isID = f.kind == .id, sum = f.kind.pooling == .sum
             if slots[fi].count != f.vocabularySize { slots[fi] = [Int32](repeating: -1, count: f.vocabularySize) }
             // Sum each touched row's gradient over the batch, then one Adagrad update per row.
             var lookups = 0
@@ -330,7 +335,7 @@ public final class Tower {
                     if isID && droppedID[r] { lo = hi }
                     let src = eg + r * inDim + off
                     if lo == hi { add(0, src, 1); continue }
-                    let inv = 1 / Float(hi - lo)
+                    let inv = sum ? 1 : 1 / Float(hi - lo)
                     for k in lo..<hi { add(f.codes[k], src, inv) }
                 }
                 tables[fi].withUnsafeMutableBufferPointer { table in
@@ -354,7 +359,7 @@ public final class Tower {
 extension EntityFeatures {
     /// `n` more entities known only by their id: every `.id` field gains `n` codes (entity
     /// count + j gets code count + j + 1), every other field gives them the unknown code 0
-    /// (their attributes are not known yet). Field widths stay as they are, so a tower
+    /// (or the mean, 0, for a standardized numeric; their attributes are not known yet). Field widths stay as they are, so a tower
     /// trained on the old features can grow to these (`Tower.grown(to:)`).
     public func appending(_ n: Int) -> EntityFeatures {
         precondition(n >= 0, "cannot append a negative number of entities")
@@ -363,7 +368,11 @@ extension EntityFeatures {
             let isID = out.fields[i].kind == .id
             if isID { out.fields[i].vocabularySize += n }
             for j in 0..<n {
-                out.fields[i].codes.append(isID ? Int32(count + j + 1) : 0)
+                if out.fields[i].kind.isDense {
+                    out.fields[i].values.append(0)  // the standardized mean
+                } else {
+                    out.fields[i].codes.append(isID ? Int32(count + j + 1) : 0)
+                }
                 out.fields[i].offsets.append(Int32(out.fields[i].codes.count))
             }
         }

@@ -3,14 +3,17 @@ import LinearAlgebra
 import Persistence
 
 extension FeatureKind {
-    /// A stable text form for files: "id", "categorical:col", "multi:col", "numeric:col:n",
-    /// "age:col:now:n", "text:col:n".
+    /// A stable text form for files: "id", "categorical:col", "hashed:col:n", "multi:col"
+    /// (mean) or "multi:col:sum", "numeric:col:n", "standardized:col", "age:col:now:n",
+    /// "text:col:n".
     var encoded: String {
         switch self {
         case .id: return "id"
         case .categorical(let c): return "categorical:\(c)"
-        case .multiCategorical(let c): return "multi:\(c)"
+        case .hashedCategorical(let c, let n): return "hashed:\(c):\(n)"
+        case .multiCategorical(let c, let pooling): return pooling == .mean ? "multi:\(c)" : "multi:\(c):\(pooling.rawValue)"
         case .numericBuckets(let c, let n): return "numeric:\(c):\(n)"
+        case .numericStandardized(let c): return "standardized:\(c)"
         case .ageBuckets(let c, let now, let n): return "age:\(c):\(now):\(n)"
         case .hashedText(let c, let n): return "text:\(c):\(n)"
         }
@@ -21,8 +24,11 @@ extension FeatureKind {
         switch (p.first, p.count) {
         case ("id", 1): self = .id
         case ("categorical", 2): self = .categorical(column: p[1])
+        case ("hashed", 3): guard let n = Int(p[2]), n >= 1 else { return nil }; self = .hashedCategorical(column: p[1], buckets: n)
         case ("multi", 2): self = .multiCategorical(column: p[1])
+        case ("multi", 3): guard let pooling = Pooling(rawValue: p[2]) else { return nil }; self = .multiCategorical(column: p[1], pooling: pooling)
         case ("numeric", 3): guard let n = Int(p[2]) else { return nil }; self = .numericBuckets(column: p[1], buckets: n)
+        case ("standardized", 2): self = .numericStandardized(column: p[1])
         case ("age", 4): guard let t = Int64(p[2]), let n = Int(p[3]) else { return nil }; self = .ageBuckets(column: p[1], now: t, buckets: n)
         case ("text", 3): guard let n = Int(p[2]) else { return nil }; self = .hashedText(column: p[1], buckets: n)
         default: return nil
@@ -37,7 +43,8 @@ extension TwoTowerModel {
     /// training parameters, atomically in Funnel's checksummed container. Optimizer state
     /// is not saved: a warm start begins with fresh Adam/Adagrad statistics.
     public func save(to path: String, userIDs: [String], itemIDs: [String]) throws {
-        try FunnelFile.write(to: path, magic: Self.magic, version: 1) { w in
+        // Version 2 added standardized numeric fields (their per-entity values follow the table).
+        try FunnelFile.write(to: path, magic: Self.magic, version: 2) { w in
             let p = parameters
             w.write(UInt64(p.dimension))
             w.write(array: p.hidden.map { UInt64($0) })
@@ -57,6 +64,7 @@ extension TwoTowerModel {
                     w.write(array: f.offsets)
                     w.write(array: f.codes)
                     w.write(array: tower.tables[fi])
+                    if f.kind.isDense { w.write(array: f.values) }
                 }
                 w.write(UInt64(tower.layers.count))
                 for l in tower.layers {
@@ -73,7 +81,7 @@ extension TwoTowerModel {
     public static func load(from path: String) throws -> (model: TwoTowerModel, userIDs: [String], itemIDs: [String]) {
         func bad(_ why: String) -> TwoTowerError { .invalidData("\(path): \(why)") }
         do {
-            var (_, r) = try FunnelFile.read(path, magic: magic, versions: 1...1)
+            var (_, r) = try FunnelFile.read(path, magic: magic, versions: 1...2)
             var p = TwoTowerParameters()
             p.dimension = try r.readCount("dimension", max: 4096)
             p.hidden = try r.readArray(UInt64.self, "hidden widths", maxCount: 64).map { Int($0) }
@@ -99,7 +107,15 @@ extension TwoTowerModel {
                           table.allSatisfy(\.isFinite) else {
                         throw bad("field \(name) of the \(side) tower is inconsistent")
                     }
-                    fields.append(FeatureField(name: name, kind: kind, vocabularySize: vocab, dimension: dim, offsets: offsets, codes: codes))
+                    var values = [Float]()
+                    if kind.isDense {
+                        values = try r.readArray(Float.self, "values", maxCount: r.remaining)
+                        guard values.count == count, dim == 1, vocab == 0, values.allSatisfy(\.isFinite) else {
+                            throw bad("dense field \(name) of the \(side) tower is inconsistent")
+                        }
+                    }
+                    fields.append(FeatureField(name: name, kind: kind, vocabularySize: vocab, dimension: dim,
+                                               offsets: offsets, codes: codes, values: values))
                     tables.append(table)
                 }
                 var layers = [DenseLayer]()

@@ -1,0 +1,169 @@
+import Foundation
+import Testing
+@testable import TwoTower
+import Datasets
+import LinearAlgebra
+
+/// A folder of small CSV files and a schema over them.
+private func writeFiles(schema: String) throws -> (dir: String, schema: String) {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("funnel-schema-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let files = [
+        "items.csv": """
+        item_id,genres,brand,price,released,title
+        i1,Action|Drama,a,10,2020-01-01,The Big Fight
+        i2,Drama,b,20,2020-06-01,Quiet drama
+        i3,Comedy,a,,2019-01-01,Laughs
+        i4,Action,c,30,,Big laughs
+        """,
+        "users.csv": "user_id,country\nu1,fr\nu2,de\n",
+        "interactions.csv": """
+        user_id,item_id,timestamp
+        u1,i1,1593561600
+        u1,i2,1593648000
+        u2,i2,1593734400
+        u3,i9,1593820800
+        u2,i4,1593907200
+        """,
+        "schema.json": schema,
+    ]
+    for (name, text) in files { try (text + "\n").write(toFile: "\(dir)/\(name)", atomically: true, encoding: .utf8) }
+    return (dir, "\(dir)/schema.json")
+}
+
+private let goodSchema = """
+{
+  "interactions": {"user": "user_id", "item": "item_id"},
+  "items": {
+    "key": "item_id", "category": "genres", "created_at": "released",
+    "features": [
+      {"column": "genres", "type": "multi_categorical", "separator": "|", "pooling": "sum"},
+      {"column": "brand", "type": "hashed_categorical", "buckets": 7},
+      {"column": "price", "type": "numeric"},
+      {"column": "released", "type": "age", "buckets": 6},
+      {"column": "title", "type": "text", "buckets": 50, "dimension": 8}
+    ]
+  },
+  "users": {"key": "user_id", "id_dimension": 5, "features": [{"column": "country", "type": "categorical"}]}
+}
+"""
+
+@Suite("Feature schemas and CSV training data")
+struct FeatureSchemaTests {
+    @Test("CSV files with a schema become aligned tables and tower features, checked by hand")
+    func loadsCSV() throws {
+        let (dir, schemaPath) = try writeFiles(schema: goodSchema)
+        let data = try TrainingData.csv(interactions: "\(dir)/interactions.csv", items: "\(dir)/items.csv",
+                                        users: "\(dir)/users.csv", schema: try FeatureSchema.load(schemaPath))
+        // Catalog: the 4 described items plus i9, which only the log knows; users u1, u2, u3.
+        #expect(data.log.items.keys == ["i1", "i2", "i3", "i4", "i9"])
+        #expect(data.log.users.keys == ["u1", "u2", "u3"])
+        #expect(data.notes.count == 2, "\(data.notes)")
+        let f = data.itemFeatures
+        #expect(f.fields.map(\.name) == ["id", "genres", "brand", "price", "released", "title"])
+        // genres: i1 has two values, summed; i9 has none (the unknown row).
+        let genres = f.fields[1]
+        #expect(genres.kind == .multiCategorical(column: "genres", pooling: .sum))
+        #expect(genres.offsets == [0, 2, 3, 4, 5, 5])
+        // brand "a" hashed with 64-bit FNV-1a (published vector: FNV-1a("a") = 0xaf63dc4c8601ec8c) into 7 buckets.
+        let brandA = Int32(0xaf63_dc4c_8601_ec8c as UInt64 % 7) + 1
+        #expect(f.fields[2].codes[0] == brandA && f.fields[2].codes[2] == brandA && f.fields[2].vocabularySize == 8)
+        #expect(f.fields[2].codes[4] == 0, "i9 has no brand")
+        // price standardized over the present values 10, 20, 30: mean 20, sd sqrt(200/3).
+        let sd = (200.0 / 3).squareRoot()
+        let expected = [-10 / sd, 0, 0, 10 / sd, 0].map(Float.init)
+        #expect(f.fields[3].dimension == 1 && f.fields[3].vocabularySize == 0)
+        #expect(zip(f.fields[3].values, expected).allSatisfy { abs($0 - $1) < 1e-5 }, "\(f.fields[3].values)")
+        // released: ages at the newest interaction (2020-07-05): i1 186 days -> bucket floor(log2(187)) = 7,
+        // clamped to 5, + 1; i4 and i9 missing -> 0.
+        #expect(f.fields[4].codes == [6, 6, 6, 0, 0])
+        // title: a width from the schema; "big" is shared by i1 and i4.
+        #expect(f.fields[5].dimension == 8)
+        #expect(Set(f.fields[5].codes[0..<3]).contains(f.fields[5].codes[Int(f.fields[5].offsets[3])]))
+        #expect(data.userFeatures.fields.map(\.dimension).first == 5)
+        #expect(data.itemCategories()?.lists == [[0, 1], [1], [2], [0], []])
+    }
+
+    @Test("a tower feeds standardized values as they are and sums summed lookups")
+    func towerInputs() throws {
+        let (dir, schemaPath) = try writeFiles(schema: goodSchema)
+        let data = try TrainingData.csv(interactions: "\(dir)/interactions.csv", items: "\(dir)/items.csv",
+                                        users: "\(dir)/users.csv", schema: try FeatureSchema.load(schemaPath))
+        let tower = Tower(features: data.itemFeatures, hidden: [6], outputDimension: 4, seed: 3)
+        var rng = SeededGenerator(seed: 1)
+        _ = tower.forward([0, 3], rng: &rng)
+        let x = tower.acts[0].array(2 * tower.widths[0])
+        let f = data.itemFeatures.fields, off = tower.fieldOffsets
+        // Row 0 (i1): genres = table row (Action) + table row (Drama), not their mean.
+        let d = f[1].dimension
+        for j in 0..<d {
+            let sum = tower.tables[1][Int(f[1].codes[0]) * d + j] + tower.tables[1][Int(f[1].codes[1]) * d + j]
+            #expect(abs(x[off[1] + j] - sum) < 1e-6)
+        }
+        // Row 1 (i4): price is its standardized value.
+        #expect(x[tower.widths[0] + off[3]] == f[3].values[3])
+        // Save and load: the same embeddings.
+        var p = TwoTowerParameters()
+        p.dimension = 4
+        p.hidden = [6]
+        let model = TwoTowerModel(userFeatures: data.userFeatures, itemFeatures: data.itemFeatures, parameters: p)
+        for _ in 0..<5 { model.trainStep(users: [0, 0, 1, 2, 1], items: [0, 1, 1, 4, 3], rng: &rng) }
+        let path = "\(dir)/towers.fnl"
+        try model.save(to: path, userIDs: data.log.users.keys, itemIDs: data.log.items.keys)
+        let loaded = try TwoTowerModel.load(from: path).model
+        #expect(loaded.items.features.fields[3].values == f[3].values)
+        let a = model.embedAll(model.items).storage, b = loaded.embedAll(loaded.items).storage
+        #expect(zip(a, b).allSatisfy { abs($0 - $1) < 1e-6 })
+    }
+
+    @Test("schema mistakes are refused with what is wrong", arguments: [
+        (#"{"items": {"key": "item_id", "features": [{"column": "g", "type": "genre"}]}}"#, "genre"),
+        (#"{"items": {"key": "item_id", "features": [{"column": "g", "type": "multi_categorical", "seperator": ";"}]}}"#, "items.features[0].seperator"),
+        (#"{"items": {"key": "item_id", "features": [{"column": "g", "type": "categorical"}, {"column": "g", "type": "text"}]}}"#, "appears twice"),
+        (#"{"items": {"key": "item_id", "features": [{"column": "g", "type": "hashed_categorical", "buckets": 1}]}}"#, "buckets 1"),
+        (#"{"items": {"key": "item_id", "features": [{"column": "g", "type": "text", "separator": "ab"}]}}"#, "separator"),
+        (#"{"items": {"features": []}}"#, "key"),
+        (#"{"items": [1, 2]"#, "schema"),
+    ])
+    func refusesMistakes(json: String, mentions: String) throws {
+        let (_, schemaPath) = try writeFiles(schema: json)
+        do {
+            _ = try FeatureSchema.load(schemaPath)
+            Issue.record("accepted \(json)")
+        } catch let e as TwoTowerError {
+            #expect("\(e)".contains(mentions), "\(e)")
+        }
+    }
+
+    @Test("a schema naming item features without an item file, or a column the file lacks, is refused")
+    func refusesMismatch() throws {
+        let (dir, schemaPath) = try writeFiles(schema: goodSchema)
+        let schema = try FeatureSchema.load(schemaPath)
+        #expect(throws: TwoTowerError.self) { try TrainingData.csv(interactions: "\(dir)/interactions.csv", schema: schema) }
+        var wrong = schema
+        wrong.items?.features.append(.init(column: "colour", type: .categorical))
+        #expect(throws: (any Error).self) {
+            try TrainingData.csv(interactions: "\(dir)/interactions.csv", items: "\(dir)/items.csv", users: "\(dir)/users.csv", schema: wrong)
+        }
+        // Without a schema: ids only, default columns.
+        let plain = try TrainingData.csv(interactions: "\(dir)/interactions.csv")
+        #expect(plain.itemFeatures.fields.map(\.name) == ["id"] && plain.log.count == 5)
+    }
+}
+
+@Suite("Attribute tables joined to a log")
+struct AlignedTableTests {
+    @Test("rows follow the log's vocabulary; unknown keys get missing values")
+    func aligned() throws {
+        var b = AttributeTable.Builder(specs: [ColumnSpec("c", .categorical), ColumnSpec("x", .numeric), ColumnSpec("m", .multiCategorical(separator: "|"))])
+        try b.append(fields: ["red", "1", "a|b"]) { _ in TwoTowerError.invalidData("") }
+        try b.append(fields: ["blue", "2", "c"]) { _ in TwoTowerError.invalidData("") }
+        let table = b.table(keys: Vocabulary(["k1", "k2"]))
+        let (t, missing) = table.aligned(to: Vocabulary(["k2", "k9", "k1"]))
+        #expect(missing == 1)
+        #expect(t.categoricalCodes("c")?.codes == [1, -1, 0])
+        guard case .numeric(let x)? = t.columns["x"] else { Issue.record("x"); return }
+        #expect(x[0] == 2 && x[1].isNaN && x[2] == 1)
+        #expect(t.multiValues("m", row: 0) == ["c"] && t.multiValues("m", row: 1).isEmpty && t.multiValues("m", row: 2) == ["a", "b"])
+    }
+}
