@@ -190,7 +190,7 @@ struct Demo: ParsableCommand {
         // The same requests served: budgets, deadline, fallbacks, explanations.
         var totals = [Double](), paths = [String: Int]()
         for (n, (r, _)) in requests.enumerated() {
-            let answer = pipeline.recommend(r, k: k)
+            let answer = try pipeline.recommend(r, k: k)
             totals.append(answer.totalSeconds)
             paths[answer.path.joined(separator: " > "), default: 0] += 1
             if n == 0 {

@@ -168,11 +168,11 @@ struct PipelineBench: ParsableCommand {
             var stageTimes = [String: [Double]](), totals = [Double](), paths = [String: Int]()
             for _ in 0..<min(200, requests) {  // warm-up
                 let u = requestUsers[0]
-                _ = pipeline.recommend(FunnelRequest(user: u, vector: Array(userVectors.row(u)), exclude: excludes[0]), k: k)
+                _ = try pipeline.recommend(FunnelRequest(user: u, vector: Array(userVectors.row(u)), exclude: excludes[0]), k: k)
             }
             var checksum = 0
             for (n, u) in requestUsers.enumerated() {
-                let r = pipeline.recommend(FunnelRequest(user: u, vector: Array(userVectors.row(u)), exclude: excludes[n]), k: k)
+                let r = try pipeline.recommend(FunnelRequest(user: u, vector: Array(userVectors.row(u)), exclude: excludes[n]), k: k)
                 for (stage, s) in r.stageSeconds { stageTimes[stage, default: []].append(s) }
                 totals.append(r.totalSeconds)
                 paths[r.path.joined(separator: " > "), default: 0] += 1

@@ -75,6 +75,8 @@ struct Serve: AsyncParsableCommand {
                                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
             } catch let e as ValidationError {
                 return Self.error(.notFound, e.message)
+            } catch let e as ServingError {
+                return Self.error(.badRequest, "\(e)")
             }
         }
         let application = Application(router: app, configuration: .init(address: .hostname(host, port: port)))

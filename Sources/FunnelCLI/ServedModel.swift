@@ -9,6 +9,8 @@ import Funnel
 final class ServedModel: @unchecked Sendable {
     let folder: String
     let userIDs: [String]
+    /// Row of each user id (a request's lookup, O(1)).
+    let userRows: [String: Int]
     let itemIDs: [String]
     let titles: [String]?
     let userVectors: Matrix
@@ -26,6 +28,7 @@ final class ServedModel: @unchecked Sendable {
             throw ValidationError("\(folder): the model's users or items differ from the data's")
         }
         userIDs = m.userIDs
+        userRows = Dictionary(m.userIDs.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
         itemIDs = m.itemIDs
         if case .text(let t)? = ml.items.columns["title"] { titles = t } else { titles = nil }
         userVectors = m.model.embedAll(m.model.users)
@@ -50,9 +53,9 @@ final class ServedModel: @unchecked Sendable {
 
     /// The funnel's answer for a known user, everything they have seen left out.
     func recommend(user: String, k: Int) throws -> Recommendation {
-        guard let u = userIDs.firstIndex(of: user) else { throw ValidationError("unknown user '\(user)'") }
+        guard let u = userRows[user] else { throw ValidationError("unknown user '\(user)'") }
         let seen = Set(features.statistics.history(u, before: features.now &+ 1))
-        return pipeline.recommend(FunnelRequest(user: u, vector: Array(userVectors.row(u)), exclude: seen), k: k)
+        return try pipeline.recommend(FunnelRequest(user: u, vector: Array(userVectors.row(u)), exclude: seen), k: k)
     }
 
     func name(_ item: Int) -> String { titles.map { "\(itemIDs[item]) \($0[item])" } ?? itemIDs[item] }

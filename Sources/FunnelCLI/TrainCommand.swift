@@ -24,6 +24,10 @@ struct TrainCommand: ParsableCommand {
     @Option var learningRate: Float = 0.003
     @Option var embeddingLearningRate: Float = 0.05
     @Option var idDropout: Float = 0.1
+    @Option(help: "Learning-rate schedule: constant, or cosine (linear warm-up, then cosine decay to --lr-floor x the rate).")
+    var lrSchedule: String = "constant"
+    @Option(help: "Cosine schedule: warm-up steps.") var warmupSteps: Int = 50
+    @Option(help: "Cosine schedule: the final fraction of the learning rates.") var lrFloor: Float = 0.1
     @Flag(inversion: .prefixedNo, help: "logQ correction of the in-batch softmax.") var logQ = true
     @Flag(help: "Skip the ALS baseline.") var noALS = false
     @Flag(help: "Tune ALS on validation over regularization {1, 10} x confidence {10, 40} (4 fits).") var alsGrid = false
@@ -74,6 +78,15 @@ struct TrainCommand: ParsableCommand {
             p.learningRate = learningRate
             p.embeddingLearningRate = embeddingLearningRate
             p.idDropout = idDropout
+            switch lrSchedule {
+            case "constant": p.schedule = .constant
+            case "cosine":
+                guard warmupSteps >= 0, (0...1).contains(lrFloor) else {
+                    throw ValidationError("--warmup-steps must be >= 0 and --lr-floor in 0...1")
+                }
+                p.schedule = .cosine(warmupSteps: warmupSteps, floor: lrFloor)
+            default: throw ValidationError("--lr-schedule must be constant or cosine, not '\(lrSchedule)'")
+            }
             p.logQCorrection = logQ
             p.seed = seed
             p.threads = max(1, threads)
@@ -82,7 +95,9 @@ struct TrainCommand: ParsableCommand {
             let model = TwoTowerModel(userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p)
             var rng = SeededGenerator(seed: seed)
             let t0 = now()
-            let reports = model.fit(split.train, rng: &rng) { r in
+            let bar = ProgressBar()
+            let reports = model.fit(split.train, rng: &rng, progress: bar.update) { r in
+                bar.finish()
                 let valid = try! model.evaluate(heldOut: split.validation, exclude: { split.trainItems[Int($0)] })
                 print(String(format: "epoch %2d  loss %.4f  %8.0f examples/s  validation NDCG@10 %.4f  HR@10 %.4f",
                              r.epoch, r.loss, r.examplesPerSecond, valid.ndcg10, valid.hr10))
@@ -117,8 +132,10 @@ struct TrainCommand: ParsableCommand {
             print("test (leave-last-one-out, full corpus, seen items excluded):")
             printAligned(header: ["model", "metrics"], rows: rows)
             print("two-tower training: \(fmt(trainSeconds, 1)) s, \(fmt(Double(examples) / trainSeconds, 0)) examples/s (including per-epoch validation)")
-            if incremental { try runIncremental(input: input, userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p) }
-            if coldStart { try runColdStart(input: input, split: split, userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p) }
+            let incrementalReport = incremental
+                ? try runIncremental(input: input, userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p) : nil
+            let coldStartReport = coldStart
+                ? try runColdStart(input: input, split: split, userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p) : nil
 
             // The model folder: towers, the item index, each user's history, the metrics;
             // registered as the next version of --name unless --out names a folder.
@@ -164,6 +181,8 @@ struct TrainCommand: ParsableCommand {
                 var baselines: [String: Any] = ["popularity": obj(popularity)]
                 if let alsMetrics { baselines["als"] = obj(alsMetrics) }
                 report["baselines"] = baselines
+                if let coldStartReport { report["cold_start"] = coldStartReport }
+                if let incrementalReport { report["incremental"] = incrementalReport }
                 // Training time alone (the per-epoch validation excluded), as the peers measure it.
                 let pureSeconds = reports.reduce(0.0) { $0 + Double(split.train.count) / max($1.examplesPerSecond, 1e-9) }
                 report["training"] = ["wall_seconds": trainSeconds, "examples_per_second": Double(examples) / pureSeconds,
@@ -215,7 +234,7 @@ struct TrainCommand: ParsableCommand {
     /// the 90% time quantile is held out and ranked among all items, leaving out what the
     /// user touched before it.
     func runIncremental(input: TrainingData, userFeatures: EntityFeatures, itemFeatures: EntityFeatures,
-                        parameters: TwoTowerParameters) throws {
+                        parameters: TwoTowerParameters) throws -> [String: Any] {
         let log = input.log
         let times = log.timestamps.sorted()
         let q80 = times[times.count * 8 / 10], q90 = times[times.count * 9 / 10]
@@ -277,10 +296,13 @@ struct TrainCommand: ParsableCommand {
         ])
         print("incremental reaches \(fmt(incremental.hr10 / max(fullMetrics.hr10, 1e-12) * 100, 1))% of the full retrain's HR@10 "
               + "in \(fmt(incSeconds / fullSeconds * 100, 1))% of its wall time")
+        return ["held_out": targets.count, "before": ["HR@10": before.hr10, "NDCG@10": before.ndcg10],
+                "incremental": ["HR@10": incremental.hr10, "NDCG@10": incremental.ndcg10, "seconds": incSeconds],
+                "full_retrain": ["HR@10": fullMetrics.hr10, "NDCG@10": fullMetrics.ndcg10, "seconds": fullSeconds]]
     }
 
     func runColdStart(input: TrainingData, split: LeaveLastOutSplit, userFeatures: EntityFeatures,
-                      itemFeatures: EntityFeatures, parameters: TwoTowerParameters) throws {
+                      itemFeatures: EntityFeatures, parameters: TwoTowerParameters) throws -> [String: Any] {
         let itemCount = input.log.items.count
         var shuffled = Array(0..<itemCount)
         var g = SeededGenerator(seed: 42)
@@ -334,5 +356,8 @@ struct TrainCommand: ParsableCommand {
             ["\(input.category ?? "category")-profile content baseline (ties count against)", nc > 0 ? fmt(Double(genreHits) / n, 4) : "n/a (no category column)"],
             ["random", fmt(10 / Double(cold.count), 4)],
         ])
+        var out: [String: Any] = ["items": cold.count, "interactions": total, "HR@10": Double(towerHits) / n, "random_HR@10": 10 / Double(cold.count)]
+        if nc > 0 { out["category_profile_HR@10"] = Double(genreHits) / n }
+        return out
     }
 }

@@ -143,9 +143,33 @@ public final class FunnelPipeline: @unchecked Sendable {
         recommender = r
     }
 
-    /// The top `k` items for `request`, each explained; never throws (see `Recommender`).
-    public func recommend(_ request: FunnelRequest, k: Int) -> Recommendation {
-        recommender.recommend(request, k: k)
+    /// The top `k` items for `request`, each explained. A request that is wrong in itself
+    /// is refused (see `validate`); past that, a failing or slow stage never makes it throw:
+    /// the answer comes from a fallback and says so (see `Recommender`).
+    /// - Throws: `ServingError.invalidInput` from `validate`.
+    public func recommend(_ request: FunnelRequest, k: Int) throws -> Recommendation {
+        try validate(request, k: k)
+        return recommender.recommend(request, k: k)
+    }
+
+    /// Checks what the caller controls before any stage runs, so that a malformed request is
+    /// an error for the caller rather than a silent fallback to popular items.
+    /// - Throws: `ServingError.invalidInput` naming the problem: k below 1, a user outside
+    ///   the known users, a query vector of another dimension than the index's, or one
+    ///   holding NaN or an infinity.
+    public func validate(_ request: FunnelRequest, k: Int) throws {
+        guard k >= 1 else { throw ServingError.invalidInput("k must be at least 1, got \(k)") }
+        if let u = request.user, !(0..<features.statistics.userCount).contains(u) {
+            throw ServingError.invalidInput("user \(u) is outside the \(features.statistics.userCount) known users")
+        }
+        if let v = request.vector {
+            guard v.count == index.dimension else {
+                throw ServingError.invalidInput("the query vector has \(v.count) values, the index \(index.dimension) dimensions")
+            }
+            if let bad = v.firstIndex(where: { !$0.isFinite }) {
+                throw ServingError.invalidInput("the query vector holds \(v[bad]) at position \(bad)")
+            }
+        }
     }
 
     // MARK: - Stages (public so that each can be measured or run alone)

@@ -4,6 +4,41 @@ import Datasets
 import Foundation
 import LinearAlgebra
 
+/// How the learning rates move during a `fit`: a multiplier of the base rates per step.
+public enum LearningRateSchedule: Sendable, Equatable {
+    /// The base rates throughout.
+    case constant
+    /// A linear warm-up over the first `warmupSteps` steps (from 1/warmupSteps of the base
+    /// rate to all of it), then a cosine decay to `floor` times the base rate at the last step.
+    case cosine(warmupSteps: Int, floor: Float)
+
+    /// The multiplier at 0-based `step` of `total` steps.
+    public func factor(step: Int, total: Int) -> Float {
+        switch self {
+        case .constant:
+            return 1
+        case .cosine(let warmup, let floor):
+            if step < warmup { return Float(step + 1) / Float(warmup) }
+            let span = max(1, total - 1 - warmup)
+            let t = min(1, Float(step - warmup) / Float(span))
+            return floor + (1 - floor) * 0.5 * (1 + cos(Float.pi * t))
+        }
+    }
+}
+
+/// Where a `fit` is, reported after every batch (for progress bars).
+public struct TrainingProgress: Sendable {
+    public var epoch: Int
+    public var epochs: Int
+    public var examplesDone: Int
+    public var examplesTotal: Int
+    /// Mean loss of the epoch's batches so far.
+    public var loss: Float
+    public var examplesPerSecond: Double
+    /// The schedule's multiplier of the base learning rates at this step.
+    public var rateFactor: Float
+}
+
 /// Training settings.
 public struct TwoTowerParameters: Sendable {
     public var dimension = 64
@@ -13,6 +48,8 @@ public struct TwoTowerParameters: Sendable {
     public var epochs = 20
     public var learningRate: Float = 0.003
     public var embeddingLearningRate: Float = 0.05
+    /// How both learning rates change over the steps of a `fit`.
+    public var schedule = LearningRateSchedule.constant
     /// Probability of hiding an entity's id during training (cold-start robustness).
     public var idDropout: Float = 0.1
     /// Subtract log of the streaming item-frequency estimate from the logits (Yi et al. 2019).
@@ -39,6 +76,8 @@ public final class TwoTowerModel {
     var step = 0.0
     /// The B x B logits of the last step (reused from step to step).
     let logits = Scratch()
+    /// The learning-rate schedule's multiplier for the next step (set by `fit`).
+    var rateFactor: Float = 1
 
     public convenience init(userFeatures: EntityFeatures, itemFeatures: EntityFeatures, parameters: TwoTowerParameters) {
         self.init(userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: parameters, towers: nil)
@@ -60,8 +99,9 @@ public final class TwoTowerModel {
     @discardableResult
     public func trainStep(users batchUsers: [Int32], items batchItems: [Int32], rng: inout SeededGenerator) -> Float {
         let loss = computeGradients(users: batchUsers, items: batchItems, rng: &rng)
-        users.step(learningRate: parameters.learningRate, embeddingLearningRate: parameters.embeddingLearningRate)
-        items.step(learningRate: parameters.learningRate, embeddingLearningRate: parameters.embeddingLearningRate)
+        let lr = parameters.learningRate * rateFactor, elr = parameters.embeddingLearningRate * rateFactor
+        users.step(learningRate: lr, embeddingLearningRate: elr)
+        items.step(learningRate: lr, embeddingLearningRate: elr)
         return loss
     }
 
@@ -150,12 +190,16 @@ extension TwoTowerModel {
     /// - Returns: the reports of the epochs run.
     @discardableResult
     public func fit(_ pairs: [(user: Int32, item: Int32)], rng: inout SeededGenerator,
+                    progress: ((TrainingProgress) -> Void)? = nil,
                     onEpoch: (EpochReport) -> Double? = { _ in nil }) -> [EpochReport] {
         var order = Array(pairs.indices)
         var reports = [EpochReport]()
         var best = -Double.infinity, bestEpoch = 0
-        let bs = max(1, parameters.batchSize)
-        for epoch in 1...max(1, parameters.epochs) {
+        let bs = max(1, parameters.batchSize), epochs = max(1, parameters.epochs)
+        let stepsPerEpoch = (order.count + bs - 1) / bs
+        var globalStep = 0
+        defer { rateFactor = 1 }
+        for epoch in 1...epochs {
             order.shuffle(using: &rng)
             var loss: Float = 0, batches = 0, start = 0
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -164,9 +208,18 @@ extension TwoTowerModel {
             BLAS.withThreads(1) {
                 while start < order.count {
                     let idx = order[start..<min(order.count, start + bs)]
+                    rateFactor = parameters.schedule.factor(step: globalStep, total: stepsPerEpoch * epochs)
                     loss += trainStep(users: idx.map { pairs[$0].user }, items: idx.map { pairs[$0].item }, rng: &rng)
                     batches += 1
+                    globalStep += 1
                     start += bs
+                    if let progress {
+                        let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                        let done = min(start, order.count)
+                        progress(TrainingProgress(epoch: epoch, epochs: epochs, examplesDone: done, examplesTotal: order.count,
+                                                  loss: loss / Float(batches), examplesPerSecond: Double(done) / max(seconds, 1e-9),
+                                                  rateFactor: rateFactor))
+                    }
                 }
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9

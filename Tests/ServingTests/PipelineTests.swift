@@ -173,7 +173,7 @@ struct PipelineTests {
             let order = got.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : got[$0].id < got[$1].id }.map { got[$0].id }
             #expect(ranked.map(\.id) == order)
             // The whole request: k items, at most 3 per category, none excluded, each explained.
-            let answer = p.recommend(request, k: 10)
+            let answer = try p.recommend(request, k: 10)
             #expect(answer.path == ["retrieval:ann", "ranking:gbdt", "rerank"])
             #expect(answer.items.count == 10)
             #expect(Set(answer.items.map(\.id)).count == 10 && answer.items.allSatisfy { !exclude.contains(Int32($0.id)) })
@@ -195,17 +195,37 @@ struct PipelineTests {
         // The ANN stage has failed often enough for its breaker to open: no ANN call now.
         for _ in 0..<p.recommender.retrievalBreaker.failureThreshold { p.recommender.retrievalBreaker.record(success: false) }
         let q = Array(w.userVectors.row(0))
-        let a = p.recommend(FunnelRequest(user: 0, vector: q), k: 5)
+        let a = try p.recommend(FunnelRequest(user: 0, vector: q), k: 5)
         #expect(a.path == ["retrieval:circuit-open->exact", "ranking:unavailable->retrieval-order", "rerank"])
         let truth = (0..<w.items).map { ($0, Distance.dot(q, w.vectors.row($0))) }.sorted { $0.1 > $1.1 }.prefix(5).map(\.0)
         #expect(a.items.map(\.id) == truth)
 
-        let b = p.recommend(FunnelRequest(user: nil, vector: nil), k: 5)
+        let b = try p.recommend(FunnelRequest(user: nil, vector: nil), k: 5)
         #expect(b.path.first == "retrieval:circuit-open->popular", "\(b.path)")
         var counts = [Int](repeating: 0, count: w.items)
         for i in w.log.itemIndex { counts[Int(i)] += 1 }
         let popular = (0..<w.items).sorted { counts[$0] != counts[$1] ? counts[$0] > counts[$1] : $0 < $1 }.prefix(5)
         #expect(b.items.map(\.id) == Array(popular))
+    }
+
+    @Test("a malformed request is an error naming the problem, not a silent fallback")
+    func malformedRequests() throws {
+        let w = World(seed: 10)
+        let p = try pipeline(w, ranker: nil, config: PipelineConfig())
+        let q = Array(w.userVectors.row(0))
+        func message(_ request: FunnelRequest, k: Int = 5) -> String? {
+            do { _ = try p.recommend(request, k: k); return nil } catch let e as ServingError { return "\(e)" } catch { return "\(error)" }
+        }
+        #expect(message(FunnelRequest(user: 0, vector: Array(q.dropLast())))?.contains("\(q.count - 1) values") == true)
+        var nan = q
+        nan[3] = .nan
+        #expect(message(FunnelRequest(user: 0, vector: nan))?.contains("position 3") == true)
+        #expect(message(FunnelRequest(user: w.users, vector: q))?.contains("outside") == true)
+        #expect(message(FunnelRequest(user: -1, vector: q))?.contains("outside") == true)
+        #expect(message(FunnelRequest(user: 0, vector: q), k: 0)?.contains("k must be") == true)
+        // The same request, well formed, is answered by the ANN stage.
+        #expect(message(FunnelRequest(user: 0, vector: q)) == nil)
+        #expect(try p.recommend(FunnelRequest(user: 0, vector: q), k: 5).path.first == "retrieval:ann")
     }
 
     @Test("a corrupt ranker file is refused on load, and the funnel still answers in retrieval order, saying so")
@@ -229,7 +249,7 @@ struct PipelineTests {
         config.deadline = 10
         let p = try pipeline(w, ranker: loaded, config: config)
         let q = Array(w.userVectors.row(1))
-        let a = p.recommend(FunnelRequest(user: 1, vector: q), k: 5)
+        let a = try p.recommend(FunnelRequest(user: 1, vector: q), k: 5)
         #expect(a.path == ["retrieval:ann", "ranking:unavailable->retrieval-order", "rerank"])
         #expect(a.items.map(\.id) == (try p.retrieve(FunnelRequest(user: 1, vector: q), count: 5)).map(\.id))
         #expect(a.totalSeconds < config.deadline)
@@ -253,7 +273,7 @@ struct PipelineTests {
         let test = TestMetrics()
         p.recommender.metrics = StageMetrics(label: "t", factory: test)
         // No query vector: retrieval fails every time (and exact search too: popular items answer).
-        for _ in 0..<3 { _ = p.recommend(FunnelRequest(user: 0, vector: nil), k: 5) }
+        for _ in 0..<3 { _ = try p.recommend(FunnelRequest(user: 0, vector: nil), k: 5) }
         #expect(try test.expectTimer("t_stage_seconds", [("stage", "retrieval")]).values.count == 3)
         #expect(try test.expectTimer("t_request_seconds").values.count == 3)
         #expect(try test.expectCounter("t_fallbacks_total", [("kind", "retrieval:failed")]).totalValue == 3)

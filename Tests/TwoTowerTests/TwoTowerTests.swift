@@ -134,6 +134,32 @@ struct TwoTowerTests {
         }
     }
 
+    @Test("the cosine schedule warms up linearly and decays to its floor, by hand")
+    func schedule() {
+        let s = LearningRateSchedule.cosine(warmupSteps: 4, floor: 0.1)
+        #expect(s.factor(step: 0, total: 104) == 0.25)
+        #expect(s.factor(step: 3, total: 104) == 1)
+        #expect(abs(s.factor(step: 4, total: 104) - 1) < 1e-6)
+        // Halfway through the decay (step 4 + 99/2): cos(pi/2) = 0, so 0.1 + 0.9 * 0.5.
+        #expect(abs(s.factor(step: 4 + 99 / 2, total: 104) - (0.1 + 0.9 * 0.5 * (1 + cos(Float.pi * 49 / 99)))) < 1e-6)
+        #expect(abs(s.factor(step: 103, total: 104) - 0.1) < 1e-6)
+        #expect(LearningRateSchedule.constant.factor(step: 7, total: 10) == 1)
+        // fit reports every batch with the factor it used, and the last one is the floor.
+        var p = TwoTowerParameters()
+        p.dimension = 4
+        p.hidden = [4]
+        p.epochs = 2
+        p.batchSize = 10
+        p.schedule = .cosine(warmupSteps: 2, floor: 0.2)
+        let model = TwoTowerModel(userFeatures: try! tinyFeatures(8, seed: 1), itemFeatures: try! tinyFeatures(9, seed: 2), parameters: p)
+        var rng = SeededGenerator(seed: 1)
+        var seen = [TrainingProgress]()
+        model.fit((0..<35).map { (user: Int32($0 % 8), item: Int32($0 % 9)) }, rng: &rng, progress: { seen.append($0) })
+        #expect(seen.count == 8, "4 batches of 10 per epoch, 2 epochs")
+        #expect(seen.map(\.examplesDone) == [10, 20, 30, 35, 10, 20, 30, 35])
+        #expect(seen.first?.rateFactor == 0.5 && abs((seen.last?.rateFactor ?? 0) - 0.2) < 1e-6)
+    }
+
     @Test("training lowers the loss and ranks a planted preference above chance")
     func learns() throws {
         // Users in group g (u % 3) only interact with items whose category is g.
