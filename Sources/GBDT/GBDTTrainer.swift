@@ -80,9 +80,11 @@ public enum GBDTTrainer {
         var history = [RoundMetrics]()
         var bestValue = -Double.infinity, bestRound = 0
 
+        let queries = p.objective == .lambdarank
+            ? LambdaRankQueries(groups: train.groups ?? [0, n], labels: train.labels, rank: p.lambdaRank) : nil
         for round in 0..<p.rounds {
             Gradients.compute(p.objective, scores: scores, labels: train.labels, weights: train.weights,
-                              groups: train.groups, rank: p.lambdaRank, g: &g, h: &h)
+                              groups: train.groups, rank: p.lambdaRank, g: &g, h: &h, threads: p.threads, queries: queries)
             if p.baggingFrequency > 0 && p.baggingFraction < 1 && round % p.baggingFrequency == 0 {
                 bag = (0..<Int32(n)).filter { _ in rng.nextUnitDouble() < p.baggingFraction }
             }

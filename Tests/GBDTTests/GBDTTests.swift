@@ -53,6 +53,59 @@ struct GBDTObjectiveTests {
         #expect(abs(Double(h[0]) - hess * f) < 1e-6 && abs(Double(h[1]) - hess * f) < 1e-6)
     }
 
+    @Test("lambdarank gradients of many queries on several threads match the pairwise formula written out")
+    func lambdaRankReference() {
+        var rng = SeededGenerator(seed: 21)
+        var groups = [0], labels = [Float](), scores = [Double]()
+        for q in 0..<40 {
+            let n = q == 0 ? 1 : 1 + rng.nextInt(below: 60)  // a one-document query too
+            for _ in 0..<n {
+                labels.append(q == 1 ? 0 : Float(rng.nextInt(below: 4) == 0 ? rng.nextInt(below: 4) : 0))  // query 1: no gain
+                scores.append(Double(rng.nextInt(below: 5)) * 0.5)  // ties in score
+            }
+            groups.append(labels.count)
+        }
+        let rank = LambdaRankOptions()
+        // The reference: every pair (i < j in score order, ties by index) with i in the top 30
+        // and different labels, as in LightGBM's lambdarank objective.
+        var rg = [Double](repeating: 0, count: labels.count), rh = rg
+        for q in 0..<(groups.count - 1) {
+            let r = groups[q]..<groups[q + 1]
+            let gain = { (i: Int) -> Double in pow(2, Double(labels[i])) - 1 }
+            let ideal = r.map(gain).sorted(by: >)
+            let maxDCG = ideal.prefix(30).enumerated().reduce(0.0) { $0 + $1.element / log2(Double($1.offset) + 2) }
+            guard r.count > 1, maxDCG > 0 else { continue }
+            let order = r.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
+            let best = scores[order.first!], worst = scores[order.last!]
+            var lam = [Int: Double](), hes = [Int: Double](), sum = 0.0
+            for i in 0..<min(order.count - 1, 30) {
+                for j in (i + 1)..<order.count where labels[order[i]] != labels[order[j]] {
+                    let (hi, lo, hp, lp) = labels[order[i]] > labels[order[j]] ? (order[i], order[j], i, j) : (order[j], order[i], j, i)
+                    let ds = scores[hi] - scores[lo]
+                    var dn = (gain(hi) - gain(lo)) * abs(1 / log2(Double(hp) + 2) - 1 / log2(Double(lp) + 2)) / maxDCG
+                    if best != worst { dn /= 0.01 + abs(ds) }
+                    let p = 1 / (1 + exp(ds))
+                    lam[lo, default: 0] += p * dn
+                    lam[hi, default: 0] -= p * dn
+                    hes[lo, default: 0] += p * (1 - p) * dn
+                    hes[hi, default: 0] += p * (1 - p) * dn
+                    sum += 2 * p * dn
+                }
+            }
+            let f = sum > 0 ? log2(1 + sum) / sum : 1
+            for i in r { rg[i] = (lam[i] ?? 0) * f; rh[i] = (hes[i] ?? 0) * f }
+        }
+        for threads in [1, 3] {
+            var g = [Float](repeating: 9, count: labels.count), h = g
+            Gradients.compute(.lambdarank, scores: scores, labels: labels, weights: nil, groups: groups, rank: rank,
+                              g: &g, h: &h, threads: threads)
+            for i in labels.indices {
+                #expect(abs(Double(g[i]) - rg[i]) < 1e-5 * max(1, abs(rg[i])), "threads \(threads), row \(i): g \(g[i]) vs \(rg[i])")
+                #expect(abs(Double(h[i]) - rh[i]) < 1e-5 * max(1, abs(rh[i])), "threads \(threads), row \(i): h \(h[i]) vs \(rh[i])")
+            }
+        }
+    }
+
     @Test("NDCG, MAP, AUC and logloss on small cases computed by hand")
     func metrics() {
         // One query: labels 3, 0, 1 ranked by scores 0.1, 0.9, 0.5 -> order 1, 2, 0.
