@@ -69,8 +69,16 @@ struct Serve: AsyncParsableCommand {
             do {
                 let version = try route(user)
                 guard let m = models[version] else { return Self.error(.internalServerError, "version \(version) is not loaded") }
-                let r = try m.recommend(user: user, k: k)
-                let body = try JSONSerialization.data(withJSONObject: m.json(r, user: user, version: version), options: [.sortedKeys])
+                // The funnel is synchronous CPU work (and waits on its stage budgets): run it
+                // on a dispatch worker, not on the event loop that serves other connections.
+                let body = try await withCheckedThrowingContinuation { (done: CheckedContinuation<Data, Error>) in
+                    DispatchQueue.global(qos: .userInitiated).async {
+                        done.resume(with: Result {
+                            let r = try m.recommend(user: user, k: k)
+                            return try JSONSerialization.data(withJSONObject: m.json(r, user: user, version: version), options: [.sortedKeys])
+                        })
+                    }
+                }
                 return Response(status: .ok, headers: [.contentType: "application/json"],
                                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
             } catch let e as ValidationError {

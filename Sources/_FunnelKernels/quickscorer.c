@@ -127,9 +127,61 @@ FK_AVX2 static void accumulate8_32(const fk_quickscorer *qs, const float *x, siz
     }
     for (int b = 0; b < 8; b++) out[b] = s[b];
 }
+
+/// As accumulate8_32 for 32 rows: a node's threshold and mask are loaded once and applied to
+/// four vectors of eight rows, so the per-node bookkeeping (broadcasts, the tree's address,
+/// the loop) is shared by 32 rows instead of 8. A tree's 32 leaf words are 128 bytes, all
+/// trees' 25 KB for 200 trees: still in L1.
+FK_AVX2 static void accumulate32_32(const fk_quickscorer *qs, const float *x, size_t stride, uint32_t *leafvec, double *out) {
+    const int trees = qs->trees;
+    const __m256i ones = _mm256_set1_epi32(-1);
+    for (int t = 0; t < trees; t++)
+        for (int k = 0; k < 4; k++) _mm256_storeu_si256((__m256i *)(leafvec + (size_t)t * 32 + k * 8), ones);
+    for (int f = 0; f < qs->features; f++) {
+        const int32_t lo = qs->feature_offsets[f], hi = qs->feature_offsets[f + 1];
+        if (lo == hi) continue;
+        float vals[32];
+        for (int b = 0; b < 32; b++) {
+            const float v = x[(size_t)b * stride + f];
+            if (is_missing(qs, f, v)) {
+                for (int32_t j = lo; j < hi; j++)
+                    if (missing_goes_right(qs, j, v)) leafvec[(size_t)qs->tree[j] * 32 + b] &= qs->mask32[j];
+                vals[b] = -__builtin_inff();
+            } else {
+                vals[b] = v;
+            }
+        }
+        const __m256 v0 = _mm256_loadu_ps(vals), v1 = _mm256_loadu_ps(vals + 8);
+        const __m256 v2 = _mm256_loadu_ps(vals + 16), v3 = _mm256_loadu_ps(vals + 24);
+        for (int32_t j = lo; j < hi; j++) {
+            const __m256 th = _mm256_set1_ps(qs->thresholds[j]);
+            const __m256 g0 = _mm256_cmp_ps(v0, th, _CMP_GT_OQ), g1 = _mm256_cmp_ps(v1, th, _CMP_GT_OQ);
+            const __m256 g2 = _mm256_cmp_ps(v2, th, _CMP_GT_OQ), g3 = _mm256_cmp_ps(v3, th, _CMP_GT_OQ);
+            if (_mm256_movemask_ps(_mm256_or_ps(_mm256_or_ps(g0, g1), _mm256_or_ps(g2, g3))) == 0) break;
+            uint32_t *w = leafvec + (size_t)qs->tree[j] * 32;
+            const __m256i m = _mm256_set1_epi32((int)qs->mask32[j]);
+            // word &= ~(sent_right & ~mask)
+#define FK_QS_LANE(k, g)                                                                              \
+            _mm256_storeu_si256((__m256i *)(w + 8 * k),                                                 \
+                _mm256_andnot_si256(_mm256_andnot_si256(m, _mm256_castps_si256(g)),                      \
+                                    _mm256_loadu_si256((const __m256i *)(w + 8 * k))));
+            FK_QS_LANE(0, g0) FK_QS_LANE(1, g1) FK_QS_LANE(2, g2) FK_QS_LANE(3, g3)
+#undef FK_QS_LANE
+        }
+    }
+    double s[32];
+    for (int b = 0; b < 32; b++) s[b] = out[b];
+    for (int t = 0; t < trees; t++) {
+        const double *values = qs->leaf_values + qs->leaf_offsets[t];
+        const uint32_t *w = leafvec + (size_t)t * 32;
+        for (int b = 0; b < 32; b++) s[b] += values[__builtin_ctz(w[b])];
+    }
+    for (int b = 0; b < 32; b++) out[b] = s[b];
+}
 #endif
 
-size_t fk_quickscorer_scratch_words(int trees) { return (size_t)(trees > 0 ? trees : 1) * 8; }
+// 32 rows of 32-bit words or 8 rows of 64-bit words per tree: 16 64-bit words.
+size_t fk_quickscorer_scratch_words(int trees) { return (size_t)(trees > 0 ? trees : 1) * 16; }
 
 void fk_quickscorer_accumulate(const fk_quickscorer *qs, const float *x, size_t rows, size_t stride,
                                uint64_t *leafvec, double *out) {
@@ -138,6 +190,7 @@ void fk_quickscorer_accumulate(const fk_quickscorer *qs, const float *x, size_t 
 #if FK_X86
     if (fk_simd_level() >= 1) {
         if (qs->mask32) {
+            for (; r0 + 32 <= rows; r0 += 32) accumulate32_32(qs, x + r0 * stride, stride, (uint32_t *)leafvec, out + r0);
             for (; r0 + 8 <= rows; r0 += 8) accumulate8_32(qs, x + r0 * stride, stride, (uint32_t *)leafvec, out + r0);
         } else {
             for (; r0 + 8 <= rows; r0 += 8) accumulate8(qs, x + r0 * stride, stride, leafvec, out + r0);

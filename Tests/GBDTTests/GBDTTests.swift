@@ -387,7 +387,7 @@ struct LightGBMFixtureTests {
         #expect(rows.count == expected.count && rows.count == 200)
         #expect(rows.joined().contains { $0.isNaN } && rows.joined().contains(0))
         let batch = try model.predict(try Matrix(rowArrays: rows))
-        // 199 rows: eight-row groups plus a tail of seven taking the one-row path.
+        // 200 rows: six 32-row groups and an eight-row one; 199: six 32-row groups and a tail of seven taking the one-row path.
         let odd = try model.predict(try Matrix(rowArrays: Array(rows.prefix(199))))
         for (i, row) in rows.enumerated() {
             #expect(abs(try model.predict(row) - expected[i]) <= 1e-6, "row \(i)")

@@ -98,7 +98,7 @@ typedef struct {
 } fk_quickscorer;
 
 /// Adds each tree's exit-leaf value (in tree order) to out[r] for `rows` rows of `stride` floats.
-/// `scratch` holds `fk_quickscorer_scratch_words(trees)` words. With AVX2, rows go eight at a time.
+/// `scratch` holds `fk_quickscorer_scratch_words(trees)` words. With AVX2, rows go 32 at a time (trees of at most 32 leaves), then eight at a time.
 size_t fk_quickscorer_scratch_words(int trees);
 void fk_quickscorer_accumulate(const fk_quickscorer *qs, const float *x, size_t rows, size_t stride,
                                uint64_t *scratch, double *out);
