@@ -29,6 +29,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Cosine schedule: warm-up steps.") var warmupSteps: Int = 50
     @Option(help: "Cosine schedule: the final fraction of the learning rates.") var lrFloor: Float = 0.1
     @Flag(inversion: .prefixedNo, help: "logQ correction of the in-batch softmax.") var logQ = true
+    @Option(help: "Extra negatives per batch drawn uniformly from the catalog (mixed negative sampling; 0: in-batch only).")
+    var randomNegatives: Int = 0
     @Flag(help: "Skip the ALS baseline.") var noALS = false
     @Flag(help: "Tune ALS on validation over regularization {1, 10} x confidence {10, 40} (4 fits).") var alsGrid = false
     @Option var seed: UInt64 = 42
@@ -88,6 +90,8 @@ struct TrainCommand: ParsableCommand {
             default: throw ValidationError("--lr-schedule must be constant or cosine, not '\(lrSchedule)'")
             }
             p.logQCorrection = logQ
+            guard randomNegatives >= 0 else { throw ValidationError("--random-negatives must be >= 0") }
+            p.randomNegatives = randomNegatives
             p.seed = seed
             p.threads = max(1, threads)
             print("\(input.label): \(log.count) interactions, \(log.users.count) users, \(log.items.count) items; "

@@ -54,6 +54,10 @@ public struct TwoTowerParameters: Sendable {
     public var idDropout: Float = 0.1
     /// Subtract log of the streaming item-frequency estimate from the logits (Yi et al. 2019).
     public var logQCorrection = true
+    /// Extra negatives per batch, drawn uniformly from the whole catalog and shared by every
+    /// row (mixed negative sampling: rare items get pushed away too, not only the popular
+    /// ones in-batch sampling favours). Their logQ correction is log(count / catalog size).
+    public var randomNegatives = 0
     /// Stop when validation NDCG@10 has not improved for this many epochs (0: never).
     public var patience = 3
     public var seed: UInt64 = 42
@@ -112,11 +116,16 @@ public final class TwoTowerModel {
         precondition(batchItems.count == bsz, "\(bsz) users and \(batchItems.count) items in a batch")
         users.threads = threads
         items.threads = threads
+        // The columns of the softmax: the batch's items, then the random negatives.
+        var columns = batchItems
+        let catalog = items.features.count, extra = max(0, parameters.randomNegatives)
+        for _ in 0..<extra { columns.append(Int32(rng.nextInt(below: catalog))) }
+        let nc = columns.count
         let u = users.forward(batchUsers, idDropout: parameters.idDropout, rng: &rng)
-        let v = items.forward(batchItems, idDropout: parameters.idDropout, rng: &rng)
+        let v = items.forward(columns, idDropout: parameters.idDropout, rng: &rng)
         // logQ: update the streaming estimate, then the correction per column.
         step += 1
-        var logQ = [Float](repeating: 0, count: bsz)
+        var logQ = [Float](repeating: 0, count: nc)
         if parameters.logQCorrection {
             for (j, it) in batchItems.enumerated() {
                 let i = Int(it)
@@ -124,34 +133,35 @@ public final class TwoTowerModel {
                 lastSeen[i] = step
                 logQ[j] = Float(log(1 / max(gap[i], 1)))
             }
+            for j in bsz..<nc { logQ[j] = Float(log(Double(extra) / Double(catalog))) }
         }
-        // Logits s = U V^T / T, then per row the masked, corrected softmax and its gradient
-        // dS = (softmax - onehot) / B in place, then dU = dS V / T by row blocks, and
-        // dV = dS^T U / T by column blocks.
-        let s = logits.reserve(bsz * bsz), inverseT = 1 / parameters.temperature
-        var du = [Float](repeating: 0, count: bsz * d), dv = [Float](repeating: 0, count: bsz * d)
-        let blocks = Tower.rowBlocks(bsz, threads: threads)
+        // Logits s = U V^T / T (B x columns), then per row the masked, corrected softmax and
+        // its gradient dS = (softmax - onehot) / B in place, then dU = dS V / T by row
+        // blocks, and dV = dS^T U / T by column blocks.
+        let s = logits.reserve(bsz * nc), inverseT = 1 / parameters.temperature
+        var du = [Float](repeating: 0, count: bsz * d), dv = [Float](repeating: 0, count: nc * d)
+        let blocks = Tower.rowBlocks(bsz, threads: threads), columnBlocks = Tower.rowBlocks(nc, threads: threads)
         var blockLoss = [Float](repeating: 0, count: blocks.count)
         let useLogQ = parameters.logQCorrection
         u.withUnsafeBufferPointer { up in v.withUnsafeBufferPointer { vp in
-        batchItems.withUnsafeBufferPointer { itemsp in logQ.withUnsafeBufferPointer { qp in
+        columns.withUnsafeBufferPointer { itemsp in logQ.withUnsafeBufferPointer { qp in
         du.withUnsafeMutableBufferPointer { dup in dv.withUnsafeMutableBufferPointer { dvp in
         blockLoss.withUnsafeMutableBufferPointer { lossp in
             let u = up.baseAddress!, v = vp.baseAddress!, du = dup.baseAddress!, dv = dvp.baseAddress!
-            let n = Int32(bsz), dd = Int32(d)
+            let n = Int32(bsz), cols = Int32(nc), dd = Int32(d)
             Parallel.forEach(blocks: blocks.count, threads: threads) { b, _ in
                 let rows = blocks[b], m = Int32(rows.count), r0 = rows.lowerBound
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, dd,
-                            inverseT, u + r0 * d, dd, v, dd, 0, s + r0 * bsz, n)
-                lossp[b] = fk_inbatch_softmax_rows(s, bsz, r0, rows.upperBound, itemsp.baseAddress!,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, cols, dd,
+                            inverseT, u + r0 * d, dd, v, dd, 0, s + r0 * nc, cols)
+                lossp[b] = fk_inbatch_softmax_rows(s, nc, r0, rows.upperBound, itemsp.baseAddress!,
                                                    useLogQ ? qp.baseAddress! : nil, 1 / Float(bsz))
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, dd, n,
-                            inverseT, s + r0 * bsz, n, v, dd, 0, du + r0 * d, dd)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, dd, cols,
+                            inverseT, s + r0 * nc, cols, v, dd, 0, du + r0 * d, dd)
             }
-            Parallel.forEach(blocks: blocks.count, threads: threads) { b, _ in
-                let cols = blocks[b], m = Int32(cols.count), c0 = cols.lowerBound
+            Parallel.forEach(blocks: columnBlocks.count, threads: threads) { b, _ in
+                let cs = columnBlocks[b], m = Int32(cs.count), c0 = cs.lowerBound
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, dd, n,
-                            inverseT, s + c0, n, u, dd, 0, dv + c0 * d, dd)
+                            inverseT, s + c0, cols, u, dd, 0, dv + c0 * d, dd)
             }
         }}}}}}}
         users.backward(du)

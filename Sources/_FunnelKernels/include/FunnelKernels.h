@@ -108,7 +108,8 @@ void fk_quickscorer_accumulate(const fk_quickscorer *qs, const float *x, size_t 
 /// its worker threads for microseconds of work).
 void fk_gram_f32(const float *x, size_t n, size_t dim, float *out);
 
-/// In-batch softmax cross-entropy, rows [row0, row1) of an n x n logit matrix `s` (row-major):
+/// In-batch softmax cross-entropy, rows [row0, row1) of a logit matrix `s` of n columns
+/// (row-major; row i's positive is column i, columns past the rows are extra negatives):
 /// column j of row i is masked to -inf when j != i holds the same item (items[j] == items[i],
 /// an accidental hit), log q (`logq`, may be NULL) is subtracted, and the row becomes the
 /// loss gradient scale * (softmax - onehot(i)) in place. Returns the summed -log p(i | row i).
