@@ -22,7 +22,9 @@ struct TrainCommand: ParsableCommand {
     @Option var batchSize: Int = 1024
     @Option var temperature: Float = 0.05
     @Option var learningRate: Float = 0.003
-    @Option var embeddingLearningRate: Float = 0.05
+    @Option(help: "Learning rate of the embedding tables (default 0.05 for adagrad; lazy-adam wants about 0.003).")
+    var embeddingLearningRate: Float?
+    @Option(help: "Embedding optimizer: adagrad (row-wise) or lazy-adam.") var embeddingOptimizer: String = "adagrad"
     @Option var idDropout: Float = 0.1
     @Option(help: "Learning-rate schedule: constant, or cosine (linear warm-up, then cosine decay to --lr-floor x the rate).")
     var lrSchedule: String = "constant"
@@ -78,7 +80,11 @@ struct TrainCommand: ParsableCommand {
             p.batchSize = batchSize
             p.temperature = temperature
             p.learningRate = learningRate
-            p.embeddingLearningRate = embeddingLearningRate
+            guard let optimizer = EmbeddingOptimizer(rawValue: embeddingOptimizer) else {
+                throw ValidationError("--embedding-optimizer must be adagrad or lazy-adam, not '\(embeddingOptimizer)'")
+            }
+            p.embeddingOptimizer = optimizer
+            p.embeddingLearningRate = embeddingLearningRate ?? (optimizer == .adagrad ? 0.05 : 0.003)
             p.idDropout = idDropout
             switch lrSchedule {
             case "constant": p.schedule = .constant

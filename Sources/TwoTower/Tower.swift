@@ -81,7 +81,9 @@ public final class Tower {
     private(set) var grads: [Scratch]
     /// Per row block and layer: that block's share of the weight and bias gradients.
     var partial: [[(gw: Scratch, gb: Scratch)]] = []
-    // Row-wise Adagrad: slot of each touched embedding row (-1: untouched), and their sums.
+    /// Lazy Adam's moments per table (allocated when that optimizer first runs).
+    var adamM: [[Float]] = [], adamV: [[Float]] = []
+    // Row-wise updates: slot of each touched embedding row (-1: untouched), and their sums.
     var slots: [[Int32]] = []
     let rowGradients = Scratch()
 
@@ -279,9 +281,9 @@ public final class Tower {
     /// dL/dx of the last backward pass (B x input width).
     var embeddingGradients: [Float] { grads[0].array(batchEntities.count * widths[0]) }
 
-    /// Applies Adam to the dense layers and row-wise Adagrad to the embedding rows the
-    /// batch touched, then clears the gradients.
-    func step(learningRate: Float, embeddingLearningRate: Float) {
+    /// Applies Adam to the dense layers and the embedding optimizer (row-wise Adagrad, or
+    /// lazy Adam) to the embedding rows the batch touched, then clears the gradients.
+    func step(learningRate: Float, embeddingLearningRate: Float, optimizer: EmbeddingOptimizer = .adagrad) {
         adamStep += 1
         let b1: Float = 0.9, b2: Float = 0.999, eps: Float = 1e-8
         let c1 = 1 - pow(b1, Float(adamStep)), c2 = 1 - pow(b2, Float(adamStep))
@@ -338,18 +340,44 @@ public final class Tower {
                     let inv = sum ? 1 : 1 / Float(hi - lo)
                     for k in lo..<hi { add(f.codes[k], src, inv) }
                 }
-                tables[fi].withUnsafeMutableBufferPointer { table in
-                    tableAccum[fi].withUnsafeMutableBufferPointer { accum in
-                        for (s, code) in touched.enumerated() {
-                            let row = Int(code), gr = sums + s * d
-                            var sq: Float = 0
-                            for j in 0..<d { sq += gr[j] * gr[j] }
-                            accum[row] += sq / Float(d)
-                            let lr = embeddingLearningRate / (accum[row].squareRoot() + 1e-6)
-                            for j in 0..<d { table[row * d + j] -= lr * gr[j] }
-                            slot[row] = -1
+                switch optimizer {
+                case .adagrad:
+                    tables[fi].withUnsafeMutableBufferPointer { table in
+                        tableAccum[fi].withUnsafeMutableBufferPointer { accum in
+                            for (s, code) in touched.enumerated() {
+                                let row = Int(code), gr = sums + s * d
+                                var sq: Float = 0
+                                for j in 0..<d { sq += gr[j] * gr[j] }
+                                accum[row] += sq / Float(d)
+                                let lr = embeddingLearningRate / (accum[row].squareRoot() + 1e-6)
+                                for j in 0..<d { table[row * d + j] -= lr * gr[j] }
+                                slot[row] = -1
+                            }
                         }
                     }
+                case .lazyAdam:
+                    // Adam moments only for the rows this batch touched (untouched rows keep
+                    // theirs as they were), bias-corrected by the global step.
+                    let size = tables[fi].count
+                    if adamM.count != features.fields.count { adamM = features.fields.map { _ in [] }; adamV = adamM }
+                    if adamM[fi].count < size {
+                        adamM[fi] += [Float](repeating: 0, count: size - adamM[fi].count)
+                        adamV[fi] += [Float](repeating: 0, count: size - adamV[fi].count)
+                    }
+                    tables[fi].withUnsafeMutableBufferPointer { table in
+                    adamM[fi].withUnsafeMutableBufferPointer { m in
+                    adamV[fi].withUnsafeMutableBufferPointer { v in
+                        for (s, code) in touched.enumerated() {
+                            let row = Int(code), gr = sums + s * d
+                            for j in 0..<d {
+                                let k = row * d + j
+                                m[k] = b1 * m[k] + (1 - b1) * gr[j]
+                                v[k] = b2 * v[k] + (1 - b2) * gr[j] * gr[j]
+                                table[k] -= embeddingLearningRate * (m[k] / c1) / ((v[k] / c2).squareRoot() + eps)
+                            }
+                            slot[row] = -1
+                        }
+                    }}}
                 }
             }
         }

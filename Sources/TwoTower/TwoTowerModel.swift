@@ -26,6 +26,15 @@ public enum LearningRateSchedule: Sendable, Equatable {
     }
 }
 
+/// How embedding rows are updated. Both touch only the rows a batch used.
+public enum EmbeddingOptimizer: String, Sendable, Equatable, CaseIterable {
+    /// Row-wise Adagrad: one accumulated squared-gradient scalar per row (a float per row of state).
+    case adagrad
+    /// Lazy Adam: per-element first and second moments, updated only for touched rows
+    /// (twice the table's size in state), bias-corrected by the global step.
+    case lazyAdam = "lazy-adam"
+}
+
 /// Where a `fit` is, reported after every batch (for progress bars).
 public struct TrainingProgress: Sendable {
     public var epoch: Int
@@ -48,6 +57,8 @@ public struct TwoTowerParameters: Sendable {
     public var epochs = 20
     public var learningRate: Float = 0.003
     public var embeddingLearningRate: Float = 0.05
+    /// The embedding tables' optimizer (the dense layers always use Adam).
+    public var embeddingOptimizer = EmbeddingOptimizer.adagrad
     /// How both learning rates change over the steps of a `fit`.
     public var schedule = LearningRateSchedule.constant
     /// Probability of hiding an entity's id during training (cold-start robustness).
@@ -104,8 +115,8 @@ public final class TwoTowerModel {
     public func trainStep(users batchUsers: [Int32], items batchItems: [Int32], rng: inout SeededGenerator) -> Float {
         let loss = computeGradients(users: batchUsers, items: batchItems, rng: &rng)
         let lr = parameters.learningRate * rateFactor, elr = parameters.embeddingLearningRate * rateFactor
-        users.step(learningRate: lr, embeddingLearningRate: elr)
-        items.step(learningRate: lr, embeddingLearningRate: elr)
+        users.step(learningRate: lr, embeddingLearningRate: elr, optimizer: parameters.embeddingOptimizer)
+        items.step(learningRate: lr, embeddingLearningRate: elr, optimizer: parameters.embeddingOptimizer)
         return loss
     }
 

@@ -140,6 +140,27 @@ struct TwoTowerTests {
         }
     }
 
+    @Test("lazy Adam moves only the touched embedding rows, by lr * g / (|g| + eps) on its first step")
+    func lazyAdam() throws {
+        let features = try tinyFeatures(6, seed: 3)
+        let tower = Tower(features: features, hidden: [5], outputDimension: 3, seed: 4)
+        var rng = SeededGenerator(seed: 2)
+        _ = tower.forward([0, 1, 1], rng: &rng)
+        tower.backward((0..<9).map { _ in rng.nextGaussian() })
+        let eg = tower.embeddingGradients, inDim = tower.widths[0], d = features.fields[0].dimension
+        let before = tower.tables[0]
+        tower.step(learningRate: 0.01, embeddingLearningRate: 0.1, optimizer: .lazyAdam)
+        // Id rows: entity e is code e + 1; entity 1 appears twice, its gradients add.
+        for (code, rows) in [(1, [0]), (2, [1, 2])] {
+            for j in 0..<d {
+                let g = rows.reduce(Float(0)) { $0 + eg[$1 * inDim + j] }
+                let expected = before[code * d + j] - 0.1 * g / (abs(g) + 1e-8)
+                #expect(abs(tower.tables[0][code * d + j] - expected) < 1e-5, "row \(code) dim \(j)")
+            }
+        }
+        for code in [0, 3, 4, 5, 6] { #expect(Array(tower.tables[0][(code * d)..<((code + 1) * d)]) == Array(before[(code * d)..<((code + 1) * d)])) }
+    }
+
     @Test("the cosine schedule warms up linearly and decays to its floor, by hand")
     func schedule() {
         let s = LearningRateSchedule.cosine(warmupSteps: 4, floor: 0.1)
