@@ -22,6 +22,8 @@ struct Serve: AsyncParsableCommand {
     @Option var host: String = "127.0.0.1"
     @Option var port: Int = 8080
     @Option(help: "Largest k a request may ask for.") var maxK: Int = 100
+    @Option(help: "Requests run through the funnel at once (default: twice the cores); the rest wait their turn, so that stage budgets measure the stages, not the queue.")
+    var workers: Int?
 
     func run() async throws {
         // Metrics first: the pipelines' timers bind to the backend bootstrapped when they are built.
@@ -57,6 +59,11 @@ struct Serve: AsyncParsableCommand {
         let maxK = maxK
         print("serving \(model) (\(models.keys.sorted().joined(separator: ", "))) on http://\(host):\(port)")
 
+        // A bounded pool: more requests in flight than cores would only make each stage wait
+        // for a core, trip its budget and open its circuit breaker under load.
+        let pool = OperationQueue()
+        pool.maxConcurrentOperationCount = max(1, workers ?? 2 * ProcessInfo.processInfo.activeProcessorCount)
+        pool.qualityOfService = .userInitiated
         let app = Router()
         app.get("health") { _, _ -> String in "ok \(models.keys.sorted().joined(separator: " "))\n" }
         app.get("metrics") { _, _ -> String in prometheus.emitToString() }
@@ -70,9 +77,9 @@ struct Serve: AsyncParsableCommand {
                 let version = try route(user)
                 guard let m = models[version] else { return Self.error(.internalServerError, "version \(version) is not loaded") }
                 // The funnel is synchronous CPU work (and waits on its stage budgets): run it
-                // on a dispatch worker, not on the event loop that serves other connections.
+                // in the worker pool, not on the event loop that serves other connections.
                 let body = try await withCheckedThrowingContinuation { (done: CheckedContinuation<Data, Error>) in
-                    DispatchQueue.global(qos: .userInitiated).async {
+                    pool.addOperation {
                         done.resume(with: Result {
                             let r = try m.recommend(user: user, k: k)
                             return try JSONSerialization.data(withJSONObject: m.json(r, user: user, version: version), options: [.sortedKeys])

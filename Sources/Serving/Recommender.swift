@@ -88,6 +88,8 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
     /// Run stages on the caller's thread (no budgets enforced, no thread hand-off): for
     /// offline evaluation and for measuring the stages themselves.
     public var inline = false
+    /// Where stages run when they have a budget (shared by default).
+    public var executor = StageExecutor.shared
     public let retrievalBreaker = CircuitBreaker()
     public let rankingBreaker = CircuitBreaker()
     /// Per-stage latencies and fallback counts (swift-metrics).
@@ -107,15 +109,15 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
         self.rerank = rerank
     }
 
-    /// Runs `work` on a worker of the global concurrent queue and waits at most `budget`
-    /// seconds for it. Returns nil on timeout (the work finishes in the background; its
-    /// result is dropped). A stage stuck past its budget holds one worker; the queue adds
-    /// workers while others block, so the next request's stages do not wait behind it.
+    /// Runs `work` on a `StageExecutor` thread and waits at most `budget` seconds for it.
+    /// Returns nil on timeout (the work finishes in the background; its result is dropped).
+    /// A stage stuck past its budget holds one thread; the executor starts another for the
+    /// next stage, so the next request's stages do not wait behind it.
     private func withBudget<T>(_ budget: Double, _ work: @escaping @Sendable () throws -> T) -> Result<T, Error>? {
         if inline { return Result { try work() } }
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox<T>()
-        DispatchQueue.global(qos: .userInitiated).async {
+        executor.run {
             box.set(Result { try work() })
             done.signal()
         }
@@ -218,4 +220,62 @@ final class ResultBox<T>: @unchecked Sendable {
     private var value: Result<T, Error>?
     func set(_ v: Result<T, Error>) { lock.lock(); value = v; lock.unlock() }
     func get() -> Result<T, Error>? { lock.lock(); defer { lock.unlock() }; return value }
+}
+
+/// Threads for stages that run under a budget while their caller waits.
+///
+/// The global dispatch queue is the wrong place for them: when every worker of its pool is
+/// blocked (request threads waiting on their stages, under load), a new stage waits until
+/// the pool notices and grows, which can take longer than a stage's budget; the stage then
+/// times out and opens its circuit breaker although nothing was wrong with it. Here a job
+/// gets an idle thread, or a new one up to `maxThreads`; past that it queues (threads held
+/// by stuck stages are what the breakers are for).
+public final class StageExecutor: @unchecked Sendable {
+    public static let shared = StageExecutor(maxThreads: 64)
+
+    public let maxThreads: Int
+    private let condition = NSCondition()
+    private var jobs = [@Sendable () -> Void]()
+    private var threads = 0
+    private var idle = 0
+
+    public init(maxThreads: Int) {
+        self.maxThreads = max(1, maxThreads)
+    }
+
+    /// Threads started so far (they stay, idle, for the next jobs).
+    public var threadCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return threads
+    }
+
+    public func run(_ job: @escaping @Sendable () -> Void) {
+        condition.lock()
+        jobs.append(job)
+        if idle > jobs.count - 1 {
+            condition.signal()
+        } else if threads < maxThreads {
+            threads += 1
+            let thread = Thread { self.work() }  // threads never exit: they keep the executor alive
+            thread.name = "funnel-stage"
+            thread.start()
+        }
+        condition.unlock()
+    }
+
+    private func work() {
+        condition.lock()
+        while true {
+            while jobs.isEmpty {
+                idle += 1
+                condition.wait()
+                idle -= 1
+            }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job()
+            condition.lock()
+        }
+    }
 }

@@ -90,3 +90,28 @@ struct RecommenderTests {
         #expect(b.allow() && !b.isOpen)
     }
 }
+
+@Suite("Stage executor")
+struct StageExecutorTests {
+    @Test("jobs that wait for each other all get a thread at once, up to the limit; past it they queue")
+    func executorThreads() {
+        let executor = StageExecutor(maxThreads: 5)
+        let started = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), finished = DispatchSemaphore(value: 0)
+        // Five jobs that block until released: each must be running before any finishes.
+        for _ in 0..<5 {
+            executor.run { started.signal(); release.wait(); finished.signal() }
+        }
+        var running = 0
+        for _ in 0..<5 where started.wait(timeout: .now() + 10) == .success { running += 1 }
+        #expect(running == 5)
+        // A sixth job queues behind them (no thread left) until one is released.
+        executor.run { started.signal(); finished.signal() }
+        #expect(started.wait(timeout: .now() + 0.2) == .timedOut)
+        release.signal()
+        #expect(started.wait(timeout: .now() + 10) == .success)
+        for _ in 0..<4 { release.signal() }
+        var done = 0
+        for _ in 0..<6 where finished.wait(timeout: .now() + 10) == .success { done += 1 }
+        #expect(done == 6 && executor.threadCount == 5)
+    }
+}
