@@ -13,7 +13,15 @@ struct Retrain: ParsableCommand {
 
     @Option(help: "A model folder, or a model name in the registry.") var model: String = "movielens"
     @Option(help: "Registry root.") var registry: String = "indexes"
-    @Option(help: "The ml-100k folder the model was trained on (its users, items and earlier interactions).") var movielens: String
+    @Option(help: "The ml-100k folder the model was trained on (its users, items and earlier interactions).") var movielens: String?
+    @Option(help: "Instead of --movielens: the interaction CSV the model was trained on (user_id,item_id,timestamp), replayed.")
+    var baseInteractions: String?
+    @Option(help: "Attributes of new items: CSV with a key column and the columns the item features read (coded as at training).")
+    var items: String?
+    @Option(help: "Attributes of new users, likewise.") var users: String?
+    @Option(help: "Key column of --items.") var itemKey: String = "item_id"
+    @Option(help: "Key column of --users.") var userKey: String = "user_id"
+    @Option(help: "Separator of multi-valued columns in --items and --users.") var separator: String = "|"
     @Option(help: "New interactions: CSV with a header user_id,item_id,timestamp (ids as in the data; timestamps Unix seconds or dates).")
     var interactions: String
     @Option var epochs: Int = 2
@@ -25,10 +33,17 @@ struct Retrain: ParsableCommand {
         try FunnelCLI.run {
             let folder = try resolveModel(model, root: registry)
             let (towers, userIDs, itemIDs) = try TwoTowerModel.load(from: "\(folder)/towers.fnl")
-            let ml = try MovieLens.load(directory: movielens)
-            guard userIDs == ml.users.keys.keys, itemIDs == ml.items.keys.keys else {
+            let base: InteractionLog
+            switch (movielens, baseInteractions) {
+            case (let dir?, nil): base = try MovieLens.load(directory: dir).interactions
+            case (nil, let file?): base = try InteractionLog.readCSV(file, users: Vocabulary(userIDs), items: Vocabulary(itemIDs), allowNewIDs: false)
+            default: throw ValidationError("give either --movielens DIR or --base-interactions FILE.csv (the data the model was trained on)")
+            }
+            guard base.users.keys.starts(with: userIDs) || userIDs.starts(with: base.users.keys),
+                  base.items.keys.starts(with: itemIDs) || itemIDs.starts(with: base.items.keys) else {
                 throw ValidationError("\(folder): the model's users or items differ from the data's")
             }
+            guard separator.count == 1 else { throw ValidationError("--separator must be one character") }
             // New users and items get new rows in the id tables (their attributes unknown).
             let new = try InteractionLog.readCSV(interactions, users: Vocabulary(userIDs), items: Vocabulary(itemIDs), allowNewIDs: true)
             guard new.count > 0 else { throw ValidationError("\(interactions) holds no interactions") }
@@ -39,12 +54,26 @@ struct Retrain: ParsableCommand {
             p.epochs = epochs
             p.patience = 0
             p.seed = seed
+            // New entities' features: from their attribute files when given (coded with the
+            // vocabularies, edges and standardization saved with the model), else ids only.
+            func grownFeatures(_ old: EntityFeatures, file: String?, key: String, ids: Vocabulary, added: Int, side: String) throws -> EntityFeatures {
+                guard let file, added > 0 else { return old.appending(added) }
+                let table = try AttributeTable.readCSV(file, key: key, columns: Self.columnSpecs(old, separator: Character(separator)))
+                let (aligned, missing) = table.aligned(to: ids)
+                let (features, uncoded) = old.appending(table: aligned, from: old.count)
+                let described = added - max(0, missing - old.count)
+                print("\(side): \(added) new, \(described) described in \(file)"
+                      + (uncoded.isEmpty ? "" : "; not coded (column missing or model saved without its vocabulary): \(Set(uncoded).sorted().joined(separator: ", "))"))
+                return features
+            }
+            let userFeatures = try grownFeatures(towers.users.features, file: users, key: userKey, ids: new.users, added: newUsers, side: "users")
+            let itemFeatures = try grownFeatures(towers.items.features, file: items, key: itemKey, ids: new.items, added: newItems, side: "items")
             let warm = newUsers + newItems > 0
-                ? try towers.growing(users: towers.users.features.appending(newUsers), items: towers.items.features.appending(newItems), parameters: p)
+                ? try towers.growing(users: userFeatures, items: itemFeatures, parameters: p)
                 : towers.continuing(with: p)
             var rng = SeededGenerator(seed: seed)
             let fresh = (0..<new.count).map { (user: new.userIndex[$0], item: new.itemIndex[$0]) }
-            var earlier = (0..<ml.interactions.count).map { (user: ml.interactions.userIndex[$0], item: ml.interactions.itemIndex[$0]) }
+            var earlier = (0..<base.count).map { (user: base.userIndex[$0], item: base.itemIndex[$0]) }
             earlier.shuffle(using: &rng)
             let replayed = Array(earlier.prefix(Int(Double(fresh.count) * replay)))
             warm.fit(fresh + replayed, rng: &rng)
@@ -69,7 +98,10 @@ struct Retrain: ParsableCommand {
             for file in ["ranker.gbdt", "metrics.json"] where FileManager.default.fileExists(atPath: "\(folder)/\(file)") {
                 try FileManager.default.copyItem(atPath: "\(folder)/\(file)", toPath: "\(out)/\(file)")
             }
-            if newUsers + newItems > 0 { print("grew the id tables by \(newUsers) users and \(newItems) items (attributes unknown until given)") }
+            if newUsers + newItems > 0 {
+                print("grew the id tables by \(newUsers) users and \(newItems) items"
+                      + (items == nil && users == nil ? " (attributes unknown: give --items / --users to embed them from their features)" : ""))
+            }
             print("retrained on \(fresh.count) new + \(replayed.count) replayed interactions, \(epochs) epochs, in \(fmt(trainSeconds, 1)) s; "
                   + "index updated in place in \(fmt(indexSeconds, 2)) s: \(updated) of \(after.rows) items moved, \(inserted) inserted")
             var isDirectory: ObjCBool = false
@@ -80,5 +112,24 @@ struct Retrain: ParsableCommand {
                 print("registered \(model) v\(v.version) (staging); the previous versions stay loadable")
             }
         }
+    }
+
+    /// The attribute columns a side's features read, typed for `AttributeTable.readCSV`.
+    static func columnSpecs(_ features: EntityFeatures, separator: Character) -> [ColumnSpec] {
+        var specs = [ColumnSpec]()
+        func add(_ name: String, _ kind: ColumnKind) {
+            if !specs.contains(where: { $0.name == name }) { specs.append(ColumnSpec(name, kind)) }
+        }
+        for f in features.fields {
+            switch f.kind {
+            case .id: break
+            case .categorical(let c), .hashedCategorical(let c, _): add(c, .categorical)
+            case .multiCategorical(let c, _): add(c, .multiCategorical(separator: separator))
+            case .numericBuckets(let c, _), .numericStandardized(let c): add(c, .numeric)
+            case .ageBuckets(let c, _, _): add(c, .timestamp)
+            case .hashedText(let c, _): add(c, .text)
+            }
+        }
+        return specs
     }
 }

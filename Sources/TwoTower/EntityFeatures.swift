@@ -48,6 +48,13 @@ public struct FeatureField: Sendable {
     public var codes: [Int32]
     /// Dense features only: one value per entity.
     public var values: [Float] = []
+    /// What turns a new entity's attribute into codes the same way as the old ones':
+    /// categorical values in code order (code c is vocabulary[c - 1]), bucket edges, and the
+    /// standardization (value - mean) * scale. Empty for fields that need none.
+    public var vocabulary: [String] = []
+    public var edges: [Float] = []
+    public var mean: Double = 0
+    public var scale: Double = 1
 
     /// The fourth-root rule: about 6 * vocab^(1/4) dimensions, clamped to 4...64.
     public static func defaultDimension(vocabulary: Int) -> Int {
@@ -86,6 +93,7 @@ public struct EntityFeatures: Sendable {
             let kind = spec.kind
             var offsets: [Int32] = [0], codes = [Int32](), values = [Float]()
             var vocab = 1
+            var vocabulary = [String](), edges = [Float](), mean = 0.0, scale = 1.0
             func one(_ c: Int32) { codes.append(c); offsets.append(Int32(codes.count)) }
             func buckets(_ n: Int) throws -> Int {
                 guard n >= 1 else { throw TwoTowerError.invalidParameter("feature \(spec.name): \(n) buckets") }
@@ -98,6 +106,7 @@ public struct EntityFeatures: Sendable {
             case .categorical(let column):
                 guard let (v, c) = table?.categoricalCodes(column) else { throw TwoTowerError.missingColumn(column) }
                 vocab = v.count + 1
+                vocabulary = v.keys
                 for e in 0..<count { one(c[e] + 1) }
             case .hashedCategorical(let column, let n):
                 guard let (v, c) = table?.categoricalCodes(column) else { throw TwoTowerError.missingColumn(column) }
@@ -107,6 +116,7 @@ public struct EntityFeatures: Sendable {
             case .multiCategorical(let column, _):
                 guard case .multiCategorical(let v, let off, let c)? = table?.columns[column] else { throw TwoTowerError.missingColumn(column) }
                 vocab = v.count + 1
+                vocabulary = v.keys
                 for e in 0..<count {
                     for j in Int(off[e])..<Int(off[e + 1]) { codes.append(c[j] + 1) }
                     offsets.append(Int32(codes.count))
@@ -115,7 +125,7 @@ public struct EntityFeatures: Sendable {
                 guard case .numeric(let x)? = table?.columns[column] else { throw TwoTowerError.missingColumn(column) }
                 let n = try buckets(n)
                 let present = x.prefix(count).filter { !$0.isNaN }.sorted()
-                let edges = (1..<n).map { present.isEmpty ? 0 : present[min(present.count - 1, $0 * present.count / n)] }
+                edges = (1..<n).map { present.isEmpty ? 0 : present[min(present.count - 1, $0 * present.count / n)] }
                 vocab = n + 1
                 for e in 0..<count {
                     if x[e].isNaN { one(0) } else { one(Int32(edges.filter { x[e] >= $0 }.count + 1)) }
@@ -123,9 +133,9 @@ public struct EntityFeatures: Sendable {
             case .numericStandardized(let column):
                 guard case .numeric(let x)? = table?.columns[column] else { throw TwoTowerError.missingColumn(column) }
                 let present = x.prefix(count).filter { !$0.isNaN }.map(Double.init)
-                let mean = present.isEmpty ? 0 : present.reduce(0, +) / Double(present.count)
+                mean = present.isEmpty ? 0 : present.reduce(0, +) / Double(present.count)
                 let variance = present.isEmpty ? 0 : present.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(present.count)
-                let scale = variance > 0 ? 1 / variance.squareRoot() : 1
+                scale = variance > 0 ? 1 / variance.squareRoot() : 1
                 vocab = 0
                 values = (0..<count).map { x[$0].isNaN ? 0 : Float((Double(x[$0]) - mean) * scale) }
                 offsets = [Int32](repeating: 0, count: count + 1)
@@ -151,13 +161,91 @@ public struct EntityFeatures: Sendable {
             let dimension = kind.isDense ? 1 : (spec.dimension ?? FeatureField.defaultDimension(vocabulary: vocab))
             guard dimension >= 1 else { throw TwoTowerError.invalidParameter("feature \(spec.name): width \(dimension)") }
             fields.append(FeatureField(name: spec.name, kind: kind, vocabularySize: vocab, dimension: dimension,
-                                       offsets: offsets, codes: codes, values: values))
+                                       offsets: offsets, codes: codes, values: values,
+                                       vocabulary: vocabulary, edges: edges, mean: mean, scale: scale))
         }
         return EntityFeatures(count: count, fields: fields)
     }
 
     /// The tower's input width: the sum of field dimensions.
     public var inputDimension: Int { fields.reduce(0) { $0 + $1.dimension } }
+
+    /// New entities described by rows `first ..< table.count` of `table` (a table aligned
+    /// with the grown vocabulary: earlier rows are ignored), coded exactly as the old ones
+    /// were: the stored vocabularies, bucket edges and standardization, hashes, ages at the
+    /// same time. Ids get new codes; categorical values never seen before get new codes
+    /// (the vocabulary grows, and `Tower.grown(to:)` gives them fresh rows); a column the
+    /// table lacks, or a field saved without its vocabulary, gives the unknown code.
+    /// - Returns: the features and the names of fields that could not be coded.
+    public func appending(table: AttributeTable, from first: Int) -> (features: EntityFeatures, uncoded: [String]) {
+        precondition(first == count, "the new rows must follow the \(count) known entities")
+        let n = max(0, table.count - first)
+        var out = self, uncoded = [String]()
+        for i in out.fields.indices {
+            var f = out.fields[i]
+            func one(_ c: Int32) { f.codes.append(c); f.offsets.append(Int32(f.codes.count)) }
+            var index = [String: Int32]()
+            if !f.vocabulary.isEmpty { for (c, v) in f.vocabulary.enumerated() { index[v] = Int32(c + 1) } }
+            func code(_ value: String) -> Int32 {
+                if let c = index[value] { return c }
+                f.vocabulary.append(value)
+                f.vocabularySize += 1
+                index[value] = Int32(f.vocabularySize - 1)
+                return Int32(f.vocabularySize - 1)
+            }
+            let storedVocabulary = !f.vocabulary.isEmpty || f.vocabularySize <= 1
+            func unknown() {
+                uncoded.append(f.name)
+                for _ in 0..<n {
+                    if f.kind.isDense { f.values.append(0) } else { f.codes.append(0) }
+                    f.offsets.append(Int32(f.codes.count))
+                }
+            }
+            switch f.kind {
+            case .id:
+                for j in 0..<n { one(Int32(count + j + 1)) }
+                f.vocabularySize += n
+            case .categorical(let column):
+                guard let (v, c) = table.categoricalCodes(column), storedVocabulary else { unknown(); break }
+                for e in first..<(first + n) { one(c[e] >= 0 ? code(v[c[e]]) : 0) }
+            case .multiCategorical(let column, _):
+                guard case .multiCategorical(let v, let off, let c)? = table.columns[column], storedVocabulary else { unknown(); break }
+                for e in first..<(first + n) {
+                    for j in Int(off[e])..<Int(off[e + 1]) { f.codes.append(code(v[c[j]])) }
+                    f.offsets.append(Int32(f.codes.count))
+                }
+            case .hashedCategorical(let column, let buckets):
+                guard let (v, c) = table.categoricalCodes(column) else { unknown(); break }
+                for e in first..<(first + n) { one(c[e] >= 0 ? Int32(FeatureField.hash(v[c[e]].utf8) % UInt64(buckets)) + 1 : 0) }
+            case .numericBuckets(let column, _):
+                guard case .numeric(let x)? = table.columns[column], !f.edges.isEmpty || f.vocabularySize <= 2 else { unknown(); break }
+                for e in first..<(first + n) { one(x[e].isNaN ? 0 : Int32(f.edges.filter { x[e] >= $0 }.count + 1)) }
+            case .numericStandardized(let column):
+                guard case .numeric(let x)? = table.columns[column] else { unknown(); break }
+                for e in first..<(first + n) {
+                    f.values.append(x[e].isNaN ? 0 : Float((Double(x[e]) - f.mean) * f.scale))
+                    f.offsets.append(Int32(f.codes.count))
+                }
+            case .ageBuckets(let column, let now, let buckets):
+                guard case .timestamp(let t)? = table.columns[column] else { unknown(); break }
+                for e in first..<(first + n) {
+                    if t[e] == Timestamp.missing { one(0); continue }
+                    one(Int32(min(buckets - 1, Int(log2(1 + max(0, Double(now - t[e]) / 86_400)))) + 1))
+                }
+            case .hashedText(let column, let buckets):
+                guard case .text(let texts)? = table.columns[column] else { unknown(); break }
+                for e in first..<(first + n) {
+                    for w in texts[e].lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }) {
+                        f.codes.append(Int32(FeatureField.hash(w.utf8) % UInt64(buckets)) + 1)
+                    }
+                    f.offsets.append(Int32(f.codes.count))
+                }
+            }
+            out.fields[i] = f
+        }
+        out.count += n
+        return (out, uncoded)
+    }
 }
 
 /// Errors from building or training towers.

@@ -43,8 +43,9 @@ extension TwoTowerModel {
     /// training parameters, atomically in Funnel's checksummed container. Optimizer state
     /// is not saved: a warm start begins with fresh Adam/Adagrad statistics.
     public func save(to path: String, userIDs: [String], itemIDs: [String]) throws {
-        // Version 2 added standardized numeric fields (their per-entity values follow the table).
-        try FunnelFile.write(to: path, magic: Self.magic, version: 2) { w in
+        // Version 2 added standardized numeric fields (their per-entity values follow the
+        // table); version 3 each field's coding state (vocabulary, bucket edges, mean, scale).
+        try FunnelFile.write(to: path, magic: Self.magic, version: 3) { w in
             let p = parameters
             w.write(UInt64(p.dimension))
             w.write(array: p.hidden.map { UInt64($0) })
@@ -65,6 +66,11 @@ extension TwoTowerModel {
                     w.write(array: f.codes)
                     w.write(array: tower.tables[fi])
                     if f.kind.isDense { w.write(array: f.values) }
+                    w.write(UInt64(f.vocabulary.count))
+                    for v in f.vocabulary { w.write(string: v) }
+                    w.write(array: f.edges)
+                    w.write(f.mean.bitPattern)
+                    w.write(f.scale.bitPattern)
                 }
                 w.write(UInt64(tower.layers.count))
                 for l in tower.layers {
@@ -81,7 +87,7 @@ extension TwoTowerModel {
     public static func load(from path: String) throws -> (model: TwoTowerModel, userIDs: [String], itemIDs: [String]) {
         func bad(_ why: String) -> TwoTowerError { .invalidData("\(path): \(why)") }
         do {
-            var (_, r) = try FunnelFile.read(path, magic: magic, versions: 1...2)
+            var (version, r) = try FunnelFile.read(path, magic: magic, versions: 1...3)
             var p = TwoTowerParameters()
             p.dimension = try r.readCount("dimension", max: 4096)
             p.hidden = try r.readArray(UInt64.self, "hidden widths", maxCount: 64).map { Int($0) }
@@ -114,8 +120,19 @@ extension TwoTowerModel {
                             throw bad("dense field \(name) of the \(side) tower is inconsistent")
                         }
                     }
-                    fields.append(FeatureField(name: name, kind: kind, vocabularySize: vocab, dimension: dim,
-                                               offsets: offsets, codes: codes, values: values))
+                    var field = FeatureField(name: name, kind: kind, vocabularySize: vocab, dimension: dim,
+                                             offsets: offsets, codes: codes, values: values)
+                    if version >= 3 {
+                        let words = try r.readCount("vocabulary strings", max: vocab)
+                        for _ in 0..<words { field.vocabulary.append(try r.readString("vocabulary value", maxLength: 1 << 16)) }
+                        field.edges = try r.readArray(Float.self, "bucket edges", maxCount: vocab)
+                        field.mean = Double(bitPattern: try r.read(UInt64.self, "mean"))
+                        field.scale = Double(bitPattern: try r.read(UInt64.self, "scale"))
+                        guard field.mean.isFinite, field.scale.isFinite, field.edges.allSatisfy({ !$0.isNaN }) else {
+                            throw bad("field \(name) of the \(side) tower has a non-finite coding state")
+                        }
+                    }
+                    fields.append(field)
                     tables.append(table)
                 }
                 var layers = [DenseLayer]()

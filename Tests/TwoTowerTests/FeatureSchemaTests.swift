@@ -167,3 +167,68 @@ struct AlignedTableTests {
         #expect(t.multiValues("m", row: 0) == ["c"] && t.multiValues("m", row: 1).isEmpty && t.multiValues("m", row: 2) == ["a", "b"])
     }
 }
+
+@Suite("New entities coded as the old ones")
+struct AppendingTableTests {
+    func table(_ rows: [[String]]) throws -> AttributeTable {
+        var b = AttributeTable.Builder(specs: [
+            ColumnSpec("c", .categorical), ColumnSpec("m", .multiCategorical(separator: "|")), ColumnSpec("x", .numeric),
+            ColumnSpec("when", .timestamp), ColumnSpec("t", .text),
+        ])
+        for r in rows { try b.append(fields: r) { _ in TwoTowerError.invalidData("") } }
+        return b.table(keys: Vocabulary((0..<rows.count).map { "e\($0)" }))
+    }
+
+    @Test("appending rows of a table: the old vocabularies, edges and standardization; unseen values get new codes; saved and loaded")
+    func appendingTable() throws {
+        let rows = [
+            ["red", "a|b", "1", "2020-01-01", "big red"], ["blue", "b", "2", "2020-02-01", "small"],
+            ["red", "c", "3", "", "red"], ["green", "a", "4", "2020-03-01", "tiny"],
+            // New: a known colour, a new one; a new tag; values beyond the old range.
+            ["blue", "a|d", "10", "2020-03-05", "big"], ["violet", "", "", "2019-12-01", "new words"],
+        ]
+        let specs: [FeatureSpec] = [
+            FeatureSpec("id", .id), FeatureSpec("c", .categorical(column: "c")), FeatureSpec("h", .hashedCategorical(column: "c", buckets: 5)),
+            FeatureSpec("m", .multiCategorical(column: "m")), FeatureSpec("xb", .numericBuckets(column: "x", buckets: 3)),
+            FeatureSpec("xs", .numericStandardized(column: "x")), FeatureSpec("age", .ageBuckets(column: "when", now: 1_584_000_000, buckets: 8)),
+            FeatureSpec("t", .hashedText(column: "t", buckets: 50)),
+        ]
+        let old = try EntityFeatures.build(count: 4, table: try table(Array(rows.prefix(4))), features: specs)
+        let full = try table(rows)
+        let (grown, uncoded) = old.appending(table: full, from: 4)
+        #expect(uncoded.isEmpty && grown.count == 6)
+        // Built together, categorical codes come out the same (values are coded in order of appearance).
+        let together = try EntityFeatures.build(count: 6, table: full, features: specs)
+        for name in ["id", "c", "h", "m", "age", "t"] {
+            let a = grown.fields.first { $0.name == name }!, b = together.fields.first { $0.name == name }!
+            #expect(a.codes == b.codes && a.offsets == b.offsets && a.vocabularySize == b.vocabularySize, "field \(name)")
+        }
+        #expect(grown.fields[1].vocabulary == ["red", "blue", "green", "violet"])
+        // Old entities keep their codes in every field.
+        for (g, o) in zip(grown.fields, old.fields) {
+            #expect(Array(g.codes.prefix(o.codes.count)) == o.codes && Array(g.values.prefix(o.values.count)) == o.values, "field \(g.name)")
+        }
+        // Buckets by the old edges (from 1, 2, 3, 4 in 3 buckets: edges 2 and 3): 10 -> bucket 3 + 1; missing -> 0.
+        #expect(old.fields[4].edges == [2, 3])
+        #expect(Array(grown.fields[4].codes.suffix(2)) == [3, 0])
+        // Standardized by the old mean 2.5 and sd sqrt(1.25).
+        #expect(abs(grown.fields[5].values[4] - Float((10 - 2.5) / 1.25.squareRoot())) < 1e-5 && grown.fields[5].values[5] == 0)
+        // The coding state survives a save and a load.
+        var p = TwoTowerParameters()
+        p.dimension = 4
+        p.hidden = [4]
+        let model = TwoTowerModel(userFeatures: try EntityFeatures.build(count: 2, table: nil, kinds: [("id", .id)]), itemFeatures: old, parameters: p)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("funnel-state-\(UUID().uuidString).fnl").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try model.save(to: path, userIDs: ["u0", "u1"], itemIDs: (0..<4).map { "e\($0)" })
+        let loaded = try TwoTowerModel.load(from: path).model.items.features
+        for (l, o) in zip(loaded.fields, old.fields) {
+            #expect(l.vocabulary == o.vocabulary && l.edges == o.edges && l.mean == o.mean && l.scale == o.scale, "field \(o.name)")
+        }
+        // And a grown tower takes the new codes (a new colour needs a new row).
+        let tower = try model.items.grown(to: grown, seed: 1)
+        var rng = SeededGenerator(seed: 1)
+        let out = tower.forward([4, 5], rng: &rng)
+        #expect(out.allSatisfy { $0.isFinite })
+    }
+}
