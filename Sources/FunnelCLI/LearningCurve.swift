@@ -8,7 +8,7 @@ import Funnel
 struct LearningCurve: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "learning-curve", abstract: "Quality and training time on growing fractions of the training data.")
-    @Option(help: "MovieLens ml-100k folder.") var movielens: String
+    @OptionGroup var source: TrainingSource
     @Option(help: "Comma-separated fractions of the training interactions.") var fractions: String = "0.1,0.25,0.5,1"
     @Option var epochs: Int = 8
     @Option var seed: UInt64 = 42
@@ -18,9 +18,9 @@ struct LearningCurve: ParsableCommand {
         try FunnelCLI.run {
             let fs = fractions.split(separator: ",").compactMap { Double($0) }.filter { $0 > 0 && $0 <= 1 }
             guard !fs.isEmpty else { throw ValidationError("--fractions needs values in (0, 1]") }
-            let ml = try MovieLens.load(directory: movielens)
-            let split = LeaveLastOutSplit(ml.interactions)
-            let (uf, itf) = try TrainCommand.movieLensFeatures(ml)
+            let data = try source.load()
+            let split = LeaveLastOutSplit(data.log)
+            let (uf, itf) = (data.userFeatures, data.itemFeatures)
             var shuffled = split.train
             var g = SeededGenerator(seed: seed)
             shuffled.shuffle(using: &g)

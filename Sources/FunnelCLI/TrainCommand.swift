@@ -10,13 +10,7 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train user and item towers with in-batch softmax; evaluate against popularity and ALS.")
 
-    @Option(help: "MovieLens ml-100k folder (u.data, u.item, u.user).") var movielens: String?
-    @Option(help: "Interaction log CSV with a header (instead of --movielens); columns from --schema, else user_id, item_id, timestamp.")
-    var interactions: String?
-    @Option(help: "Item attributes CSV (key column and feature columns from --schema).") var items: String?
-    @Option(help: "User attributes CSV (key column and feature columns from --schema).") var users: String?
-    @Option(help: "Feature schema JSON: interaction columns, and per side the key column and features (see FeatureSchema).")
-    var schema: String?
+    @OptionGroup var source: TrainingSource
     @Option var dimension: Int = 64
     @Option var epochs: Int = 20
     @Option var batchSize: Int = 1024
@@ -49,28 +43,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Registry root the model is registered in (when --out is not given).") var registry: String = "indexes"
     @Option(help: "Model name in the registry (default: movielens, or the interaction file's name).") var name: String?
 
-    /// The training data named on the command line: --movielens, or --interactions with
-    /// optional --items, --users and --schema.
-    func loadInput() throws -> TrainingData {
-        switch (movielens, interactions) {
-        case (let dir?, nil):
-            guard items == nil, users == nil, schema == nil else {
-                throw ValidationError("--items, --users and --schema go with --interactions, not --movielens")
-            }
-            return try TrainingData.movieLens(dir)
-        case (nil, let file?):
-            let data = try TrainingData.csv(interactions: file, items: items, users: users,
-                                            schema: try schema.map(FeatureSchema.load) ?? FeatureSchema())
-            for note in data.notes { print("note: \(note)") }
-            return data
-        default:
-            throw ValidationError("give either --movielens DIR or --interactions FILE.csv")
-        }
-    }
-
     func run() throws {
         try FunnelCLI.run {
-            let input = try loadInput()
+            let input = try source.load()
             let log = input.log
             let split = LeaveLastOutSplit(log)
             let (userFeatures, itemFeatures) = (input.userFeatures, input.itemFeatures)
@@ -202,7 +177,7 @@ struct TrainCommand: ParsableCommand {
                 if let json { try AtomicFile.write(Array(data) + [10], to: json) }
             }
             if self.out == nil {
-                let name = self.name ?? (movielens != nil ? "movielens"
+                let name = self.name ?? (source.movielens != nil ? "movielens"
                     : ((input.label as NSString).deletingPathExtension.isEmpty ? "model" : (input.label as NSString).deletingPathExtension))
                 let v = try ModelRegistry(root: registry).register(
                     name, from: out, dataFingerprint: fingerprint(log),
