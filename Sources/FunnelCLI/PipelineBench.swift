@@ -179,7 +179,7 @@ struct PipelineBench: ParsableCommand {
                 checksum &+= r.items.first?.id ?? 0
             }
             totals.sort()
-            print("\(requests) requests, one at a time on one thread (\(inline ? "inline" : "served: each stage under its budget on a worker of the global queue")):")
+            print("\(requests) requests, one at a time on one thread (\(inline ? "inline" : "served: each stage under its budget on a stage-executor thread")):")
             var rows = [[String]]()
             var out: [String: Any] = [:]
             for stage in ["retrieval", "ranking", "rerank"] {
