@@ -41,6 +41,10 @@ struct Recommend: ParsableCommand {
     @Option(help: "Write the list as JSON.") var json: String?
     @Option(help: "The ml-100k folder the model was trained on: enables ranking and re-ranking (features come from its log).")
     var movielens: String?
+    @Option(help: "A user the model has not seen: comma-separated ids of items they touched (their embeddings are pooled).")
+    var touched: String?
+    @Option(help: "A user the model has not seen: a users CSV with their attributes (key column user_id), coded as at training.")
+    var users: String?
 
     func run() throws {
         try FunnelCLI.run {
@@ -60,13 +64,41 @@ struct Recommend: ParsableCommand {
                 return
             }
             let m = try ModelFolder(folder)
-            guard let u = m.userIDs.firstIndex(of: user) else { throw ValidationError("unknown user '\(user)'") }
             var rng = SeededGenerator(seed: 0)
-            let vector = m.model.users.forward([Int32(u)], rng: &rng)
-            let seen = includeSeen ? Set<Int>() : Set((m.history?.items(of: u) ?? []).map { Int($0) })
+            let vector: [Float], seen: Set<Int>, how: String
+            if let u = m.userIDs.firstIndex(of: user) {
+                vector = m.model.users.forward([Int32(u)], rng: &rng)
+                seen = includeSeen ? [] : Set((m.history?.items(of: u) ?? []).map { Int($0) })
+                how = "\(seen.count) seen items left out"
+            } else if let touched {
+                // Cold user, a few interactions: the pooled embeddings of the items they touched.
+                let items = Vocabulary(m.itemIDs)
+                let ids = try touched.split(separator: ",").map { s -> Int32 in
+                    let id = s.trimmingCharacters(in: .whitespaces)
+                    guard let i = items.lookup(id) else { throw ValidationError("unknown item '\(id)' in --touched") }
+                    return i
+                }
+                vector = try m.model.userVector(touched: ids)
+                seen = includeSeen ? [] : Set(ids.map { Int($0) })
+                how = "new user, pooled from \(ids.count) touched items (left out)"
+            } else if let users {
+                // Cold user, features only: coded with the saved vocabularies, id hidden.
+                let old = m.model.users.features
+                let table = try AttributeTable.readCSV(users, key: "user_id", columns: Retrain.columnSpecs(old, separator: "|"))
+                guard table.keys.lookup(user) != nil else { throw ValidationError("user '\(user)' is neither in the model nor in \(users)") }
+                var ids = Vocabulary(m.userIDs)
+                let row = Int(ids.intern(user))
+                let (features, uncoded) = old.appending(table: table.aligned(to: ids).table, from: old.count)
+                if !uncoded.isEmpty { print("note: not coded (column missing or model saved without its vocabulary): \(Set(uncoded).sorted().joined(separator: ", "))") }
+                vector = try m.model.userVector(features: features, row: row)
+                seen = []
+                how = "new user, from the attributes in \(users)"
+            } else {
+                throw ValidationError("unknown user '\(user)': give --touched ITEMS or --users FILE.csv to recommend from what is known of them")
+            }
             let found = try m.index.search(vector, k: k + seen.count, ef: max(ef, k + seen.count))
                 .filter { !seen.contains($0.id) }.prefix(k)
-            try m.printResults(Array(found), json: json, header: "user \(user): \(seen.count) seen items left out")
+            try m.printResults(Array(found), json: json, header: "user \(user): \(how)")
         }
     }
 }

@@ -271,3 +271,35 @@ extension TwoTowerModel {
         self.step = step
     }
 }
+
+extension TwoTowerModel {
+    /// A query vector for a user known only by a few items they touched: the normalized
+    /// mean of those items' embeddings (the items must be known to the model).
+    /// - Throws: `TwoTowerError.invalidData` for no items or an item outside the catalog.
+    public func userVector(touched itemIDs: [Int32]) throws -> [Float] {
+        guard !itemIDs.isEmpty else { throw TwoTowerError.invalidData("no touched items to pool") }
+        if let bad = itemIDs.first(where: { $0 < 0 || Int($0) >= items.features.count }) {
+            throw TwoTowerError.invalidData("item \(bad) is outside the \(items.features.count) items of the model")
+        }
+        var rng = SeededGenerator(seed: 0)
+        let v = items.forward(itemIDs, rng: &rng)
+        let d = parameters.dimension
+        var mean = [Float](repeating: 0, count: d)
+        for r in 0..<itemIDs.count { for j in 0..<d { mean[j] += v[r * d + j] } }
+        let norm = max(mean.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
+        return mean.map { $0 / norm }
+    }
+
+    /// A query vector for a user the model has never seen, from their features alone:
+    /// `features` are the user side's features grown by that user (see
+    /// `EntityFeatures.appending(table:from:)`), `row` the user's row in them. The id is
+    /// hidden, as in id dropout, so only the attributes speak.
+    public func userVector(features: EntityFeatures, row: Int) throws -> [Float] {
+        guard (0..<features.count).contains(row) else {
+            throw TwoTowerError.invalidData("row \(row) is outside the \(features.count) users of the features")
+        }
+        let tower = features.count == users.features.count ? users : try users.grown(to: features, seed: parameters.seed)
+        var rng = SeededGenerator(seed: 0)
+        return tower.forward([Int32(row)], idDropout: 1, rng: &rng)
+    }
+}

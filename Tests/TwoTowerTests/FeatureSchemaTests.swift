@@ -232,3 +232,35 @@ struct AppendingTableTests {
         #expect(out.allSatisfy { $0.isFinite })
     }
 }
+
+@Suite("Vectors for users the model has not seen")
+struct NewUserVectorTests {
+    @Test("pooled touched items give the normalized mean of their embeddings; features alone give what the tower gives a known user with them")
+    func newUsers() throws {
+        var b = AttributeTable.Builder(specs: [ColumnSpec("c", .categorical), ColumnSpec("x", .numeric)])
+        for r in [["a", "1"], ["b", "2"], ["a", "3"]] { try b.append(fields: r) { _ in TwoTowerError.invalidData("") } }
+        let users = try EntityFeatures.build(count: 3, table: b.table(keys: Vocabulary(["u0", "u1", "u2"])), features: [
+            FeatureSpec("id", .id), FeatureSpec("c", .categorical(column: "c")), FeatureSpec("x", .numericStandardized(column: "x")),
+        ])
+        var p = TwoTowerParameters()
+        p.dimension = 6
+        p.hidden = [8]
+        let model = TwoTowerModel(userFeatures: users, itemFeatures: try tinyFeatures(10, seed: 5), parameters: p)
+        var rng = SeededGenerator(seed: 1)
+        for _ in 0..<10 { model.trainStep(users: [0, 1, 2, 0], items: [1, 2, 3, 4], rng: &rng) }
+        // Pooled: by hand from embedAll.
+        let all = model.embedAll(model.items)
+        var mean = [Float](repeating: 0, count: 6)
+        for i in [2, 7] { for j in 0..<6 { mean[j] += all[i, j] / 2 } }
+        let n = mean.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        let pooled = try model.userVector(touched: [2, 7])
+        #expect(zip(pooled, mean).allSatisfy { abs($0 - $1 / n) < 1e-5 })
+        #expect(throws: TwoTowerError.self) { try model.userVector(touched: [10]) }
+        // A new user u3 with u0's attributes embeds like u0 without its id.
+        try b.append(fields: ["a", "1"]) { _ in TwoTowerError.invalidData("") }
+        let grown = users.appending(table: b.table(keys: Vocabulary(["u0", "u1", "u2", "u3"])), from: 3).features
+        let fresh = try model.userVector(features: grown, row: 3)
+        let known = model.embedAll(model.users, withoutID: true)
+        #expect(zip(fresh, known.row(0)).allSatisfy { abs($0 - $1) < 1e-5 })
+    }
+}
