@@ -71,6 +71,8 @@ public struct TwoTowerParameters: Sendable {
     public var randomNegatives = 0
     /// Stop when validation NDCG@10 has not improved for this many epochs (0: never).
     public var patience = 3
+    /// When `fit` gets validation scores, end with the weights of the best-scoring epoch.
+    public var restoreBest = true
     public var seed: UInt64 = 42
     /// Training threads: each step splits its batch into this many row blocks (data
     /// parallelism). A given thread count always trains the same model.
@@ -219,6 +221,7 @@ extension TwoTowerModel {
         let bs = max(1, parameters.batchSize), epochs = max(1, parameters.epochs)
         let stepsPerEpoch = (order.count + bs - 1) / bs
         var globalStep = 0
+        var bestWeights: Weights? = nil
         defer { rateFactor = 1 }
         for epoch in 1...epochs {
             order.shuffle(using: &rng)
@@ -247,10 +250,16 @@ extension TwoTowerModel {
             let report = EpochReport(epoch: epoch, loss: loss / Float(max(1, batches)), examplesPerSecond: Double(order.count) / max(seconds, 1e-9))
             reports.append(report)
             if let score = onEpoch(report) {
-                if score > best { best = score; bestEpoch = epoch }
+                if score > best {
+                    best = score
+                    bestEpoch = epoch
+                    if parameters.restoreBest { bestWeights = weights() }
+                }
                 if parameters.patience > 0 && epoch - bestEpoch >= parameters.patience { break }
             }
         }
+        // Early stopping hands back the best epoch's weights, not the last one's.
+        if let w = bestWeights, bestEpoch != reports.count { restore(w) }
         return reports
     }
 }
@@ -301,5 +310,24 @@ extension TwoTowerModel {
         let tower = features.count == users.features.count ? users : try users.grown(to: features, seed: parameters.seed)
         var rng = SeededGenerator(seed: 0)
         return tower.forward([Int32(row)], idDropout: 1, rng: &rng)
+    }
+}
+
+extension TwoTowerModel {
+    /// Both towers' embedding tables and dense layers (optimizer state excluded).
+    struct Weights {
+        var userTables: [[Float]], userLayers: [DenseLayer]
+        var itemTables: [[Float]], itemLayers: [DenseLayer]
+    }
+
+    func weights() -> Weights {
+        Weights(userTables: users.tables, userLayers: users.layers, itemTables: items.tables, itemLayers: items.layers)
+    }
+
+    func restore(_ w: Weights) {
+        users.tables = w.userTables
+        users.layers = w.userLayers
+        items.tables = w.itemTables
+        items.layers = w.itemLayers
     }
 }

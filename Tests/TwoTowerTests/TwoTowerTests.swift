@@ -161,6 +161,28 @@ struct TwoTowerTests {
         for code in [0, 3, 4, 5, 6] { #expect(Array(tower.tables[0][(code * d)..<((code + 1) * d)]) == Array(before[(code * d)..<((code + 1) * d)])) }
     }
 
+    @Test("early stopping ends with the best epoch's weights")
+    func restoresBest() throws {
+        var p = TwoTowerParameters()
+        p.dimension = 4
+        p.hidden = [4]
+        p.epochs = 6
+        p.batchSize = 8
+        p.patience = 2
+        let model = TwoTowerModel(userFeatures: try tinyFeatures(8, seed: 1), itemFeatures: try tinyFeatures(9, seed: 2), parameters: p)
+        var rng = SeededGenerator(seed: 1)
+        let scores = [0.1, 0.3, 0.2, 0.1, 0.5, 0.6]
+        var atBest: [Float] = [], epochs = 0
+        model.fit((0..<40).map { (user: Int32($0 % 8), item: Int32($0 % 9)) }, rng: &rng) { r in
+            epochs = r.epoch
+            if r.epoch == 2 { atBest = model.embedAll(model.items).storage }
+            return scores[r.epoch - 1]
+        }
+        #expect(epochs == 4, "patience 2 after the best epoch (2)")
+        let after = model.embedAll(model.items).storage
+        #expect(after == atBest)
+    }
+
     @Test("the cosine schedule warms up linearly and decays to its floor, by hand")
     func schedule() {
         let s = LearningRateSchedule.cosine(warmupSteps: 4, floor: 0.1)
