@@ -54,6 +54,11 @@ struct Serve: AsyncParsableCommand {
             let name = model
             router = { user in "v\(try reg.route(name, userID: user).version.version)" }
         }
+        // Each served version's stage timers and fallback counters carry its name, so a
+        // canary's latency and fallbacks can be told from production's.
+        for (version, m) in served {
+            m.pipeline.recommender.metrics = StageMetrics(label: "funnel", dimensions: [("version", version)])
+        }
         let models = served
         let route = router
         let maxK = maxK

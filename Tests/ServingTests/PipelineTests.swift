@@ -263,7 +263,7 @@ struct PipelineTests {
         #expect(throws: ServingError.self) { try pipeline(w, ranker: model, config: PipelineConfig()) }
     }
 
-    @Test("stage latencies and fallbacks are recorded as metrics")
+    @Test("stage latencies and fallbacks are recorded as metrics, labelled with the served version")
     func metrics() throws {
         let w = World(seed: 8)
         var config = PipelineConfig()
@@ -271,12 +271,12 @@ struct PipelineTests {
         config.deadline = 10
         let p = try pipeline(w, ranker: nil, config: config)
         let test = TestMetrics()
-        p.recommender.metrics = StageMetrics(label: "t", factory: test)
+        p.recommender.metrics = StageMetrics(label: "t", dimensions: [("version", "v2")], factory: test)
         // No query vector: retrieval fails every time (and exact search too: popular items answer).
         for _ in 0..<3 { _ = try p.recommend(FunnelRequest(user: 0, vector: nil), k: 5) }
-        #expect(try test.expectTimer("t_stage_seconds", [("stage", "retrieval")]).values.count == 3)
-        #expect(try test.expectTimer("t_request_seconds").values.count == 3)
-        #expect(try test.expectCounter("t_fallbacks_total", [("kind", "retrieval:failed")]).totalValue == 3)
-        #expect(try test.expectCounter("t_fallbacks_total", [("kind", "ranking:unavailable")]).totalValue == 3)
+        #expect(try test.expectTimer("t_stage_seconds", [("stage", "retrieval"), ("version", "v2")]).values.count == 3)
+        #expect(try test.expectTimer("t_request_seconds", [("version", "v2")]).values.count == 3)
+        #expect(try test.expectCounter("t_fallbacks_total", [("kind", "retrieval:failed"), ("version", "v2")]).totalValue == 3)
+        #expect(try test.expectCounter("t_fallbacks_total", [("kind", "ranking:unavailable"), ("version", "v2")]).totalValue == 3)
     }
 }
