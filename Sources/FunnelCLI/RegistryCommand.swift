@@ -7,7 +7,7 @@ struct RegistryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "registry",
         abstract: "List, promote, canary, roll back and route the models under indexes/.",
-        subcommands: [List.self, Promote.self, Rollback.self, Route.self])
+        subcommands: [List.self, Promote.self, Shadow.self, Rollback.self, Route.self])
 
     struct Options: ParsableArguments {
         @Option(help: "Registry root.") var root: String = "indexes"
@@ -61,6 +61,21 @@ struct RegistryCommand: ParsableCommand {
             try FunnelCLI.run {
                 let v = try ModelRegistry(root: options.root).rollback(model)
                 print("\(model) v\(v.version) is production again")
+            }
+        }
+    }
+
+    struct Shadow: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Give a version a copy of the requests: funnel serve runs it after each answer and counts how much of the served list it would have returned (funnel_shadow_*), never serving it.")
+        @OptionGroup var options: Options
+        @Argument var model: String
+        @Argument var version: Int
+
+        func run() throws {
+            try FunnelCLI.run {
+                try ModelRegistry(root: options.root).shadow(model, version: version)
+                print("\(model) v\(version) is the shadow")
             }
         }
     }

@@ -12,7 +12,9 @@ import Prometheus
 ///     GET /metrics                  Prometheus text: per-stage latency histograms, fallbacks
 ///
 /// A registry model with a canary serves both versions; each user is routed by a hash of
-/// their id (the same users always see the canary).
+/// their id (the same users always see the canary). A shadow version answers a copy of
+/// every request after the real answer is sent; `funnel_shadow_shared_items_total` over
+/// `funnel_shadow_compared_items_total` is how much of the served lists it would have kept.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve recommendations over HTTP, with metrics for Prometheus.")
 
@@ -38,27 +40,32 @@ struct Serve: AsyncParsableCommand {
         let ml = try MovieLens.load(directory: movielens)
         // The served versions: production (or the folder), and the canary when there is one.
         var served = [String: ServedModel]()
+        var shadow: (version: String, model: ServedModel)? = nil
         var router: @Sendable (String) throws -> String
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), isDirectory.boolValue {
-            served[model] = try ServedModel(folder: model, movielens: ml)
+            served[model] = try ServedModel(folder: model, movielens: ml, version: model)
             let only = model
             router = { _ in only }
         } else {
             let reg = ModelRegistry(root: registry)
             let current = try reg.current(model)
-            served["v\(current.version)"] = try ServedModel(folder: reg.folder(model, current), movielens: ml)
+            served["v\(current.version)"] = try ServedModel(folder: reg.folder(model, current), movielens: ml, version: "v\(current.version)")
             if let canary = try reg.versions(of: model).first(where: { $0.state == .canary }) {
-                served["v\(canary.version)"] = try ServedModel(folder: reg.folder(model, canary), movielens: ml)
+                served["v\(canary.version)"] = try ServedModel(folder: reg.folder(model, canary), movielens: ml, version: "v\(canary.version)")
             }
             let name = model
             router = { user in "v\(try reg.route(name, userID: user).version.version)" }
+            if let s = try reg.shadowVersion(model) {
+                shadow = ("v\(s.version)", try ServedModel(folder: reg.folder(model, s), movielens: ml, version: "v\(s.version)"))
+            }
         }
-        // Each served version's stage timers and fallback counters carry its name, so a
-        // canary's latency and fallbacks can be told from production's.
-        for (version, m) in served {
-            m.pipeline.recommender.metrics = StageMetrics(label: "funnel", dimensions: [("version", version)])
+        // Each served version's stage timers and fallback counters carry its name (set when
+        // its pipeline is built), so a canary's latency and fallbacks are told from production's.
+        if let shadow {
+            print("shadow: \(shadow.version) answers a copy of every request (compared, never served)")
         }
+        let shadowModel = shadow
         let models = served
         let route = router
         let maxK = maxK
@@ -87,6 +94,17 @@ struct Serve: AsyncParsableCommand {
                     pool.addOperation {
                         done.resume(with: Result {
                             let r = try m.recommend(user: user, k: k)
+                            if let (sv, sm) = shadowModel {
+                                // The shadow's turn comes after the answer is on its way.
+                                let served = Set(r.items.map(\.id))
+                                pool.addOperation {
+                                    guard let s = try? sm.recommend(user: user, k: k) else { return }
+                                    let same = s.items.filter { served.contains($0.id) }.count
+                                    Counter(label: "funnel_shadow_requests_total", dimensions: [("version", sv)]).increment()
+                                    Counter(label: "funnel_shadow_compared_items_total", dimensions: [("version", sv)]).increment(by: served.count)
+                                    Counter(label: "funnel_shadow_shared_items_total", dimensions: [("version", sv)]).increment(by: same)
+                                }
+                            }
                             return try JSONSerialization.data(withJSONObject: m.json(r, user: user, version: version), options: [.sortedKeys])
                         })
                     }

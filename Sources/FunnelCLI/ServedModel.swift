@@ -17,7 +17,8 @@ final class ServedModel: @unchecked Sendable {
     let pipeline: FunnelPipeline
     let features: RankingFeatures
 
-    init(folder: String, movielens ml: MovieLens, explanations: Int = 3) throws {
+    /// - Parameter version: the name its metrics carry (`version="..."`), when several serve.
+    init(folder: String, movielens ml: MovieLens, explanations: Int = 3, version: String? = nil) throws {
         self.folder = folder
         let m = try ModelFolder(folder)
         guard m.userIDs == ml.users.keys.keys, m.itemIDs == ml.items.keys.keys else {
@@ -48,7 +49,8 @@ final class ServedModel: @unchecked Sendable {
         config.freshness = .exponential(halfLife: 365 * 86_400)
         config.freshnessWeight = 0.1
         config.explanations = explanations
-        pipeline = try FunnelPipeline(index: m.index, itemVectors: itemVectors, features: features, ranker: ranker, config: config)
+        pipeline = try FunnelPipeline(index: m.index, itemVectors: itemVectors, features: features, ranker: ranker, config: config,
+                                      metrics: StageMetrics(label: "funnel", dimensions: version.map { [("version", $0)] } ?? []))
     }
 
     /// The funnel's answer for a known user, everything they have seen left out.

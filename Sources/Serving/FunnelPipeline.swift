@@ -83,7 +83,7 @@ public final class FunnelPipeline: @unchecked Sendable {
 
     /// - Throws: `ServingError.invalidModel` when the index, vectors, features and ranker disagree in size.
     public init(index: HNSWIndex, itemVectors: Matrix, features: RankingFeatures, ranker: GBDTModel?,
-                config: PipelineConfig = PipelineConfig()) throws {
+                config: PipelineConfig = PipelineConfig(), metrics: StageMetrics? = nil) throws {
         guard itemVectors.rows == features.items.count else {
             throw ServingError.invalidModel("\(itemVectors.rows) item vectors for \(features.items.count) items")
         }
@@ -134,7 +134,7 @@ public final class FunnelPipeline: @unchecked Sendable {
             return self.config.explanations > 0 ? self.explain(request, final) : final
         }
         let r = R(retrieve: retrieve, fallbackRetrieve: exact, popular: popular,
-                  rank: predictor == nil ? nil : rank, rerank: rerank)
+                  rank: predictor == nil ? nil : rank, rerank: rerank, metrics: metrics)
         r.candidates = config.candidates
         r.retrievalBudget = config.retrievalBudget
         r.rankingBudget = config.rankingBudget

@@ -13,6 +13,8 @@ public enum ModelState: String, Codable, Sendable, CaseIterable {
     case canary
     /// Serving everyone not routed to the canary.
     case production
+    /// Given a copy of requests next to production; its answers are compared, never returned.
+    case shadow
     /// Served once (or never), kept loadable for a rollback.
     case archived
 }
@@ -179,6 +181,27 @@ public struct ModelRegistry: Sendable {
             }
             m.models[name] = all
         }
+    }
+
+    /// Makes `version` the shadow of `name`: it answers a copy of the requests, its answers
+    /// are only compared with the served ones. A previous shadow goes back to staging.
+    /// - Throws: `RegistryError.invalidTransition` for the production or canary version.
+    public func shadow(_ name: String, version: Int) throws {
+        try update { m in
+            guard var all = m.models[name] else { throw RegistryError.unknownModel(name) }
+            guard let i = all.firstIndex(where: { $0.version == version }) else { throw RegistryError.unknownVersion(name, version) }
+            guard all[i].state != .production, all[i].state != .canary else {
+                throw RegistryError.invalidTransition("\(name) v\(version) is \(all[i].state.rawValue); a shadow must be another version")
+            }
+            for j in all.indices where all[j].state == .shadow { all[j].state = .staging }
+            all[i].state = .shadow
+            m.models[name] = all
+        }
+    }
+
+    /// The shadow version of `name`, if there is one.
+    public func shadowVersion(_ name: String) throws -> ModelVersion? {
+        try versions(of: name).first { $0.state == .shadow }
     }
 
     /// Production goes back to the version promoted before the current one; the current

@@ -93,7 +93,10 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
     public let retrievalBreaker = CircuitBreaker()
     public let rankingBreaker = CircuitBreaker()
     /// Per-stage latencies and fallback counts (swift-metrics).
-    public var metrics = StageMetrics(label: "funnel")
+    /// Stage timers and fallback counters. Give them at construction when they need
+    /// dimensions: a default set would already have registered unlabeled metrics, which
+    /// some backends (Prometheus) refuse to mix with labeled ones of the same name.
+    public var metrics: StageMetrics
 
     /// - Parameters:
     ///   - fallbackRetrieve: tried when `retrieve` fails or is late (e.g. exact search).
@@ -101,7 +104,8 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
     ///   - rank: nil when no ranker could be loaded (the answer then keeps retrieval order).
     public init(retrieve: @escaping Retrieve, fallbackRetrieve: Retrieve? = nil,
                 popular: @escaping @Sendable (Request, Int) -> [RankedItem],
-                rank: Rank?, rerank: @escaping Rerank) {
+                rank: Rank?, rerank: @escaping Rerank, metrics: StageMetrics? = nil) {
+        self.metrics = metrics ?? StageMetrics(label: "funnel")
         self.retrieve = retrieve
         self.fallbackRetrieve = fallbackRetrieve
         self.popular = popular

@@ -42,6 +42,27 @@ struct RegistryTests {
         #expect(throws: RegistryError.unknownModel("nope")) { try r.current("nope") }
     }
 
+    @Test("a shadow version is never routed to; one shadow at a time; production and canary cannot be shadows")
+    func shadow() throws {
+        let root = makeRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = ModelRegistry(root: root)
+        for tag in ["a", "b", "c", "d"] { try r.register("recs", from: try folder(root, tag), dataFingerprint: tag) }
+        try r.promote("recs", version: 1)
+        try r.promote("recs", version: 2, canaryFraction: 0.5)
+        #expect(throws: RegistryError.self) { try r.shadow("recs", version: 1) }  // production
+        #expect(throws: RegistryError.self) { try r.shadow("recs", version: 2) }  // canary
+        try r.shadow("recs", version: 3)
+        #expect(try r.shadowVersion("recs")?.version == 3)
+        let routed = Set(try (0..<2000).map { try r.route("recs", userID: "u\($0)").version.version })
+        #expect(routed == [1, 2], "users go to production or the canary, never the shadow")
+        try r.shadow("recs", version: 4)
+        #expect(try r.versions(of: "recs").map(\.state) == [.production, .canary, .staging, .shadow])
+        // A shadow that did well can be promoted.
+        try r.promote("recs", version: 4)
+        #expect(try r.shadowVersion("recs") == nil && r.current("recs").version == 4)
+    }
+
     @Test("canary routing is deterministic and sends the configured fraction of users")
     func canary() throws {
         let root = makeRoot()
