@@ -48,6 +48,23 @@ def width(vocab):
     return min(64, max(4, int(round(6 * vocab ** 0.25))))
 
 
+def rank_metrics(U, V, held, exclude):
+    """Full-corpus ranking of each held-out item without the user's excluded items; ties
+    count against the model."""
+    S = U @ V.T
+    hr = ndcg = hr50 = mrr = 0.0
+    for a, target in held.items():
+        s = S[a].copy()
+        s[list(exclude(a))] = -np.inf
+        rank = int(np.sum(s >= s[target])) - 1
+        hr += rank < 10
+        hr50 += rank < 50
+        ndcg += 1 / math.log2(rank + 2) if rank < 10 else 0
+        mrr += 1 / (rank + 1)
+    n = len(held)
+    return {"HR@10": hr / n, "NDCG@10": ndcg / n, "HR@50": hr50 / n, "MRR": mrr / n}
+
+
 def split(u, i, t, n_users):
     per = [[] for _ in range(n_users)]
     for a, b, c in zip(u, i, t):
@@ -152,19 +169,7 @@ def main():
         with torch.no_grad():
             U = users_fwd(torch.arange(nu)).numpy()
             V = items_fwd(torch.arange(ni)).numpy()
-        S = U @ V.T
-        hr = ndcg = hr50 = mrr = 0.0
-        for a, target in held.items():
-            s = S[a].copy()
-            ex = list(exclude(a))
-            s[ex] = -np.inf
-            rank = int(np.sum(s >= s[target])) - 1  # ties against the model
-            hr += rank < 10
-            hr50 += rank < 50
-            ndcg += 1 / math.log2(rank + 2) if rank < 10 else 0
-            mrr += 1 / (rank + 1)
-        n = len(held)
-        return {"HR@10": hr / n, "NDCG@10": ndcg / n, "HR@50": hr50 / n, "MRR": mrr / n}
+        return rank_metrics(U, V, held, exclude)
 
     best, best_state, bad, step = -1.0, None, 0, 0
     train_seconds, examples = 0.0, 0
@@ -232,20 +237,6 @@ def implicit_als(train, valid, test, train_items, nu, ni, threads):
     counts = sp.csr_matrix((np.ones(len(train), dtype=np.float32), (train[:, 0], train[:, 1])), shape=(nu, ni))
     counts.sum_duplicates()
 
-    def metrics(U, V, held, exclude):
-        S = U @ V.T
-        hr = ndcg = hr50 = mrr = 0.0
-        for a, target in held.items():
-            s = S[a].copy()
-            s[list(exclude(a))] = -np.inf
-            rank = int(np.sum(s >= s[target])) - 1
-            hr += rank < 10
-            hr50 += rank < 50
-            ndcg += 1 / math.log2(rank + 2) if rank < 10 else 0
-            mrr += 1 / (rank + 1)
-        n = len(held)
-        return {"HR@10": hr / n, "NDCG@10": ndcg / n, "HR@50": hr50 / n, "MRR": mrr / n}
-
     best = None
     for reg, alpha in [(1, 10), (10, 10), (1, 40), (10, 40)]:
         model = AlternatingLeastSquares(factors=64, regularization=reg, alpha=alpha, iterations=15,
@@ -254,11 +245,11 @@ def implicit_als(train, valid, test, train_items, nu, ni, threads):
         model.fit(counts, show_progress=False)
         secs = time.perf_counter() - t0
         U, V = np.asarray(model.user_factors), np.asarray(model.item_factors)
-        v = metrics(U, V, valid, lambda a: train_items[a])
+        v = rank_metrics(U, V, valid, lambda a: train_items[a])
         if best is None or v["NDCG@10"] > best[0]:
             best = (v["NDCG@10"], U, V, reg, alpha, secs)
     _, U, V, reg, alpha, secs = best
-    res = metrics(U, V, test, lambda a: train_items[a] | {valid[a]})
+    res = rank_metrics(U, V, test, lambda a: train_items[a] | {valid[a]})
     print(f"implicit ALS (64 factors, reg {reg}, alpha {alpha}, tuned on validation): test HR@10 {res['HR@10']:.4f} "
           f"NDCG@10 {res['NDCG@10']:.4f} HR@50 {res['HR@50']:.4f} MRR {res['MRR']:.4f}; fit {secs:.1f} s")
     return res

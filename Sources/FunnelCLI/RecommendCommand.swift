@@ -84,7 +84,7 @@ struct Recommend: ParsableCommand {
             } else if let users {
                 // Cold user, features only: coded with the saved vocabularies, id hidden.
                 let old = m.model.users.features
-                let table = try AttributeTable.readCSV(users, key: "user_id", columns: Retrain.columnSpecs(old, separator: "|"))
+                let table = try AttributeTable.readCSV(users, key: "user_id", columns: old.attributeColumns(separator: "|"))
                 guard table.keys.lookup(user) != nil else { throw ValidationError("user '\(user)' is neither in the model nor in \(users)") }
                 var ids = Vocabulary(m.userIDs)
                 let row = Int(ids.intern(user))

@@ -58,7 +58,7 @@ struct Retrain: ParsableCommand {
             // vocabularies, edges and standardization saved with the model), else ids only.
             func grownFeatures(_ old: EntityFeatures, file: String?, key: String, ids: Vocabulary, added: Int, side: String) throws -> EntityFeatures {
                 guard let file, added > 0 else { return old.appending(added) }
-                let table = try AttributeTable.readCSV(file, key: key, columns: Self.columnSpecs(old, separator: Character(separator)))
+                let table = try AttributeTable.readCSV(file, key: key, columns: old.attributeColumns(separator: Character(separator)))
                 let (aligned, missing) = table.aligned(to: ids)
                 let (features, uncoded) = old.appending(table: aligned, from: old.count)
                 let described = added - max(0, missing - old.count)
@@ -112,24 +112,5 @@ struct Retrain: ParsableCommand {
                 print("registered \(model) v\(v.version) (staging); the previous versions stay loadable")
             }
         }
-    }
-
-    /// The attribute columns a side's features read, typed for `AttributeTable.readCSV`.
-    static func columnSpecs(_ features: EntityFeatures, separator: Character) -> [ColumnSpec] {
-        var specs = [ColumnSpec]()
-        func add(_ name: String, _ kind: ColumnKind) {
-            if !specs.contains(where: { $0.name == name }) { specs.append(ColumnSpec(name, kind)) }
-        }
-        for f in features.fields {
-            switch f.kind {
-            case .id: break
-            case .categorical(let c), .hashedCategorical(let c, _): add(c, .categorical)
-            case .multiCategorical(let c, _): add(c, .multiCategorical(separator: separator))
-            case .numericBuckets(let c, _), .numericStandardized(let c): add(c, .numeric)
-            case .ageBuckets(let c, _, _): add(c, .timestamp)
-            case .hashedText(let c, _): add(c, .text)
-            }
-        }
-        return specs
     }
 }

@@ -170,6 +170,26 @@ public struct EntityFeatures: Sendable {
     /// The tower's input width: the sum of field dimensions.
     public var inputDimension: Int { fields.reduce(0) { $0 + $1.dimension } }
 
+    /// The attribute columns these features read, typed for `AttributeTable.readCSV`: what
+    /// a file describing new entities must hold (see `appending(table:from:)`).
+    public func attributeColumns(separator: Character = "|") -> [ColumnSpec] {
+        var specs = [ColumnSpec]()
+        func add(_ name: String, _ kind: ColumnKind) {
+            if !specs.contains(where: { $0.name == name }) { specs.append(ColumnSpec(name, kind)) }
+        }
+        for f in fields {
+            switch f.kind {
+            case .id: break
+            case .categorical(let c), .hashedCategorical(let c, _): add(c, .categorical)
+            case .multiCategorical(let c, _): add(c, .multiCategorical(separator: separator))
+            case .numericBuckets(let c, _), .numericStandardized(let c): add(c, .numeric)
+            case .ageBuckets(let c, _, _): add(c, .timestamp)
+            case .hashedText(let c, _): add(c, .text)
+            }
+        }
+        return specs
+    }
+
     /// New entities described by rows `first ..< table.count` of `table` (a table aligned
     /// with the grown vocabulary: earlier rows are ignored), coded exactly as the old ones
     /// were: the stored vocabularies, bucket edges and standardization, hashes, ages at the

@@ -195,6 +195,9 @@ struct AppendingTableTests {
         ]
         let old = try EntityFeatures.build(count: 4, table: try table(Array(rows.prefix(4))), features: specs)
         let full = try table(rows)
+        // The columns a file of new entities must hold, typed as the table above.
+        #expect(old.attributeColumns() == [ColumnSpec("c", .categorical), ColumnSpec("m", .multiCategorical(separator: "|")),
+                                           ColumnSpec("x", .numeric), ColumnSpec("when", .timestamp), ColumnSpec("t", .text)])
         let (grown, uncoded) = old.appending(table: full, from: 4)
         #expect(uncoded.isEmpty && grown.count == 6)
         // Built together, categorical codes come out the same (values are coded in order of appearance).
