@@ -90,6 +90,9 @@ extension HNSWIndex {
             writeLocked {
                 let node = slots[i]
                 writeVector(prepared, row: i, node: node, label: labelList[i])
+                // Forget the old item's links: linking merges into what a list holds.
+                fk_store_release_u32(links0(node), 0)
+                for lc in stride(from: 1, through: Int(levels[node]), by: 1) { fk_store_release_u32(links(node, level: lc), 0) }
                 link(node: node, level: Int(levels[node]), scratch: scratch)
                 bookkeeping.lock()
                 fk_store_u8(deletedFlags + node, 0)
@@ -201,11 +204,21 @@ extension HNSWIndex {
             cur = Int(selected[0])
             curDist = selectedDist[0]
 
-            // Own links first, so that whoever finds the node sees a complete list.
+            // Own links first, so that whoever finds the node sees a complete list. With
+            // several threads, a neighbor that reached this node from a layer above may
+            // already have linked back to it here: those links are merged, not overwritten
+            // (overwriting them left nodes nobody linked to, unreachable by any search).
             fk_spin_lock(nodeLocks + node)
             let own = links(node, level: lc)
-            for (i, s) in selected.enumerated() { fk_store_u32(own + 1 + i, s) }
-            fk_store_release_u32(own, UInt32(chosen))
+            let already = Int(fk_load_u32(own))
+            if already == 0 {
+                for (i, s) in selected.enumerated() { fk_store_u32(own + 1 + i, s) }
+                fk_store_release_u32(own, UInt32(chosen))
+            } else {
+                selected.withUnsafeBufferPointer { s in
+                    selectedDist.withUnsafeBufferPointer { mergeLinks(of: node, level: lc, adding: s, distances: $0) }
+                }
+            }
             fk_spin_unlock(nodeLocks + node)
 
             for (s, d) in zip(selected, selectedDist) {
@@ -241,22 +254,39 @@ extension HNSWIndex {
 
     /// Adds `to` to the links of `from` on `level`, pruning with the heuristic when full.
     func addBackLink(from: Int, to: Int, distance d: Float, level: Int) {
-        let limit = level == 0 ? maxLinks0 : maxLinks
         fk_spin_lock(nodeLocks + from)
         defer { fk_spin_unlock(nodeLocks + from) }
-        let l = links(from, level: level)
-        let n = Int(fk_load_u32(l))
-        for i in 1..<(n + 1) where Int(fk_load_u32(l + i)) == to { return }
-        if n < limit {
-            fk_store_u32(l + 1 + n, UInt32(to))
-            fk_store_release_u32(l, UInt32(n + 1))
-            return
+        var x = UInt32(to), dx = d
+        mergeLinks(of: from, level: level, adding: UnsafeBufferPointer(start: &x, count: 1),
+                   distances: UnsafeBufferPointer(start: &dx, count: 1))
+    }
+
+    /// Adds `new` (at `distances` from `node`) to `node`'s links on `level`, skipping ones
+    /// already there; when the list would overflow, keeps what the heuristic selects among
+    /// the old and new links. The caller holds `node`'s lock.
+    func mergeLinks(of node: Int, level: Int, adding new: UnsafeBufferPointer<UInt32>,
+                    distances: UnsafeBufferPointer<Float>) {
+        let limit = level == 0 ? maxLinks0 : maxLinks
+        let l = links(node, level: level)
+        var n = Int(fk_load_u32(l))
+        var overflow = [(Float, UInt32)]()
+        for (x, d) in zip(new, distances) where Int(x) != node {
+            var present = false
+            for i in 1..<(n + 1) where fk_load_u32(l + i) == x { present = true; break }
+            if present || overflow.contains(where: { $0.1 == x }) { continue }
+            if n < limit {
+                fk_store_u32(l + 1 + n, x)
+                n += 1
+                fk_store_release_u32(l, UInt32(n))
+            } else {
+                overflow.append((d, x))
+            }
         }
-        // Full: choose the best `limit` among the current links and the newcomer.
-        let qf = preparedNode(from)
-        var cand = [(Float, UInt32)]()
-        cand.reserveCapacity(n + 1)
-        cand.append((d, UInt32(to)))
+        if overflow.isEmpty { return }
+        // Full: choose the best `limit` among the current links and the newcomers.
+        let qf = preparedNode(node)
+        var cand = overflow
+        cand.reserveCapacity(n + overflow.count)
         for i in 1..<(n + 1) {
             let x = fk_load_u32(l + i)
             cand.append((distance(qf, Int(x)), x))
