@@ -109,7 +109,7 @@ struct AnnBench: ParsableCommand {
     @Option(name: .customLong("m"), help: "HNSW: links per node (2M on layer 0).") var m: Int = 16
     @Option(help: "HNSW: beam width while building.") var efConstruction: Int = 200
     @Option(help: "HNSW: comma-separated beam widths to sweep.") var ef: String = "10,16,24,32,48,64,96,128,192,256,384,512"
-    @Option(help: "HNSW: vector storage for traversal: none or int8.") var quantization: String = "none"
+    @Option(help: "HNSW: vector storage: none (float32), int8 (codes for traversal, float re-scoring) or fp16 (half precision, no float copy).") var quantization: String = "none"
     @Option(help: "Write the recall-vs-QPS curve as an SVG.") var plot: String?
     @Option(help: "Threads for build and batch search (default: all cores).") var threads: Int?
     @Option(help: "Use only the first N queries.") var maxQueries: Int?
@@ -126,7 +126,7 @@ struct AnnBench: ParsableCommand {
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         guard ["exact", "hnsw"].contains(engine) else { throw ValidationError("--engine must be exact or hnsw, got '\(engine)'") }
         guard HNSWIndex.Quantization(rawValue: quantization) != nil else {
-            throw ValidationError("--quantization must be none or int8, got '\(quantization)'")
+            throw ValidationError("--quantization must be none, int8 or fp16, got '\(quantization)'")
         }
         guard !efList.isEmpty, efList.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--ef must be a comma-separated list of positive integers") }
     }

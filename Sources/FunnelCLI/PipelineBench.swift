@@ -24,7 +24,7 @@ struct PipelineBench: ParsableCommand {
     @Option(help: "MMR lambda.") var lambda: Double = 0.7
     @Option(help: "MMR re-orders the ranker's top N.") var mmrPool: Int = 100
     @Option(help: "Tower training epochs.") var epochs: Int = 1
-    @Option(help: "HNSW storage: none (float) or int8 (traversal on codes, final candidates re-scored in float).")
+    @Option(help: "HNSW storage: none (float), int8 (traversal on codes, final candidates re-scored in float) or fp16 (half precision).")
     var quantization: String = "none"
     @Option(help: "Threads for building (generation, training, index); requests always run on one thread.") var threads: Int?
     @Flag(help: "Run the stages on the calling thread (no budget hand-off) instead of serving with budgets.") var inline = false

@@ -4,9 +4,12 @@ import LinearAlgebra
 /// A query made ready for the index's storage: normalized for cosine, and encoded
 /// when the graph holds int8 codes.
 struct PreparedQuery {
-    let floats: UnsafePointer<Float>
+    /// The float query; nil only for a stored node's view under fp16 storage.
+    let floats: UnsafePointer<Float>?
     let codes: UnsafePointer<UInt8>?
     let bias: Float
+    /// A stored node's half vector (fp16 storage, while linking).
+    var half: UnsafePointer<UInt16>? = nil
 }
 
 extension HNSWIndex {
@@ -30,9 +33,13 @@ extension HNSWIndex {
         return PreparedQuery(floats: qf, codes: nil, bias: 0)
     }
 
-    /// A query view of a stored node (used while linking it).
+    /// A query view of a stored node (used while linking it). Under fp16 storage it holds
+    /// only the half vector: good for `distance`, not for the batched `distances`.
     @inline(__always)
     func preparedNode(_ node: Int) -> PreparedQuery {
+        if parameters.quantization == .fp16 {
+            return PreparedQuery(floats: nil, codes: nil, bias: 0, half: UnsafePointer(halfVector(node)))
+        }
         if parameters.quantization == .int8 {
             return PreparedQuery(floats: floatVector(node),
                                  codes: UnsafePointer(vectorBytesPointer(node).assumingMemoryBound(to: UInt8.self)),
@@ -45,10 +52,33 @@ extension HNSWIndex {
     @inline(__always)
     func distance(_ q: PreparedQuery, _ node: Int) -> Float { view.distance(q, node) }
 
-    /// The exact float distance from a prepared query to `node` (for rescoring).
+    /// A stored node as a full query (floats for the batched kernels): under fp16 storage
+    /// decoded into `scratch`, otherwise `preparedNode`.
+    @inline(__always)
+    func preparedNode(_ node: Int, scratch: SearchScratch) -> PreparedQuery {
+        guard parameters.quantization == .fp16 else { return preparedNode(node) }
+        fk_from_half(halfVector(node), scratch.queryFloats, dimension)
+        return PreparedQuery(floats: scratch.queryFloats, codes: nil, bias: 0)
+    }
+
+    /// The exact float distance from a prepared query to `node` (for rescoring); under
+    /// fp16 storage, the distance to the half vector (there are no floats).
     @inline(__always)
     func exactDistance(_ q: PreparedQuery, _ node: Int) -> Float {
-        parameters.metric.distance(q.floats, floatVector(node), dimension)
+        if parameters.quantization == .fp16 { return view.distance(q, node) }
+        return parameters.metric.distance(q.floats!, floatVector(node), dimension)
+    }
+
+    /// Item `node`'s stored vector as floats (decoded under fp16 storage; as prepared, i.e.
+    /// normalized for cosine).
+    func decodeVector(_ node: Int) -> [Float] {
+        if parameters.quantization == .fp16 {
+            return [Float](unsafeUninitializedCapacity: dimension) { b, n in
+                fk_from_half(halfVector(node), b.baseAddress!, dimension)
+                n = dimension
+            }
+        }
+        return Array(UnsafeBufferPointer(start: floatVector(node), count: dimension))
     }
 }
 
@@ -61,6 +91,7 @@ struct GraphView {
     let dimension: Int
     let metric: Metric
     let quantized: Bool
+    let half: Bool
     let scale: Float
     let offsetNorm: Float
     let codeBytes: Int
@@ -93,11 +124,12 @@ struct GraphView {
             }
             return
         }
+        let (l2Kind, dotKind): (Int32, Int32) = half ? (4, 5) : (0, 1)
         switch metric {
         case .l2:
-            fk_distance_batch(0, q.floats, level0, blockSize, vectorOffset, ids, count, dimension, out)
+            fk_distance_batch(l2Kind, q.floats!, level0, blockSize, vectorOffset, ids, count, dimension, out)
         case .innerProduct, .cosine:
-            fk_distance_batch(1, q.floats, level0, blockSize, vectorOffset, ids, count, dimension, out)
+            fk_distance_batch(dotKind, q.floats!, level0, blockSize, vectorOffset, ids, count, dimension, out)
             let one: Float = metric == .cosine ? 1 : 0
             for i in 0..<count { out[i] = one - out[i] }
         }
@@ -116,11 +148,25 @@ struct GraphView {
                 return metric == .cosine ? 1 - dot : -dot
             }
         }
+        if half {
+            let h = UnsafePointer(vector(node).assumingMemoryBound(to: UInt16.self))
+            let value: Float
+            if let qh = q.half {
+                value = metric == .l2 ? fk_l2sq_f16f16(qh, h, d) : fk_dot_f16f16(qh, h, d)
+            } else {
+                value = metric == .l2 ? fk_l2sq_f16(q.floats!, h, d) : fk_dot_f16(q.floats!, h, d)
+            }
+            switch metric {
+            case .l2: return value
+            case .innerProduct: return -value
+            case .cosine: return 1 - value
+            }
+        }
         let v = vector(node).assumingMemoryBound(to: Float.self)
         switch metric {
-        case .l2: return fk_l2sq_f32(q.floats, v, d)
-        case .innerProduct: return -fk_dot_f32(q.floats, v, d)
-        case .cosine: return 1 - fk_dot_f32(q.floats, v, d)
+        case .l2: return fk_l2sq_f32(q.floats!, v, d)
+        case .innerProduct: return -fk_dot_f32(q.floats!, v, d)
+        case .cosine: return 1 - fk_dot_f32(q.floats!, v, d)
         }
     }
 }
@@ -129,7 +175,8 @@ extension HNSWIndex {
     @inline(__always)
     var view: GraphView {
         GraphView(level0: level0, blockSize: blockSize, vectorOffset: linkWords0 * 4, dimension: dimension,
-                  metric: parameters.metric, quantized: quantizer != nil, scale: quantizer?.scale ?? 1,
+                  metric: parameters.metric, quantized: quantizer != nil,
+                  half: parameters.quantization == .fp16, scale: quantizer?.scale ?? 1,
                   offsetNorm: quantizer?.offsetNorm ?? 0, codeBytes: codeBytes)
     }
 }

@@ -24,6 +24,9 @@ extension HNSWIndex {
         }
         var prepared = vectors
         if parameters.metric == .cosine { prepared.normalizeRows() }
+        if parameters.quantization == .fp16, let big = prepared.storage.firstIndex(where: { abs($0) > 65504 }) {
+            throw HNSWError.invalidParameter("row \(big / dimension), column \(big % dimension): \(prepared.storage[big]) is outside float16's range (+-65504)")
+        }
 
         // Validate and claim ids and slots.
         var labelList: [UInt64]
@@ -153,6 +156,10 @@ extension HNSWIndex {
         labels[node] = label
         m.storage.withUnsafeBufferPointer { p in
             let src = p.baseAddress! + row * dimension
+            if parameters.quantization == .fp16 {
+                fk_to_half(src, halfVector(node), dimension)
+                return
+            }
             floatVector(node).update(from: src, count: dimension)
             if let quantizer {
                 let codes = vectorBytesPointer(node).assumingMemoryBound(to: UInt8.self)
@@ -181,7 +188,7 @@ extension HNSWIndex {
         }
         defer { if raisesTop { entryLock.unlock() } }
 
-        let q = preparedNode(node)
+        let q = preparedNode(node, scratch: scratch)
         var cur = ep
         var curDist = distance(q, cur)
         if top > level {

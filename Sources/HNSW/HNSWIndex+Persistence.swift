@@ -147,6 +147,12 @@ extension HNSWIndex {
             }
             if let floats = index.floats {
                 for i in 0..<(n * dimension) where !floats[i].isFinite { throw bad("vector \(i / dimension) is not finite") }
+            } else if quant == .fp16 {
+                for i in 0..<n {
+                    let v = index.halfVector(i)
+                    // Exponent bits all ones: infinity or NaN.
+                    for j in 0..<dimension where v[j] & 0x7C00 == 0x7C00 { throw bad("vector \(i) is not finite") }
+                }
             } else {
                 for i in 0..<n {
                     let v = index.floatVector(i)

@@ -7,8 +7,10 @@
 #define FK_X86 0
 #endif
 
-// Defined in kernels.c.
+// Defined in kernels.c and half.c.
 extern int fk_simd_level(void);
+void fk_half_batch4(int dot, const float *q, const uint16_t *a, const uint16_t *b, const uint16_t *c,
+                    const uint16_t *d, size_t n, float *out);
 
 #define ROW(i) ((const char *)base + (size_t)ids[i] * stride + offset)
 
@@ -19,7 +21,7 @@ static void prefetch_row(const void *p, size_t bytes) {
     for (size_t l = 0; l < lines; l++) __builtin_prefetch(c + 64 * l, 0, 3);
 }
 
-static size_t row_bytes(int kind, size_t dim) { return kind < 2 ? dim * 4 : dim; }
+static size_t row_bytes(int kind, size_t dim) { return kind < 2 ? dim * 4 : kind < 4 ? dim : dim * 2; }
 
 static void batch_scalar(int kind, const void *q, const void *base, size_t stride, size_t offset,
                          const uint32_t *ids, size_t count, size_t dim, float *out) {
@@ -28,7 +30,9 @@ static void batch_scalar(int kind, const void *q, const void *base, size_t strid
         case 0: out[i] = fk_l2sq_f32((const float *)q, (const float *)ROW(i), dim); break;
         case 1: out[i] = fk_dot_f32((const float *)q, (const float *)ROW(i), dim); break;
         case 2: out[i] = (float)fk_l2sq_u8((const uint8_t *)q, (const uint8_t *)ROW(i), dim); break;
-        default: out[i] = (float)fk_dot_u8((const uint8_t *)q, (const uint8_t *)ROW(i), dim); break;
+        case 3: out[i] = (float)fk_dot_u8((const uint8_t *)q, (const uint8_t *)ROW(i), dim); break;
+        case 4: out[i] = fk_l2sq_f16((const float *)q, (const uint16_t *)ROW(i), dim); break;
+        default: out[i] = fk_dot_f16((const float *)q, (const uint16_t *)ROW(i), dim); break;
         }
     }
 }
@@ -151,7 +155,8 @@ FK_AVX2 static void batch_avx2(int kind, const void *q, const void *base, size_t
         case 0: l2_f32_4((const float *)q, a, b, c, d, dim, out + i); break;
         case 1: dot_f32_4((const float *)q, a, b, c, d, dim, out + i); break;
         case 2: l2_u8_4((const uint8_t *)q, a, b, c, d, dim, out + i); break;
-        default: dot_u8_4((const uint8_t *)q, a, b, c, d, dim, out + i); break;
+        case 3: dot_u8_4((const uint8_t *)q, a, b, c, d, dim, out + i); break;
+        default: fk_half_batch4(kind == 5, (const float *)q, a, b, c, d, dim, out + i); break;
         }
     }
     if (i < count) batch_scalar(kind, q, base, stride, offset, ids + i, count - i, dim, out + i);
@@ -161,7 +166,7 @@ FK_AVX2 static void batch_avx2(int kind, const void *q, const void *base, size_t
 void fk_distance_batch(int kind, const void *q, const void *base, size_t stride, size_t offset,
                        const uint32_t *ids, size_t count, size_t dim, float *out) {
 #if FK_X86
-    if (fk_simd_level()) {
+    if (fk_simd_level() && (kind < 4 || fk_half_simd())) {
         batch_avx2(kind, q, base, stride, offset, ids, count, dim, out);
         return;
     }

@@ -86,6 +86,39 @@ struct HNSWSearchTests {
         #expect(index.bytesPerVector > 48)  // codes + the float copy for rescoring
     }
 
+    @Test("fp16 storage: recall as float, distances within half precision, half the vector bytes",
+          arguments: [Metric.l2, .cosine, .innerProduct])
+    func halfPrecision(metric: Metric) throws {
+        let base = clustered(3000, 48, seed: 3)
+        let queries = clustered(40, 48, seed: 3, stream: 4)
+        func build(_ quantization: HNSWIndex.Quantization) throws -> HNSWIndex {
+            let index = try HNSWIndex(dimension: 48, parameters: .init(metric: metric, M: 16, efConstruction: 100, quantization: quantization))
+            try index.add(base, threads: 1)
+            return index
+        }
+        let half = try build(.fp16), full = try build(.none)
+        let got = try half.searchLabels(queries, k: 10, ef: 200)
+        #expect(try recall(got: got.ids, k: 10, queries: queries, base: base, metric: metric) >= (metric == .innerProduct ? 0.95 : 0.98))
+        var b = base, q = queries
+        if metric == .cosine { b.normalizeRows(); q.normalizeRows() }
+        for qi in 0..<queries.rows {
+            for j in 0..<10 {
+                let id = Int(got.ids[qi * 10 + j])
+                let want = b.row(id).withUnsafeBufferPointer { x in q.row(qi).withUnsafeBufferPointer { metric.distance($0.baseAddress!, x.baseAddress!, 48) } }
+                // Each stored value is within 2^-11 of the float (relative): a distance moves
+                // by about that times the norms involved.
+                let scale = q.row(qi).reduce(0) { $0 + Double($1 * $1) } + b.row(id).reduce(0) { $0 + Double($1 * $1) }
+                #expect(abs(Double(got.distances[qi * 10 + j] - want)) <= 2e-3 * max(1, scale))
+            }
+        }
+        // Same seed, same levels: the blocks differ only by the vector (2 instead of 4 bytes a value).
+        #expect(full.bytesPerVector - half.bytesPerVector == 2 * 48)
+        // Values float16 cannot hold are refused by position (cosine normalizes them first).
+        if metric != .cosine {
+            #expect(throws: HNSWError.self) { try half.add(Matrix(rows: 1, columns: 48, storage: [Float](repeating: 70_000, count: 48)), ids: [99_999]) }
+        }
+    }
+
     @Test("k larger than the index returns every item, padded; an empty index returns nothing")
     func smallIndexes() throws {
         let index = try HNSWIndex(dimension: 3)

@@ -48,6 +48,66 @@ struct DistanceTests {
         }
     }
 
+    @Test("float16 conversion rounds like Swift's Float16, for every half value and edge cases", arguments: [false, true])
+    func halfConversion(scalar: Bool) {
+        fk_force_scalar(scalar ? 1 : 0)
+        defer { fk_force_scalar(0) }
+        // Every half bit pattern decodes to the value Swift's Float16 gives (NaNs stay NaN).
+        for bits in 0...UInt16.max {
+            let want = Float(Float16(bitPattern: bits)), got = fk_f16_to_f32(bits)
+            #expect(want.isNaN ? got.isNaN : got.bitPattern == want.bitPattern, "bits \(bits)")
+        }
+        // Encoding: random floats over the whole half range, ties, subnormals, overflow.
+        var rng = SeededGenerator(seed: 16)
+        var values: [Float] = [0, -0, 1, -1, 65504, 65519.99, 65520, -65520, 1e-8, 2.98e-8, 5.96e-8, 6.1e-5,
+                               .infinity, -.infinity, 1 + 1.0 / 2048, 1 + 3.0 / 2048, .leastNormalMagnitude]
+        for _ in 0..<20_000 { values.append(Float(rng.nextGaussian()) * Float(pow(10, Double(rng.nextInt(below: 13)) - 8))) }
+        var converted = [UInt16](repeating: 0, count: values.count)
+        fk_to_half(values, &converted, values.count)
+        for (v, h) in zip(values, converted) {
+            #expect(fk_f32_to_f16(v) == Float16(v).bitPattern, "value \(v)")
+            #expect(h == Float16(v).bitPattern, "value \(v) in a row")
+        }
+        var back = [Float](repeating: 0, count: values.count)
+        fk_from_half(converted, &back, values.count)
+        for (h, b) in zip(converted, back) { #expect(b.bitPattern == Float(Float16(bitPattern: h)).bitPattern) }
+    }
+
+    @Test("float-vs-half and half-vs-half distances, SIMD and scalar, against loops over the decoded values",
+          arguments: dims, [false, true])
+    func halfKernels(dim: Int, scalar: Bool) {
+        fk_force_scalar(scalar ? 1 : 0)
+        defer { fk_force_scalar(0) }
+        var rng = SeededGenerator(seed: 61 &+ UInt64(dim))
+        let q = randomVector(dim, &rng)
+        let rows = (0..<6).map { _ in randomVector(dim, &rng).map { Float16($0).bitPattern } }
+        let tol = 1e-5 * Double(dim).squareRoot() * 4
+        for r in rows {
+            let x = r.map { Float(Float16(bitPattern: $0)) }
+            #expect(abs(Double(fk_l2sq_f16(q, r, dim)) - naiveL2(q, x)) <= tol * max(1, naiveL2(q, x)))
+            #expect(abs(Double(fk_dot_f16(q, r, dim)) - naiveDot(q, x)) <= tol * max(1, sqrt(naiveDot(q, q) * naiveDot(x, x))))
+            let y = rows[0].map { Float(Float16(bitPattern: $0)) }
+            #expect(abs(Double(fk_l2sq_f16f16(r, rows[0], dim)) - naiveL2(x, y)) <= tol * max(1, naiveL2(x, y)))
+            #expect(abs(Double(fk_dot_f16f16(r, rows[0], dim)) - naiveDot(x, y)) <= tol * max(1, sqrt(naiveDot(x, x) * naiveDot(y, y))))
+        }
+        // The graph batch (kinds 4 and 5): rows inside blocks with a stride and an offset.
+        let stride = dim * 2 + 20, offset = 12
+        var blocks = [UInt8](repeating: 0, count: rows.count * stride)
+        for (i, r) in rows.enumerated() {
+            r.withUnsafeBytes { src in for b in 0..<(dim * 2) { blocks[i * stride + offset + b] = src[b] } }
+        }
+        let ids: [UInt32] = [5, 0, 3, 3, 1, 4, 2]
+        for (kind, oracle) in [(Int32(4), naiveL2), (5, naiveDot)] {
+            var out = [Float](repeating: 0, count: ids.count)
+            fk_distance_batch(kind, q, blocks, stride, offset, ids, ids.count, dim, &out)
+            for (j, id) in ids.enumerated() {
+                let x = rows[Int(id)].map { Float(Float16(bitPattern: $0)) }
+                let want = oracle(q, x)
+                #expect(abs(Double(out[j]) - want) <= tol * max(1, abs(want), sqrt(naiveDot(q, q) * naiveDot(x, x))))
+            }
+        }
+    }
+
     @Test("int8 and uint8 kernels are exact, including extreme values", arguments: dims, [false, true])
     func integerKernels(dim: Int, scalar: Bool) {
         fk_force_scalar(scalar ? 1 : 0)

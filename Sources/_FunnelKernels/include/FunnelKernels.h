@@ -52,10 +52,25 @@ size_t fk_affine_select_below(const float *x, const float *bias, float scale, si
 /// (byte units) is compared with q and the distance written to out[i]. Rows are
 /// processed four at a time, sharing the loads of q, while the next rows are prefetched.
 /// `kind`: 0 squared L2 on float32, 1 dot on float32, 2 squared L2 on uint8 codes,
-/// 3 dot on uint8 codes (integer results are returned as floats, exact below 2^24).
+/// 3 dot on uint8 codes (integer results are returned as floats, exact below 2^24),
+/// 4 squared L2 and 5 dot of a float query against half-precision rows.
 void fk_distance_batch(int kind, const void *q, const void *base, size_t stride, size_t offset,
                        const uint32_t *ids, size_t count, size_t dim, float *out);
 
+
+/// Half precision (IEEE binary16) vectors: conversion (round to nearest even; values past
+/// 65504 become infinity), and distances of a float query to half rows, or of two half rows.
+/// F16C + FMA when the CPU has them (`fk_half_simd`), portable C otherwise; same results up
+/// to float summation order.
+uint16_t fk_f32_to_f16(float f);
+float fk_f16_to_f32(uint16_t h);
+void fk_to_half(const float *src, uint16_t *dst, size_t n);
+void fk_from_half(const uint16_t *src, float *dst, size_t n);
+float fk_l2sq_f16(const float *q, const uint16_t *x, size_t n);
+float fk_dot_f16(const float *q, const uint16_t *x, size_t n);
+float fk_l2sq_f16f16(const uint16_t *a, const uint16_t *b, size_t n);
+float fk_dot_f16f16(const uint16_t *a, const uint16_t *b, size_t n);
+int fk_half_simd(void);
 
 /// One node of a tree compiled for batched inference. Leaves are nodes too: both
 /// children point back at the leaf, so every row of a batch takes exactly `depth` steps
