@@ -24,8 +24,8 @@ struct PipelineBench: ParsableCommand {
     @Option(help: "MMR lambda.") var lambda: Double = 0.7
     @Option(help: "MMR re-orders the ranker's top N.") var mmrPool: Int = 100
     @Option(help: "Tower training epochs.") var epochs: Int = 1
-    @Option(help: "HNSW storage: none (float), int8 (traversal on codes, final candidates re-scored in float) or fp16 (half precision).")
-    var quantization: String = "none"
+    @Option(help: "HNSW storage: fp16 (half precision: half the bytes of float, the same candidate recall), none (float) or int8 (traversal on codes, final candidates re-scored in float).")
+    var quantization: String = "fp16"
     @Option(help: "Threads for building (generation, training, index); requests always run on one thread.") var threads: Int?
     @Flag(help: "Run the stages on the calling thread (no budget hand-off) instead of serving with budgets.") var inline = false
     @Option(help: "Write the data, the ranker's training set and the requests for tools/peer-pipeline here.") var export: String?

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Rerank
+import Synchronization
 
 /// Stops calling a failing stage for a while, then lets one probe through.
 ///
@@ -90,6 +91,11 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
     public var inline = false
     /// Where stages run when they have a budget (shared by default).
     public var executor = StageExecutor.shared
+    /// How long the caller polls for a stage's result, yielding its core between polls,
+    /// before it sleeps until the result or the budget (seconds; 0 sleeps at once). Waking
+    /// a sleeping thread costs tens of microseconds, more on a busy machine; polling with
+    /// `sched_yield` costs a core only when nothing else wants it.
+    public var pollBeforeSleep: Double = 0.002
     public let retrievalBreaker = CircuitBreaker()
     public let rankingBreaker = CircuitBreaker()
     /// Per-stage latencies and fallback counts (swift-metrics).
@@ -119,13 +125,17 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
     /// next stage, so the next request's stages do not wait behind it.
     private func withBudget<T>(_ budget: Double, _ work: @escaping @Sendable () throws -> T) -> Result<T, Error>? {
         if inline { return Result { try work() } }
+        let start = DispatchTime.now()
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox<T>()
         executor.run {
             box.set(Result { try work() })
             done.signal()
         }
-        guard done.wait(timeout: .now() + max(0, budget)) == .success else { return nil }
+        let pollEnd = start.uptimeNanoseconds + UInt64(max(0, min(budget, pollBeforeSleep)) * 1e9)
+        while !box.isReady && DispatchTime.now().uptimeNanoseconds < pollEnd { sched_yield() }
+        if box.isReady { return box.get() }
+        guard done.wait(timeout: start + max(0, budget)) == .success else { return nil }
         return box.get()
     }
 
@@ -222,8 +232,13 @@ extension Recommender where Request == Int {
 final class ResultBox<T>: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Result<T, Error>?
-    func set(_ v: Result<T, Error>) { lock.lock(); value = v; lock.unlock() }
+    private let ready = Atomic<Bool>(false)
+    func set(_ v: Result<T, Error>) {
+        lock.lock(); value = v; lock.unlock()
+        ready.store(true, ordering: .releasing)
+    }
     func get() -> Result<T, Error>? { lock.lock(); defer { lock.unlock() }; return value }
+    var isReady: Bool { ready.load(ordering: .acquiring) }
 }
 
 /// Threads for stages that run under a budget while their caller waits.
@@ -238,13 +253,21 @@ public final class StageExecutor: @unchecked Sendable {
     public static let shared = StageExecutor(maxThreads: 64)
 
     public let maxThreads: Int
+    /// How long a thread that finished a job polls for the next one (yielding its core)
+    /// before it sleeps: a request's next stage usually comes within microseconds, and
+    /// waking a sleeping thread takes longer than that.
+    public let pollBeforeSleep: Double
     private let condition = NSCondition()
     private var jobs = [@Sendable () -> Void]()
     private var threads = 0
     private var idle = 0
+    /// Threads polling for work (under `condition`), and the queue length they poll.
+    private var polling = 0
+    private let queued = Atomic<Int>(0)
 
-    public init(maxThreads: Int) {
+    public init(maxThreads: Int, pollBeforeSleep: Double = 0.0002) {
         self.maxThreads = max(1, maxThreads)
+        self.pollBeforeSleep = max(0, pollBeforeSleep)
     }
 
     /// Threads started so far (they stay, idle, for the next jobs).
@@ -257,7 +280,10 @@ public final class StageExecutor: @unchecked Sendable {
     public func run(_ job: @escaping @Sendable () -> Void) {
         condition.lock()
         jobs.append(job)
-        if idle > jobs.count - 1 {
+        queued.store(jobs.count, ordering: .releasing)
+        if polling >= jobs.count {
+            // A polling thread takes it.
+        } else if idle + polling > jobs.count - 1 {
             condition.signal()
         } else if threads < maxThreads {
             threads += 1
@@ -271,12 +297,21 @@ public final class StageExecutor: @unchecked Sendable {
     private func work() {
         condition.lock()
         while true {
+            if jobs.isEmpty && pollBeforeSleep > 0 {
+                polling += 1
+                condition.unlock()
+                let end = DispatchTime.now().uptimeNanoseconds + UInt64(pollBeforeSleep * 1e9)
+                while queued.load(ordering: .acquiring) == 0 && DispatchTime.now().uptimeNanoseconds < end { sched_yield() }
+                condition.lock()
+                polling -= 1
+            }
             while jobs.isEmpty {
                 idle += 1
                 condition.wait()
                 idle -= 1
             }
             let job = jobs.removeFirst()
+            queued.store(jobs.count, ordering: .releasing)
             condition.unlock()
             job()
             condition.lock()

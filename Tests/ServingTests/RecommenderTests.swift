@@ -114,4 +114,23 @@ struct StageExecutorTests {
         for _ in 0..<6 where finished.wait(timeout: .now() + 10) == .success { done += 1 }
         #expect(done == 6 && executor.threadCount == 5)
     }
+
+    @Test("jobs handed over while a thread polls, or just as its polling ends, all run, on that one thread")
+    func executorPollingHandOver() {
+        let executor = StageExecutor(maxThreads: 8, pollBeforeSleep: 0.0005)
+        let finished = DispatchSemaphore(value: 0)
+        // Gaps below, around and past the polling window: each job must run exactly once.
+        let gaps: [Double] = [0, 0.0001, 0.0004, 0.0005, 0.0006, 0.001, 0.003]
+        var ran = 0
+        for round in 0..<70 {
+            executor.run { finished.signal() }
+            if finished.wait(timeout: .now() + 10) == .success { ran += 1 }
+            let gap = gaps[round % gaps.count]
+            if gap > 0 { Thread.sleep(forTimeInterval: gap) }
+        }
+        #expect(ran == 70)
+        // One job at a time needs at most two threads: a job handed over before the thread
+        // that ran the previous one is back (polling or asleep) starts a second.
+        #expect(executor.threadCount <= 2)
+    }
 }
