@@ -159,7 +159,22 @@ FK_AVX2 static void batch_avx2(int kind, const void *q, const void *base, size_t
         default: fk_half_batch4(kind == 5, (const float *)q, a, b, c, d, dim, out + i); break;
         }
     }
-    if (i < count) batch_scalar(kind, q, base, stride, offset, ids + i, count - i, dim, out + i);
+    if (i < count) {
+        // One to three rows left: the four-row kernel with the last row repeated (cheaper
+        // than a call per row).
+        const void *r[4];
+        float tmp[4];
+        for (size_t p = 0; p < 4; p++) r[p] = ROW(i + p < count ? i + p : count - 1);
+        const void *a = r[0], *b = r[1], *c = r[2], *d = r[3];
+        switch (kind) {
+        case 0: l2_f32_4((const float *)q, a, b, c, d, dim, tmp); break;
+        case 1: dot_f32_4((const float *)q, a, b, c, d, dim, tmp); break;
+        case 2: l2_u8_4((const uint8_t *)q, a, b, c, d, dim, tmp); break;
+        case 3: dot_u8_4((const uint8_t *)q, a, b, c, d, dim, tmp); break;
+        default: fk_half_batch4(kind == 5, (const float *)q, a, b, c, d, dim, tmp); break;
+        }
+        for (size_t p = 0; i + p < count; p++) out[i + p] = tmp[p];
+    }
 }
 #endif
 

@@ -282,7 +282,53 @@ size_t fk_affine_select_below(const float *x, const float *bias, float scale, si
 
 static void gram_scalar(const float *x, const float *xt, size_t n, size_t dim, float *out) { FK_GRAM_BODY }
 #if FK_X86
-__attribute__((target("avx2,fma"))) static void gram_avx2(const float *x, const float *xt, size_t n, size_t dim, float *out) { FK_GRAM_BODY }
+/// Blocks of 4 rows x 16 columns held in eight registers while k runs over the dimension:
+/// per k, two loads of the transpose and four broadcasts feed eight multiply-adds (the
+/// row-by-row body above reloads and stores its output row for every k).
+__attribute__((target("avx2,fma"))) static void gram_avx2(const float *x, const float *xt, size_t n, size_t dim, float *out) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float *x0 = x + i * dim, *x1 = x0 + dim, *x2 = x1 + dim, *x3 = x2 + dim;
+        size_t j = 0;
+        for (; j + 16 <= n; j += 16) {
+            __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
+            __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps(), a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
+            for (size_t k = 0; k < dim; k++) {
+                const __m256 t0 = _mm256_loadu_ps(xt + k * n + j), t1 = _mm256_loadu_ps(xt + k * n + j + 8);
+                __m256 b = _mm256_broadcast_ss(x0 + k);
+                a00 = _mm256_fmadd_ps(b, t0, a00); a01 = _mm256_fmadd_ps(b, t1, a01);
+                b = _mm256_broadcast_ss(x1 + k);
+                a10 = _mm256_fmadd_ps(b, t0, a10); a11 = _mm256_fmadd_ps(b, t1, a11);
+                b = _mm256_broadcast_ss(x2 + k);
+                a20 = _mm256_fmadd_ps(b, t0, a20); a21 = _mm256_fmadd_ps(b, t1, a21);
+                b = _mm256_broadcast_ss(x3 + k);
+                a30 = _mm256_fmadd_ps(b, t0, a30); a31 = _mm256_fmadd_ps(b, t1, a31);
+            }
+            float *o = out + i * n + j;
+            _mm256_storeu_ps(o, a00); _mm256_storeu_ps(o + 8, a01);
+            _mm256_storeu_ps(o + n, a10); _mm256_storeu_ps(o + n + 8, a11);
+            _mm256_storeu_ps(o + 2 * n, a20); _mm256_storeu_ps(o + 2 * n + 8, a21);
+            _mm256_storeu_ps(o + 3 * n, a30); _mm256_storeu_ps(o + 3 * n + 8, a31);
+        }
+        for (; j < n; j++) {
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (size_t k = 0; k < dim; k++) {
+                const float t = xt[k * n + j];
+                s0 += x0[k] * t; s1 += x1[k] * t; s2 += x2[k] * t; s3 += x3[k] * t;
+            }
+            out[i * n + j] = s0; out[(i + 1) * n + j] = s1; out[(i + 2) * n + j] = s2; out[(i + 3) * n + j] = s3;
+        }
+    }
+    for (; i < n; i++) {
+        float *o = out + i * n;
+        for (size_t j = 0; j < n; j++) o[j] = 0;
+        for (size_t k = 0; k < dim; k++) {
+            const float a = x[i * dim + k];
+            const float *t = xt + k * n;
+            for (size_t j = 0; j < n; j++) o[j] += a * t[j];
+        }
+    }
+}
 #endif
 
 void fk_gram_f32(const float *x, size_t n, size_t dim, float *out) {

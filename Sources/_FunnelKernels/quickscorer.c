@@ -1,6 +1,8 @@
 // QuickScorer traversal of a tree ensemble (see FunnelKernels.h). Exact: the same exit
 // leaves as walking each tree from its root, NaN and zero-as-missing included.
 #include "FunnelKernels.h"
+#include <stdlib.h>
+#include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -203,6 +205,23 @@ void fk_quickscorer_accumulate(const fk_quickscorer *qs, const float *x, size_t 
     if (fk_simd_level() >= 1) {
         if (qs->mask32) {
             for (; r0 + 32 <= rows; r0 += 32) accumulate32_32(qs, x + r0 * stride, stride, (uint32_t *)leafvec, out + r0);
+            // More than eight rows left: one more 32-row block over a copy padded with the
+            // last row (cheaper than 8-row blocks and single rows; the padding is dropped).
+            const size_t left = rows - r0;
+            float stack[32 * 32];
+            float *pad = left > 8 ? (32 * stride <= 32 * 32 ? stack : (float *)malloc(sizeof(float) * 32 * stride)) : NULL;
+            if (pad) {
+                double sums[32];
+                for (size_t b = 0; b < 32; b++) {
+                    const size_t src = r0 + (b < left ? b : left - 1);
+                    memcpy(pad + b * stride, x + src * stride, sizeof(float) * stride);
+                    sums[b] = b < left ? out[r0 + b] : 0;
+                }
+                accumulate32_32(qs, pad, stride, (uint32_t *)leafvec, sums);
+                for (size_t b = 0; b < left; b++) out[r0 + b] = sums[b];
+                if (pad != stack) free(pad);
+                r0 = rows;
+            }
             for (; r0 + 8 <= rows; r0 += 8) accumulate8_32(qs, x + r0 * stride, stride, (uint32_t *)leafvec, out + r0);
         } else {
             for (; r0 + 8 <= rows; r0 += 8) accumulate8(qs, x + r0 * stride, stride, leafvec, out + r0);

@@ -387,12 +387,15 @@ struct LightGBMFixtureTests {
         #expect(rows.count == expected.count && rows.count == 200)
         #expect(rows.joined().contains { $0.isNaN } && rows.joined().contains(0))
         let batch = try model.predict(try Matrix(rowArrays: rows))
-        // 200 rows: six 32-row groups and an eight-row one; 199: six 32-row groups and a tail of seven taking the one-row path.
+        // 200 rows: six 32-row groups and an eight-row one; 199: six 32-row groups and a tail of seven taking the one-row path;
+        // 190: five 32-row groups and a tail of 30 scored as a 32-row group padded with its last row.
         let odd = try model.predict(try Matrix(rowArrays: Array(rows.prefix(199))))
+        let padded = try model.predict(try Matrix(rowArrays: Array(rows.prefix(190))))
         for (i, row) in rows.enumerated() {
             #expect(abs(try model.predict(row) - expected[i]) <= 1e-6, "row \(i)")
             #expect(abs(batch[i] - expected[i]) <= 1e-6, "row \(i) (batch)")
             if i < 199 { #expect(abs(odd[i] - expected[i]) <= 1e-6, "row \(i) (batch of 199)") }
+            if i < 190 { #expect(abs(padded[i] - expected[i]) <= 1e-6, "row \(i) (batch of 190)") }
         }
     }
 }

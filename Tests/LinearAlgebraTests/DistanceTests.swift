@@ -108,6 +108,26 @@ struct DistanceTests {
         }
     }
 
+    @Test("Gram matrix equals pairwise dot products, every block and tail shape",
+          arguments: [1, 3, 4, 5, 15, 16, 17, 21, 100], [false, true])
+    func gram(n: Int, scalar: Bool) {
+        fk_force_scalar(scalar ? 1 : 0)
+        defer { fk_force_scalar(0) }
+        var rng = SeededGenerator(seed: 5 &+ UInt64(n))
+        for dim in [1, 7, 64] {
+            let x = randomVector(n * dim, &rng)
+            var g = [Float](repeating: .nan, count: n * n)
+            fk_gram_f32(x, n, dim, &g)
+            for i in 0..<n {
+                for j in 0..<n {
+                    let a = Array(x[(i * dim)..<((i + 1) * dim)]), b = Array(x[(j * dim)..<((j + 1) * dim)])
+                    let want = naiveDot(a, b)
+                    #expect(abs(Double(g[i * n + j]) - want) <= 1e-4 * max(1, sqrt(naiveDot(a, a) * naiveDot(b, b))), "n \(n) dim \(dim) (\(i), \(j))")
+                }
+            }
+        }
+    }
+
     @Test("int8 and uint8 kernels are exact, including extreme values", arguments: dims, [false, true])
     func integerKernels(dim: Int, scalar: Bool) {
         fk_force_scalar(scalar ? 1 : 0)
