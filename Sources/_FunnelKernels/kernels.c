@@ -11,6 +11,10 @@
 
 static int fk_detected = 0;
 static int fk_level = 0;
+/// Set by `fk_force_scalar` on the calling thread only: a test of the scalar paths must not
+/// switch the kernels of code running on other threads meanwhile (their results would
+/// then mix SIMD and scalar summation orders).
+static _Thread_local int fk_forced_scalar __attribute__((tls_model("initial-exec"))) = 0;
 
 __attribute__((constructor)) static void fk_detect(void) {
 #if FK_X86
@@ -22,8 +26,8 @@ __attribute__((constructor)) static void fk_detect(void) {
     fk_level = fk_detected;
 }
 
-int fk_simd_level(void) { return fk_level; }
-void fk_force_scalar(int on) { fk_level = on ? 0 : fk_detected; }
+int fk_simd_level(void) { return fk_forced_scalar ? 0 : fk_level; }
+void fk_force_scalar(int on) { fk_forced_scalar = on ? 1 : 0; }
 
 // MARK: - Scalar bodies (also the tails of the SIMD ones)
 
@@ -226,7 +230,7 @@ FK_AVX2 static size_t affine_select_avx2(const float *x, const float *bias, floa
 // MARK: - Dispatch
 
 #if FK_X86
-#define FK_DISPATCH(name, ...) (fk_level ? name##_avx2(__VA_ARGS__) : name##_scalar(__VA_ARGS__))
+#define FK_DISPATCH(name, ...) (fk_simd_level() ? name##_avx2(__VA_ARGS__) : name##_scalar(__VA_ARGS__))
 #else
 #define FK_DISPATCH(name, ...) (name##_scalar(__VA_ARGS__))
 #endif
@@ -238,7 +242,7 @@ float fk_norm2_f32(const float *a, size_t n) { return FK_DISPATCH(dot_f32, a, a,
 void fk_l2sq_f32_rows(const float *q, const float *base, size_t count, size_t dim,
                       size_t stride, float *out) {
 #if FK_X86
-    if (fk_level) {
+    if (fk_simd_level()) {
         for (size_t i = 0; i < count; i++) out[i] = l2sq_f32_avx2(q, base + i * stride, dim);
         return;
     }
@@ -249,7 +253,7 @@ void fk_l2sq_f32_rows(const float *q, const float *base, size_t count, size_t di
 void fk_dot_f32_rows(const float *q, const float *base, size_t count, size_t dim,
                      size_t stride, float *out) {
 #if FK_X86
-    if (fk_level) {
+    if (fk_simd_level()) {
         for (size_t i = 0; i < count; i++) out[i] = dot_f32_avx2(q, base + i * stride, dim);
         return;
     }
@@ -341,7 +345,7 @@ void fk_gram_f32(const float *x, size_t n, size_t dim, float *out) {
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < dim; k++) xt[k * n + i] = x[i * dim + k];
 #if FK_X86
-    if (fk_level) gram_avx2(x, xt, n, dim, out); else gram_scalar(x, xt, n, dim, out);
+    if (fk_simd_level()) gram_avx2(x, xt, n, dim, out); else gram_scalar(x, xt, n, dim, out);
 #else
     gram_scalar(x, xt, n, dim, out);
 #endif

@@ -15,7 +15,8 @@ extern "C" {
 
 /// 1 when the AVX2+FMA bodies are in use, 0 for the scalar ones.
 int fk_simd_level(void);
-/// Forces the scalar bodies (on != 0) or restores detection (on == 0). For tests.
+/// Forces the scalar bodies (on != 0) or restores detection (on == 0) on the calling thread
+/// only. For tests.
 void fk_force_scalar(int on);
 
 /// Inner product of two float vectors of length n.
