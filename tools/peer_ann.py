@@ -96,7 +96,7 @@ def main():
     ap.add_argument("--ef", default="10,16,24,32,48,64,96,128,192,256,384,512")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--quantization", default="none", choices=["none", "int8"])
+    ap.add_argument("--quantization", default="none", choices=["none", "int8", "fp16"])
     ap.add_argument("--max-queries", type=int, default=None)
     ap.add_argument("--peers", default="hnswlib,faiss,usearch")
     ap.add_argument("--funnel", default=os.path.join(ROOT, ".build/release/funnel"))

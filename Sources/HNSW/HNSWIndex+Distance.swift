@@ -1,19 +1,25 @@
 import _FunnelKernels
 import LinearAlgebra
 
-/// A query made ready for the index's storage: normalized for cosine, and encoded
-/// when the graph holds int8 codes.
+/// A query made ready for the index's storage: normalized for cosine, and, when the graph
+/// holds int8 codes, scaled per dimension for asymmetric distances (see `ScalarQuantizer`).
 struct PreparedQuery {
     /// The float query; nil only for a stored node's view under fp16 storage.
     let floats: UnsafePointer<Float>?
-    let codes: UnsafePointer<UInt8>?
-    let bias: Float
+    /// int8: the query times the per-dimension scales (int16 on a common `step`),
+    /// sum q * offset, and |q|^2.
+    var scaled: UnsafePointer<Int16>? = nil
+    var step: Float = 0
+    var base: Float = 0
+    var norm: Float = 0
     /// A stored node's half vector (fp16 storage, while linking).
     var half: UnsafePointer<UInt16>? = nil
+    /// int8: a stored node's own floats, compared with other nodes' floats (while linking).
+    var exact = false
 }
 
 extension HNSWIndex {
-    /// Copies `query` into the scratch (normalizing for cosine) and encodes it if needed.
+    /// Copies `query` into the scratch (normalizing for cosine) and scales it if needed.
     @inline(__always)
     func prepare(_ query: UnsafePointer<Float>, scratch: SearchScratch) -> PreparedQuery {
         let d = dimension
@@ -27,39 +33,43 @@ extension HNSWIndex {
             }
         }
         if let quantizer {
-            let b = quantizer.encode(qf, into: scratch.queryCodes, dimension: d)
-            return PreparedQuery(floats: qf, codes: scratch.queryCodes, bias: b)
+            let (base, step) = quantizer.prepare(qf, into: scratch.queryScaled, dimension: d)
+            return PreparedQuery(floats: qf, scaled: scratch.queryScaled, step: step, base: base, norm: Distance.squaredNorm(qf, d))
         }
-        return PreparedQuery(floats: qf, codes: nil, bias: 0)
+        return PreparedQuery(floats: qf)
     }
 
-    /// A query view of a stored node (used while linking it). Under fp16 storage it holds
-    /// only the half vector: good for `distance`, not for the batched `distances`.
+    /// A query view of a stored node (used while linking it): good for `distance`; under
+    /// fp16 it holds the half vector, under int8 the node's floats (compared exactly).
     @inline(__always)
     func preparedNode(_ node: Int) -> PreparedQuery {
-        if parameters.quantization == .fp16 {
-            return PreparedQuery(floats: nil, codes: nil, bias: 0, half: UnsafePointer(halfVector(node)))
+        switch parameters.quantization {
+        case .fp16: return PreparedQuery(floats: nil, half: UnsafePointer(halfVector(node)))
+        case .int8: return PreparedQuery(floats: floatVector(node), exact: true)
+        case .none: return PreparedQuery(floats: floatVector(node))
         }
-        if parameters.quantization == .int8 {
-            return PreparedQuery(floats: floatVector(node),
-                                 codes: UnsafePointer(vectorBytesPointer(node).assumingMemoryBound(to: UInt8.self)),
-                                 bias: UnsafeRawPointer(codeBias(node)).loadUnaligned(as: Float.self))
+    }
+
+    /// A stored node as a full query, good for the batched `distances` too: under fp16
+    /// decoded into `scratch`, under int8 scaled into it.
+    @inline(__always)
+    func preparedNode(_ node: Int, scratch: SearchScratch) -> PreparedQuery {
+        switch parameters.quantization {
+        case .fp16:
+            fk_from_half(halfVector(node), scratch.queryFloats, dimension)
+            return PreparedQuery(floats: scratch.queryFloats)
+        case .int8:
+            let q = floatVector(node)
+            let (base, step) = quantizer!.prepare(q, into: scratch.queryScaled, dimension: dimension)
+            return PreparedQuery(floats: q, scaled: scratch.queryScaled, step: step, base: base, norm: Distance.squaredNorm(q, dimension))
+        case .none:
+            return preparedNode(node)
         }
-        return PreparedQuery(floats: floatVector(node), codes: nil, bias: 0)
     }
 
     /// The traversal distance from a prepared query to `node` (codes when quantized).
     @inline(__always)
     func distance(_ q: PreparedQuery, _ node: Int) -> Float { view.distance(q, node) }
-
-    /// A stored node as a full query (floats for the batched kernels): under fp16 storage
-    /// decoded into `scratch`, otherwise `preparedNode`.
-    @inline(__always)
-    func preparedNode(_ node: Int, scratch: SearchScratch) -> PreparedQuery {
-        guard parameters.quantization == .fp16 else { return preparedNode(node) }
-        fk_from_half(halfVector(node), scratch.queryFloats, dimension)
-        return PreparedQuery(floats: scratch.queryFloats, codes: nil, bias: 0)
-    }
 
     /// The exact float distance from a prepared query to `node` (for rescoring); under
     /// fp16 storage, the distance to the half vector (there are no floats).
@@ -92,8 +102,8 @@ struct GraphView {
     let metric: Metric
     let quantized: Bool
     let half: Bool
-    let scale: Float
-    let offsetNorm: Float
+    /// int8: the float copies (for node-to-node distances while linking).
+    let floats: UnsafeMutablePointer<Float>?
     let codeBytes: Int
 
     @inline(__always)
@@ -104,24 +114,22 @@ struct GraphView {
     @inline(__always)
     func vector(_ node: Int) -> UnsafeMutableRawPointer { level0 + node * blockSize + vectorOffset }
 
+    /// int8: the metric's distance from <q, x^> and the node's |x^|^2.
+    @inline(__always)
+    func fromDot(_ dot: Float, _ q: PreparedQuery, node: Int) -> Float {
+        switch metric {
+        case .l2: return q.norm + (vector(node) + codeBytes).loadUnaligned(as: Float.self) - 2 * dot
+        case .innerProduct: return -dot
+        case .cosine: return 1 - dot
+        }
+    }
+
     /// Distances from `q` to `count` nodes, four at a time in C (see `fk_distance_batch`).
     @inline(__always)
     func distances(_ q: PreparedQuery, _ ids: UnsafePointer<UInt32>, _ count: Int, into out: UnsafeMutablePointer<Float>) {
         if quantized {
-            let kind: Int32 = metric == .l2 ? 2 : 3
-            fk_distance_batch(kind, q.codes!, level0, blockSize, vectorOffset, ids, count, dimension, out)
-            let s2 = scale * scale
-            switch metric {
-            case .l2:
-                for i in 0..<count { out[i] *= s2 }
-            case .innerProduct, .cosine:
-                let one: Float = metric == .cosine ? 1 : 0
-                for i in 0..<count {
-                    let bias = (vector(Int(ids[i])) + codeBytes).loadUnaligned(as: Float.self)
-                    let dot = offsetNorm + scale * (q.bias + bias) + s2 * out[i]
-                    out[i] = one - dot
-                }
-            }
+            fk_adc_batch_u8(q.scaled!, level0, blockSize, vectorOffset, ids, count, dimension, out)
+            for i in 0..<count { out[i] = fromDot(q.base + q.step * out[i], q, node: Int(ids[i])) }
             return
         }
         let (l2Kind, dotKind): (Int32, Int32) = half ? (4, 5) : (0, 1)
@@ -139,14 +147,9 @@ struct GraphView {
     func distance(_ q: PreparedQuery, _ node: Int) -> Float {
         let d = dimension
         if quantized {
+            if q.exact { return metric.distance(q.floats!, floats! + node * d, d) }
             let codes = vector(node).assumingMemoryBound(to: UInt8.self)
-            switch metric {
-            case .l2:
-                return scale * scale * Float(fk_l2sq_u8(q.codes!, codes, d))
-            case .innerProduct, .cosine:
-                let dot = offsetNorm + scale * (q.bias + (vector(node) + codeBytes).loadUnaligned(as: Float.self)) + scale * scale * Float(fk_dot_u8(q.codes!, codes, d))
-                return metric == .cosine ? 1 - dot : -dot
-            }
+            return fromDot(q.base + q.step * Float(fk_adc_dot_u8(q.scaled!, codes, d)), q, node: node)
         }
         if half {
             let h = UnsafePointer(vector(node).assumingMemoryBound(to: UInt16.self))
@@ -176,7 +179,6 @@ extension HNSWIndex {
     var view: GraphView {
         GraphView(level0: level0, blockSize: blockSize, vectorOffset: linkWords0 * 4, dimension: dimension,
                   metric: parameters.metric, quantized: quantizer != nil,
-                  half: parameters.quantization == .fp16, scale: quantizer?.scale ?? 1,
-                  offsetNorm: quantizer?.offsetNorm ?? 0, codeBytes: codeBytes)
+                  half: parameters.quantization == .fp16, floats: floats, codeBytes: codeBytes)
     }
 }

@@ -4,7 +4,9 @@ import Persistence
 
 extension HNSWIndex {
     static let magic = "FNLHNSW\u{1}"
-    static let formatVersion: UInt32 = 1
+    /// 2: int8 quantizers have a scale per dimension and items keep |x^|^2 after their codes
+    /// (version 1: one scale, and sum offset * code there; still read).
+    static let formatVersion: UInt32 = 2
 
     /// Saves the index to `path` atomically (temp file, fsync, rename) in Funnel's
     /// versioned, checksummed container. Concurrent searches wait only while the
@@ -39,7 +41,7 @@ extension HNSWIndex {
             }
             if let quantizer, let floats {
                 for o in quantizer.offsets { payload.write(o) }
-                payload.write(quantizer.scale)
+                for sc in quantizer.scales { payload.write(sc) }
                 payload.write(raw: UnsafeRawBufferPointer(start: floats, count: slotCount * dimension * 4))
             }
         }
@@ -59,7 +61,7 @@ extension HNSWIndex {
         func bad(_ why: String) -> HNSWError { .corruptFile(path: path, reason: why) }
         do {
             let file = try MappedFile(path: path)
-            var (_, r) = try FunnelFile.open(file, magic: magic, versions: 1...formatVersion)
+            var (version, r) = try FunnelFile.open(file, magic: magic, versions: 1...formatVersion)
             let dimension = try r.readCount("dimension", max: 1 << 20)
             guard dimension > 0 else { throw bad("dimension is 0") }
             guard let metric = Metric(rawValue: try r.readString("metric", maxLength: 32)) else { throw bad("unknown metric") }
@@ -96,7 +98,10 @@ extension HNSWIndex {
                 index.deletedFlags[i] = f
                 upperTotal += Int(level)
             }
-            if mmap && !blocks.isEmpty {
+            // A version-1 int8 file stores another per-item term: the blocks are rewritten
+            // below, so they are copied even when a mapping was asked for.
+            let rewriteTerms = quant == .int8 && version < 2
+            if mmap && !blocks.isEmpty && !rewriteTerms {
                 index.level0.deallocate()
                 index.level0 = UnsafeMutableRawPointer(mutating: blocks.baseAddress!)
                 index.mappedOwner = file
@@ -113,13 +118,26 @@ extension HNSWIndex {
                 off += words * 4
             }
             if quant == .int8 {
-                var offsets = [Float]()
+                var offsets = [Float](), scales = [Float]()
                 for _ in 0..<dimension { offsets.append(try r.readFloat("quantizer offsets")) }
-                let scale = try r.readFloat("quantizer scale")
-                guard scale > 0, scale.isFinite, offsets.allSatisfy(\.isFinite) else { throw bad("quantizer parameters are not finite") }
-                index.quantizer = ScalarQuantizer(offsets: offsets, scale: scale)
+                if version < 2 {
+                    scales = [Float](repeating: try r.readFloat("quantizer scale"), count: dimension)
+                } else {
+                    for _ in 0..<dimension { scales.append(try r.readFloat("quantizer scales")) }
+                }
+                guard scales.allSatisfy({ $0 > 0 && $0.isFinite }), offsets.allSatisfy(\.isFinite) else {
+                    throw bad("quantizer parameters are not finite and positive")
+                }
+                let quantizer = ScalarQuantizer(offsets: offsets, scales: scales)
+                index.quantizer = quantizer
                 let fl = try r.view(n * dimension * 4, "float vectors")
                 if !fl.isEmpty { UnsafeMutableRawPointer(index.floats!).copyMemory(from: fl.baseAddress!, byteCount: fl.count) }
+                if rewriteTerms {
+                    for i in 0..<n {
+                        let codes = index.vectorBytesPointer(i).assumingMemoryBound(to: UInt8.self)
+                        index.codeBias(i).pointee = quantizer.decode(codes, dimension: dimension).reduce(0) { $0 + $1 * $1 }
+                    }
+                }
             }
             guard r.remaining == 0 else { throw bad("\(r.remaining) unexpected bytes after the index") }
 

@@ -244,7 +244,7 @@ public final class HNSWIndex: @unchecked Sendable {
         return vectorBytesPointer(node).assumingMemoryBound(to: Float.self)
     }
 
-    /// The int8 dot-product term stored after a node's codes.
+    /// The int8 node term stored after a node's codes: |x^|^2 of its decoded vector.
     @inline(__always)
     func codeBias(_ node: Int) -> UnsafeMutablePointer<Float> {
         (vectorBytesPointer(node) + codeBytes).assumingMemoryBound(to: Float.self)

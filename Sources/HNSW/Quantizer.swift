@@ -1,28 +1,28 @@
 import LinearAlgebra
 
-/// Scalar quantization to one byte per dimension: x[j] ~ offset[j] + scale * code[j].
+/// Scalar quantization to one byte per dimension: x[j] ~ offset[j] + scale[j] * code[j],
+/// with each dimension's offset and scale learned from the data (its minimum, and its
+/// range / 255), so a narrow dimension keeps as much precision as a wide one.
 ///
-/// Offsets are learned per dimension (the minimum seen); one scale is shared by all
-/// dimensions (the widest range / 255) so that distances between codes are plain
-/// integer L2 and dot products, computed exactly by the uint8 kernels:
+/// Distances are asymmetric: only the stored side is coded to 8 bits; the query keeps about
+/// 15 bits (int16 on a common step), so the rounding error that matters is the stored
+/// vector's. With q'[j] = q[j] * scale[j]:
 ///
-///     |x - y|^2 = scale^2 * sum (cx - cy)^2
-///     <x, y>    = sum offset^2 + scale * (bx + by) + scale^2 * sum cx * cy,  bx = sum offset * cx
+///     <q, x^>    = sum q[j] * offset[j] + sum q'[j] * code[j]
+///     |q - x^|^2 = |q|^2 + |x^|^2 - 2 <q, x^>      (|x^|^2 kept per item)
 ///
 /// Values outside the training range are clamped.
 public struct ScalarQuantizer: Sendable, Equatable {
     public let offsets: [Float]
-    public let scale: Float
-    /// sum of offset^2, the constant term of quantized dot products.
-    public let offsetNorm: Float
+    public let scales: [Float]
 
-    public init(offsets: [Float], scale: Float) {
+    public init(offsets: [Float], scales: [Float]) {
+        precondition(offsets.count == scales.count, "one offset and one scale per dimension")
         self.offsets = offsets
-        self.scale = scale > 0 ? scale : 1
-        offsetNorm = offsets.reduce(0) { $0 + $1 * $1 }
+        self.scales = scales.map { $0 > 0 && $0.isFinite ? $0 : 1 }
     }
 
-    /// Learns offsets and scale from the rows of `data`.
+    /// Learns each dimension's offset and scale from the rows of `data`.
     public init(training data: Matrix) {
         let d = data.columns
         var lo = [Float](repeating: .infinity, count: d), hi = [Float](repeating: -.infinity, count: d)
@@ -33,27 +33,52 @@ public struct ScalarQuantizer: Sendable, Equatable {
                 hi[j] = max(hi[j], v)
             }
         }
-        var width: Float = 0
-        for j in 0..<d {
-            if !lo[j].isFinite { lo[j] = 0; hi[j] = 0 }
-            width = max(width, hi[j] - lo[j])
-        }
-        self.init(offsets: lo, scale: width > 0 ? width / 255 : 1)
+        for j in 0..<d where !lo[j].isFinite { lo[j] = 0; hi[j] = 0 }
+        self.init(offsets: lo, scales: (0..<d).map { (hi[$0] - lo[$0]) / 255 })
     }
 
-    /// Encodes `x` into `codes`, returning bx = sum offset[j] * code[j].
+    /// Encodes `x` into `codes`, returning |x^|^2, the squared norm of the decoded vector.
     @inlinable
     public func encode(_ x: UnsafePointer<Float>, into codes: UnsafeMutablePointer<UInt8>, dimension d: Int) -> Float {
-        let inv = 1 / scale
-        var b: Float = 0
+        var norm: Float = 0
         offsets.withUnsafeBufferPointer { off in
-            for j in 0..<d {
-                let c = ((x[j] - off[j]) * inv).rounded()
-                let q = UInt8(max(0, min(255, c)))
-                codes[j] = q
-                b += off[j] * Float(q)
+            scales.withUnsafeBufferPointer { sc in
+                for j in 0..<d {
+                    let c = ((x[j] - off[j]) / sc[j]).rounded()
+                    let q = UInt8(max(0, min(255, c)))
+                    codes[j] = q
+                    let decoded = off[j] + sc[j] * Float(q)
+                    norm += decoded * decoded
+                }
             }
         }
-        return b
+        return norm
+    }
+
+    /// Prepares a float query for `fk_adc_dot_u8`: q'[j] = q[j] * scale[j] rounded to int16
+    /// on a common step, small enough that the integer sums cannot overflow (see the
+    /// kernel). Then <q, x^> = base + step * fk_adc_dot_u8(scaled, codes).
+    @inlinable
+    public func prepare(_ q: UnsafePointer<Float>, into scaled: UnsafeMutablePointer<Int16>,
+                        dimension d: Int) -> (base: Float, step: Float) {
+        // Per 16 dimensions a kernel lane adds two products of at most 255 * limit.
+        let limit = Float(min(32767, Int(Int32.max) / (2 * 255 * max(1, (d + 15) / 16)) - 1))
+        var base: Float = 0, largest: Float = 0
+        offsets.withUnsafeBufferPointer { off in
+            scales.withUnsafeBufferPointer { sc in
+                for j in 0..<d {
+                    base += q[j] * off[j]
+                    largest = max(largest, abs(q[j] * sc[j]))
+                }
+                let inv = largest > 0 ? limit / largest : 1
+                for j in 0..<d { scaled[j] = Int16((q[j] * sc[j] * inv).rounded()) }
+            }
+        }
+        return (base, largest > 0 ? largest / limit : 1)
+    }
+
+    /// The decoded value of `codes` (for tests and inspection).
+    public func decode(_ codes: UnsafePointer<UInt8>, dimension d: Int) -> [Float] {
+        (0..<d).map { offsets[$0] + scales[$0] * Float(codes[$0]) }
     }
 }

@@ -125,7 +125,8 @@ final class SearchScratch {
         rescoreIds = .allocate(capacity: k)
         rescoreDist = .allocate(capacity: k)
     }
-    var queryCodes: UnsafeMutablePointer<UInt8>
+    /// The query times the quantizer's per-dimension scales (int8 storage).
+    var queryScaled: UnsafeMutablePointer<Int16>
     var queryFloats: UnsafeMutablePointer<Float>
     let dimension: Int
 
@@ -139,7 +140,7 @@ final class SearchScratch {
         sortedDist = .allocate(capacity: sortedCapacity)
         sortedNode = .allocate(capacity: sortedCapacity)
         self.dimension = dimension
-        queryCodes = .allocate(capacity: dimension + 64)
+        queryScaled = .allocate(capacity: dimension)
         batchIds = .allocate(capacity: 1024)
         batchDist = .allocate(capacity: 1024)
         queryFloats = .allocate(capacity: dimension)
@@ -151,7 +152,7 @@ final class SearchScratch {
         results.free()
         sortedDist.deallocate()
         sortedNode.deallocate()
-        queryCodes.deallocate()
+        queryScaled.deallocate()
         queryFloats.deallocate()
         batchIds.deallocate()
         batchDist.deallocate()

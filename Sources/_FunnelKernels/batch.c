@@ -188,3 +188,76 @@ void fk_distance_batch(int kind, const void *q, const void *base, size_t stride,
 #endif
     batch_scalar(kind, q, base, stride, offset, ids, count, dim, out);
 }
+
+// MARK: - Asymmetric int8: the query, pre-multiplied by the per-dimension scales and rounded
+// to int16 (see ScalarQuantizer.prepare), against uint8 codes: sum q[j] * code[j], exact in
+// int32 (the caller keeps |q| small enough for the dimension). Codes are widened to 16 bits
+// and multiplied in pairs (vpmaddwd): sixteen dimensions per instruction.
+
+static int32_t adc_scalar(const int16_t *q, const uint8_t *c, size_t n) {
+    int32_t s = 0;
+    for (size_t j = 0; j < n; j++) s += (int32_t)q[j] * c[j];
+    return s;
+}
+
+#if FK_X86
+FK_AVX2 static inline __m256i widen16(const uint8_t *p) { return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p)); }
+
+FK_AVX2 static int32_t adc_avx2(const int16_t *q, const uint8_t *c, size_t n) {
+    __m256i s = _mm256_setzero_si256();
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16) s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(q + j)), widen16(c + j)));
+    int32_t r = hsum_i32(s);
+    for (; j < n; j++) r += (int32_t)q[j] * c[j];
+    return r;
+}
+
+FK_AVX2 static void adc_4(const int16_t *q, const uint8_t *a, const uint8_t *b, const uint8_t *c, const uint8_t *d,
+                          size_t n, float *out) {
+    __m256i sa = _mm256_setzero_si256(), sb = _mm256_setzero_si256(), sc = _mm256_setzero_si256(), sd = _mm256_setzero_si256();
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m256i qv = _mm256_loadu_si256((const __m256i *)(q + j));
+        sa = _mm256_add_epi32(sa, _mm256_madd_epi16(qv, widen16(a + j)));
+        sb = _mm256_add_epi32(sb, _mm256_madd_epi16(qv, widen16(b + j)));
+        sc = _mm256_add_epi32(sc, _mm256_madd_epi16(qv, widen16(c + j)));
+        sd = _mm256_add_epi32(sd, _mm256_madd_epi16(qv, widen16(d + j)));
+    }
+    int32_t ra = hsum_i32(sa), rb = hsum_i32(sb), rc = hsum_i32(sc), rd = hsum_i32(sd);
+    for (; j < n; j++) { ra += (int32_t)q[j] * a[j]; rb += (int32_t)q[j] * b[j]; rc += (int32_t)q[j] * c[j]; rd += (int32_t)q[j] * d[j]; }
+    out[0] = (float)ra; out[1] = (float)rb; out[2] = (float)rc; out[3] = (float)rd;
+}
+
+FK_AVX2 static void adc_batch_avx2(const int16_t *q, const void *base, size_t stride, size_t offset,
+                                   const uint32_t *ids, size_t count, size_t dim, float *out) {
+    for (size_t i = 0; i < count && i < 4; i++) prefetch_row(ROW(i), dim);
+    size_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+        for (size_t p = i + 4; p < count && p < i + 8; p++) prefetch_row(ROW(p), dim);
+        adc_4(q, (const uint8_t *)ROW(i), (const uint8_t *)ROW(i + 1), (const uint8_t *)ROW(i + 2),
+              (const uint8_t *)ROW(i + 3), dim, out + i);
+    }
+    if (i < count) {
+        const uint8_t *r[4];
+        float tmp[4];
+        for (size_t p = 0; p < 4; p++) r[p] = (const uint8_t *)ROW(i + p < count ? i + p : count - 1);
+        adc_4(q, r[0], r[1], r[2], r[3], dim, tmp);
+        for (size_t p = 0; i + p < count; p++) out[i + p] = tmp[p];
+    }
+}
+#endif
+
+int32_t fk_adc_dot_u8(const int16_t *q, const uint8_t *codes, size_t n) {
+#if FK_X86
+    if (fk_simd_level()) return adc_avx2(q, codes, n);
+#endif
+    return adc_scalar(q, codes, n);
+}
+
+void fk_adc_batch_u8(const int16_t *q, const void *base, size_t stride, size_t offset,
+                     const uint32_t *ids, size_t count, size_t dim, float *out) {
+#if FK_X86
+    if (fk_simd_level()) { adc_batch_avx2(q, base, stride, offset, ids, count, dim, out); return; }
+#endif
+    for (size_t i = 0; i < count; i++) out[i] = (float)adc_scalar(q, (const uint8_t *)ROW(i), dim);
+}

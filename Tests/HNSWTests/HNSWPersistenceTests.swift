@@ -2,6 +2,8 @@ import Foundation
 import Testing
 @testable import HNSW
 import LinearAlgebra
+import Persistence
+import _FunnelKernels
 
 @Suite("HNSW files")
 struct HNSWPersistenceTests {
@@ -62,6 +64,55 @@ struct HNSWPersistenceTests {
             #expect(p == bad && reason.contains("magic"))
         }
         #expect(throws: HNSWError.self) { try HNSWIndex.load(from: dir.file("missing.hnsw")) }
+    }
+
+    @Test("an int8 index saved in format version 1 (one scale, another per-item term) still loads and answers the same",
+          arguments: [false, true])
+    func int8VersionOne(mmap: Bool) throws {
+        let dir = TempDir(); defer { dir.cleanup() }
+        // Every dimension spans [-1, 1]: the per-dimension scales all equal version 1's one scale.
+        var base = clustered(600, 8, seed: 4)
+        for r in 0..<base.rows { for j in 0..<8 { base[r, j] = max(-1, min(1, base[r, j] / 4)) } }
+        for j in 0..<8 { base[0, j] = -1; base[1, j] = 1 }
+        let index = try HNSWIndex(dimension: 8, parameters: .init(metric: .l2, M: 8, efConstruction: 48, quantization: .int8))
+        try index.add(base, threads: 1)
+        let quantizer = try #require(index.quantizer)
+        #expect(Set(quantizer.scales).count == 1)
+        // Version 1's layout, written out here as its save did: the same fields, then one
+        // scale, and sum offset * code where version 2 keeps |x^|^2.
+        var p = PayloadWriter()
+        p.write(UInt64(8)); p.write(string: "l2"); p.write(UInt64(8)); p.write(UInt64(48)); p.write(string: "int8")
+        p.write(index.parameters.seed); p.write(UInt64(index.slotCount)); p.write(UInt64(0)); p.write(index.insertSequence)
+        p.write(fk_load_acquire_u64(index.entry))
+        p.write(raw: UnsafeRawBufferPointer(start: index.levels, count: index.slotCount * 4))
+        p.write(raw: UnsafeRawBufferPointer(start: index.labels, count: index.slotCount * 8))
+        p.write(raw: UnsafeRawBufferPointer(start: index.deletedFlags, count: index.slotCount))
+        let pad = (64 - (20 + p.bytes.count + 8) % 64) % 64
+        p.write(UInt64(pad))
+        [UInt8](repeating: 0, count: pad).withUnsafeBytes { p.write(raw: $0) }
+        var blocks = [UInt8](UnsafeRawBufferPointer(start: index.level0, count: index.slotCount * index.blockSize))
+        for i in 0..<index.slotCount {
+            let codes = index.vectorBytesPointer(i).assumingMemoryBound(to: UInt8.self)
+            var old: Float = 0
+            for j in 0..<8 { old += quantizer.offsets[j] * Float(codes[j]) }
+            withUnsafeBytes(of: old) { for b in 0..<4 { blocks[i * index.blockSize + index.linkWords0 * 4 + index.codeBytes + b] = $0[b] } }
+        }
+        blocks.withUnsafeBytes { p.write(raw: $0) }
+        for node in 0..<index.slotCount where index.levels[node] > 0 {
+            p.write(raw: UnsafeRawBufferPointer(start: index.upperLinks[node]!, count: Int(index.levels[node]) * index.linkWords * 4))
+        }
+        for o in quantizer.offsets { p.write(o) }
+        p.write(quantizer.scales[0])
+        p.write(raw: UnsafeRawBufferPointer(start: index.floats!, count: index.slotCount * 8 * 4))
+        let path = dir.file("v1.hnsw")
+        try FunnelFile.write(to: path, magic: HNSWIndex.magic, version: 1) { $0 = p }
+
+        let loaded = try HNSWIndex.load(from: path, mmap: mmap)
+        #expect(loaded.quantizer == quantizer)
+        let queries = clustered(30, 8, seed: 4, stream: 2)
+        let a = try index.searchLabels(queries, k: 5, ef: 24), b = try loaded.searchLabels(queries, k: 5, ef: 24)
+        #expect(a.ids == b.ids)
+        #expect(a.distances == b.distances)
     }
 
     @Test("a failed save leaves the previous file intact")

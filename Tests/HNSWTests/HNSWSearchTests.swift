@@ -1,4 +1,5 @@
 import Testing
+import _FunnelKernels
 @testable import HNSW
 import LinearAlgebra
 import ExactSearch
@@ -86,6 +87,30 @@ struct HNSWSearchTests {
         #expect(index.bytesPerVector > 48)  // codes + the float copy for rescoring
     }
 
+    @Test("int8 quantizer: each value within half a step of its dimension's scale; asymmetric dot products match the decoded vector's")
+    func quantizerBounds() throws {
+        // Dimensions of very different widths: each keeps its own precision.
+        var rng = SeededGenerator(seed: 8)
+        let d = 16
+        var data = Matrix(rows: 500, columns: d)
+        for r in 0..<500 { for j in 0..<d { data[r, j] = Float(rng.nextGaussian()) * Float(j + 1) * (j % 2 == 0 ? 0.01 : 10) } }
+        let sq = ScalarQuantizer(training: data)
+        var codes = [UInt8](repeating: 0, count: d), scaled = [Int16](repeating: 0, count: d)
+        for r in 0..<500 {
+            let x = Array(data.row(r))
+            let norm = sq.encode(x, into: &codes, dimension: d)
+            let decoded = sq.decode(codes, dimension: d)
+            for j in 0..<d { #expect(abs(decoded[j] - x[j]) <= sq.scales[j] * 0.5001, "row \(r) dim \(j)") }
+            #expect(abs(Double(norm) - naiveDotD(decoded, decoded)) <= 1e-4 * max(1, naiveDotD(decoded, decoded)))
+            let q = Array(data.row((r + 1) % 500))
+            let (base, step) = sq.prepare(q, into: &scaled, dimension: d)
+            let dot = Double(base) + Double(step) * Double(fk_adc_dot_u8(scaled, codes, d))
+            // The query keeps ~15 bits: its rounding moves the dot by at most step/2 per code unit.
+            let codeSum = codes.reduce(0.0) { $0 + Double($1) }
+            #expect(abs(dot - naiveDotD(q, decoded)) <= Double(step) * 0.5 * codeSum + 1e-4 * max(1, sqrt(naiveDotD(q, q) * naiveDotD(decoded, decoded))))
+        }
+    }
+
     @Test("fp16 storage: recall as float, distances within half precision, half the vector bytes",
           arguments: [Metric.l2, .cosine, .innerProduct])
     func halfPrecision(metric: Metric) throws {
@@ -145,3 +170,5 @@ struct HNSWSearchTests {
 }
 
 import Foundation
+
+func naiveDotD(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Double($1.0) * Double($1.1) } }

@@ -128,6 +128,27 @@ struct DistanceTests {
         }
     }
 
+    @Test("asymmetric int8 (int16 query, uint8 codes), single and batched, exact against Int64 sums",
+          arguments: dims, [false, true])
+    func asymmetricInt8(dim: Int, scalar: Bool) {
+        fk_force_scalar(scalar ? 1 : 0)
+        defer { fk_force_scalar(0) }
+        var rng = SeededGenerator(seed: 77 &+ UInt64(dim))
+        // The largest query magnitude the kernel's contract allows for this dimension.
+        let limit = Int16(min(32767, Int(Int32.max) / (2 * 255 * max(1, (dim + 15) / 16)) - 1))
+        let q = (0..<dim).map { j in j % 5 == 0 ? (j % 2 == 0 ? limit : -limit) : Int16(truncatingIfNeeded: rng.next()) % limit }
+        let rows = (0..<7).map { r in (0..<dim).map { j in r == 0 ? UInt8(255) : UInt8(truncatingIfNeeded: rng.next() &+ UInt64(j)) } }
+        func want(_ c: [UInt8]) -> Int64 { zip(q, c).reduce(0) { $0 + Int64($1.0) * Int64($1.1) } }
+        for c in rows { #expect(Int64(fk_adc_dot_u8(q, c, dim)) == want(c)) }
+        let stride = dim + 9, offset = 5
+        var blocks = [UInt8](repeating: 0, count: rows.count * stride)
+        for (i, c) in rows.enumerated() { for j in 0..<dim { blocks[i * stride + offset + j] = c[j] } }
+        let ids: [UInt32] = [6, 0, 2, 2, 5, 1, 3, 4, 0]  // two blocks of four and a tail of one
+        var out = [Float](repeating: 0, count: ids.count)
+        fk_adc_batch_u8(q, blocks, stride, offset, ids, ids.count, dim, &out)
+        for (j, id) in ids.enumerated() { #expect(Double(out[j]) == Double(Float(want(rows[Int(id)])))) }
+    }
+
     @Test("int8 and uint8 kernels are exact, including extreme values", arguments: dims, [false, true])
     func integerKernels(dim: Int, scalar: Bool) {
         fk_force_scalar(scalar ? 1 : 0)

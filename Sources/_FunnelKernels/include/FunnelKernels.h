@@ -59,6 +59,15 @@ void fk_distance_batch(int kind, const void *q, const void *base, size_t stride,
                        const uint32_t *ids, size_t count, size_t dim, float *out);
 
 
+/// Asymmetric int8 distances: sum q[j] * codes[j] for an int16 query (the float query
+/// times the per-dimension scales, rounded on a common step) against uint8 codes, exact in
+/// int32 as long as 2 * 255 * max|q| * ceil(n / 16) < 2^31. `fk_adc_batch_u8` does it for
+/// the rows at base + ids[i] * stride + offset, four at a time with prefetching (results
+/// as floats, exact below 2^24 in magnitude).
+int32_t fk_adc_dot_u8(const int16_t *q, const uint8_t *codes, size_t n);
+void fk_adc_batch_u8(const int16_t *q, const void *base, size_t stride, size_t offset,
+                     const uint32_t *ids, size_t count, size_t dim, float *out);
+
 /// Half precision (IEEE binary16) vectors: conversion (round to nearest even; values past
 /// 65504 become infinity), and distances of a float query to half rows, or of two half rows.
 /// F16C + FMA when the CPU has them (`fk_half_simd`), portable C otherwise; same results up
