@@ -78,18 +78,6 @@ extension HNSWIndex {
         if parameters.quantization == .fp16 { return view.distance(q, node) }
         return parameters.metric.distance(q.floats!, floatVector(node), dimension)
     }
-
-    /// Item `node`'s stored vector as floats (decoded under fp16 storage; as prepared, i.e.
-    /// normalized for cosine).
-    func decodeVector(_ node: Int) -> [Float] {
-        if parameters.quantization == .fp16 {
-            return [Float](unsafeUninitializedCapacity: dimension) { b, n in
-                fk_from_half(halfVector(node), b.baseAddress!, dimension)
-                n = dimension
-            }
-        }
-        return Array(UnsafeBufferPointer(start: floatVector(node), count: dimension))
-    }
 }
 
 /// The index's storage as plain values, read once per search so the hot loop touches

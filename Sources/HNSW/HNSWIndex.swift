@@ -237,7 +237,7 @@ public final class HNSWIndex: @unchecked Sendable {
     }
 
     /// A node's float vector: the float copy (int8) or the block itself (no quantization).
-    /// Not for fp16 storage, which keeps no floats (see `decodeVector`).
+    /// Not for fp16 storage, which keeps no floats (`fk_from_half` on `halfVector`).
     @inline(__always)
     func floatVector(_ node: Int) -> UnsafeMutablePointer<Float> {
         if let floats { return floats + node * dimension }
