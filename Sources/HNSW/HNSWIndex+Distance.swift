@@ -120,7 +120,7 @@ struct GraphView {
             for i in 0..<count { out[i] = fromDot(q.base + q.step * out[i], q, node: Int(ids[i])) }
             return
         }
-        let (l2Kind, dotKind): (Int32, Int32) = half ? (4, 5) : (0, 1)
+        let (l2Kind, dotKind): (Int32, Int32) = half ? (2, 3) : (0, 1)
         switch metric {
         case .l2:
             fk_distance_batch(l2Kind, q.floats!, level0, blockSize, vectorOffset, ids, count, dimension, out)

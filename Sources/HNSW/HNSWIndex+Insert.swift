@@ -263,9 +263,12 @@ extension HNSWIndex {
     func addBackLink(from: Int, to: Int, distance d: Float, level: Int) {
         fk_spin_lock(nodeLocks + from)
         defer { fk_spin_unlock(nodeLocks + from) }
-        var x = UInt32(to), dx = d
-        mergeLinks(of: from, level: level, adding: UnsafeBufferPointer(start: &x, count: 1),
-                   distances: UnsafeBufferPointer(start: &dx, count: 1))
+        withUnsafePointer(to: UInt32(to)) { x in
+            withUnsafePointer(to: d) { dx in
+                mergeLinks(of: from, level: level, adding: UnsafeBufferPointer(start: x, count: 1),
+                           distances: UnsafeBufferPointer(start: dx, count: 1))
+            }
+        }
     }
 
     /// Adds `new` (at `distances` from `node`) to `node`'s links on `level`, skipping ones

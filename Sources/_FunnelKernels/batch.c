@@ -1,14 +1,8 @@
 #include "FunnelKernels.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define FK_X86 1
-#else
-#define FK_X86 0
-#endif
+#include "simd.h"
 
-// Defined in kernels.c and half.c.
-extern int fk_simd_level(void);
+// Defined in half.c.
 void fk_half_batch4(int dot, const float *q, const uint16_t *a, const uint16_t *b, const uint16_t *c,
                     const uint16_t *d, size_t n, float *out);
 
@@ -21,7 +15,7 @@ static void prefetch_row(const void *p, size_t bytes) {
     for (size_t l = 0; l < lines; l++) __builtin_prefetch(c + 64 * l, 0, 3);
 }
 
-static size_t row_bytes(int kind, size_t dim) { return kind < 2 ? dim * 4 : kind < 4 ? dim : dim * 2; }
+static size_t row_bytes(int kind, size_t dim) { return kind < 2 ? dim * 4 : dim * 2; }
 
 static void batch_scalar(int kind, const void *q, const void *base, size_t stride, size_t offset,
                          const uint32_t *ids, size_t count, size_t dim, float *out) {
@@ -29,32 +23,13 @@ static void batch_scalar(int kind, const void *q, const void *base, size_t strid
         switch (kind) {
         case 0: out[i] = fk_l2sq_f32((const float *)q, (const float *)ROW(i), dim); break;
         case 1: out[i] = fk_dot_f32((const float *)q, (const float *)ROW(i), dim); break;
-        case 2: out[i] = (float)fk_l2sq_u8((const uint8_t *)q, (const uint8_t *)ROW(i), dim); break;
-        case 3: out[i] = (float)fk_dot_u8((const uint8_t *)q, (const uint8_t *)ROW(i), dim); break;
-        case 4: out[i] = fk_l2sq_f16((const float *)q, (const uint16_t *)ROW(i), dim); break;
+        case 2: out[i] = fk_l2sq_f16((const float *)q, (const uint16_t *)ROW(i), dim); break;
         default: out[i] = fk_dot_f16((const float *)q, (const uint16_t *)ROW(i), dim); break;
         }
     }
 }
 
 #if FK_X86
-#define FK_AVX2 __attribute__((target("avx2,fma")))
-
-FK_AVX2 static inline float hsum(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-
-FK_AVX2 static inline int32_t hsum_i32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-    return _mm_cvtsi128_si32(s);
-}
-
 FK_AVX2 static void l2_f32_4(const float *q, const float *a, const float *b, const float *c, const float *d,
                              size_t dim, float *out) {
     __m256 sa = _mm256_setzero_ps(), sb = _mm256_setzero_ps(), sc = _mm256_setzero_ps(), sd = _mm256_setzero_ps();
@@ -70,7 +45,7 @@ FK_AVX2 static void l2_f32_4(const float *q, const float *a, const float *b, con
         sc = _mm256_fmadd_ps(dc, dc, sc);
         sd = _mm256_fmadd_ps(dd, dd, sd);
     }
-    float ra = hsum(sa), rb = hsum(sb), rc = hsum(sc), rd = hsum(sd);
+    float ra = fk_hsum_ps(sa), rb = fk_hsum_ps(sb), rc = fk_hsum_ps(sc), rd = fk_hsum_ps(sd);
     for (; j < dim; j++) {
         float x;
         x = a[j] - q[j]; ra += x * x;
@@ -92,55 +67,21 @@ FK_AVX2 static void dot_f32_4(const float *q, const float *a, const float *b, co
         sc = _mm256_fmadd_ps(_mm256_loadu_ps(c + j), qv, sc);
         sd = _mm256_fmadd_ps(_mm256_loadu_ps(d + j), qv, sd);
     }
-    float ra = hsum(sa), rb = hsum(sb), rc = hsum(sc), rd = hsum(sd);
+    float ra = fk_hsum_ps(sa), rb = fk_hsum_ps(sb), rc = fk_hsum_ps(sc), rd = fk_hsum_ps(sd);
     for (; j < dim; j++) {
         ra += a[j] * q[j]; rb += b[j] * q[j]; rc += c[j] * q[j]; rd += d[j] * q[j];
     }
     out[0] = ra; out[1] = rb; out[2] = rc; out[3] = rd;
 }
 
-FK_AVX2 static void l2_u8_4(const uint8_t *q, const uint8_t *a, const uint8_t *b, const uint8_t *c, const uint8_t *d,
-                            size_t dim, float *out) {
-    __m256i sa = _mm256_setzero_si256(), sb = _mm256_setzero_si256(), sc = _mm256_setzero_si256(), sd = _mm256_setzero_si256();
-    size_t j = 0;
-    for (; j + 16 <= dim; j += 16) {
-        __m256i qv = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + j)));
-        __m256i da = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + j))), qv);
-        __m256i db = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + j))), qv);
-        __m256i dc = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(c + j))), qv);
-        __m256i dd = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(d + j))), qv);
-        sa = _mm256_add_epi32(sa, _mm256_madd_epi16(da, da));
-        sb = _mm256_add_epi32(sb, _mm256_madd_epi16(db, db));
-        sc = _mm256_add_epi32(sc, _mm256_madd_epi16(dc, dc));
-        sd = _mm256_add_epi32(sd, _mm256_madd_epi16(dd, dd));
+/// Four rows of `kind` against q (see fk_distance_batch).
+FK_AVX2 static inline void rows4(int kind, const void *q, const void *a, const void *b, const void *c, const void *d,
+                                 size_t dim, float *out) {
+    switch (kind) {
+    case 0: l2_f32_4((const float *)q, a, b, c, d, dim, out); break;
+    case 1: dot_f32_4((const float *)q, a, b, c, d, dim, out); break;
+    default: fk_half_batch4(kind == 3, (const float *)q, a, b, c, d, dim, out); break;
     }
-    int32_t ra = hsum_i32(sa), rb = hsum_i32(sb), rc = hsum_i32(sc), rd = hsum_i32(sd);
-    for (; j < dim; j++) {
-        int32_t x;
-        x = (int32_t)a[j] - q[j]; ra += x * x;
-        x = (int32_t)b[j] - q[j]; rb += x * x;
-        x = (int32_t)c[j] - q[j]; rc += x * x;
-        x = (int32_t)d[j] - q[j]; rd += x * x;
-    }
-    out[0] = (float)ra; out[1] = (float)rb; out[2] = (float)rc; out[3] = (float)rd;
-}
-
-FK_AVX2 static void dot_u8_4(const uint8_t *q, const uint8_t *a, const uint8_t *b, const uint8_t *c, const uint8_t *d,
-                             size_t dim, float *out) {
-    __m256i sa = _mm256_setzero_si256(), sb = _mm256_setzero_si256(), sc = _mm256_setzero_si256(), sd = _mm256_setzero_si256();
-    size_t j = 0;
-    for (; j + 16 <= dim; j += 16) {
-        __m256i qv = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + j)));
-        sa = _mm256_add_epi32(sa, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + j))), qv));
-        sb = _mm256_add_epi32(sb, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + j))), qv));
-        sc = _mm256_add_epi32(sc, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(c + j))), qv));
-        sd = _mm256_add_epi32(sd, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(d + j))), qv));
-    }
-    int32_t ra = hsum_i32(sa), rb = hsum_i32(sb), rc = hsum_i32(sc), rd = hsum_i32(sd);
-    for (; j < dim; j++) {
-        ra += (int32_t)a[j] * q[j]; rb += (int32_t)b[j] * q[j]; rc += (int32_t)c[j] * q[j]; rd += (int32_t)d[j] * q[j];
-    }
-    out[0] = (float)ra; out[1] = (float)rb; out[2] = (float)rc; out[3] = (float)rd;
 }
 
 FK_AVX2 static void batch_avx2(int kind, const void *q, const void *base, size_t stride, size_t offset,
@@ -150,14 +91,7 @@ FK_AVX2 static void batch_avx2(int kind, const void *q, const void *base, size_t
     size_t i = 0;
     for (; i + 4 <= count; i += 4) {
         for (size_t p = i + 4; p < count && p < i + 8; p++) prefetch_row(ROW(p), bytes);
-        const void *a = ROW(i), *b = ROW(i + 1), *c = ROW(i + 2), *d = ROW(i + 3);
-        switch (kind) {
-        case 0: l2_f32_4((const float *)q, a, b, c, d, dim, out + i); break;
-        case 1: dot_f32_4((const float *)q, a, b, c, d, dim, out + i); break;
-        case 2: l2_u8_4((const uint8_t *)q, a, b, c, d, dim, out + i); break;
-        case 3: dot_u8_4((const uint8_t *)q, a, b, c, d, dim, out + i); break;
-        default: fk_half_batch4(kind == 5, (const float *)q, a, b, c, d, dim, out + i); break;
-        }
+        rows4(kind, q, ROW(i), ROW(i + 1), ROW(i + 2), ROW(i + 3), dim, out + i);
     }
     if (i < count) {
         // One to three rows left: the four-row kernel with the last row repeated (cheaper
@@ -165,14 +99,7 @@ FK_AVX2 static void batch_avx2(int kind, const void *q, const void *base, size_t
         const void *r[4];
         float tmp[4];
         for (size_t p = 0; p < 4; p++) r[p] = ROW(i + p < count ? i + p : count - 1);
-        const void *a = r[0], *b = r[1], *c = r[2], *d = r[3];
-        switch (kind) {
-        case 0: l2_f32_4((const float *)q, a, b, c, d, dim, tmp); break;
-        case 1: dot_f32_4((const float *)q, a, b, c, d, dim, tmp); break;
-        case 2: l2_u8_4((const uint8_t *)q, a, b, c, d, dim, tmp); break;
-        case 3: dot_u8_4((const uint8_t *)q, a, b, c, d, dim, tmp); break;
-        default: fk_half_batch4(kind == 5, (const float *)q, a, b, c, d, dim, tmp); break;
-        }
+        rows4(kind, q, r[0], r[1], r[2], r[3], dim, tmp);
         for (size_t p = 0; i + p < count; p++) out[i + p] = tmp[p];
     }
 }
@@ -181,7 +108,7 @@ FK_AVX2 static void batch_avx2(int kind, const void *q, const void *base, size_t
 void fk_distance_batch(int kind, const void *q, const void *base, size_t stride, size_t offset,
                        const uint32_t *ids, size_t count, size_t dim, float *out) {
 #if FK_X86
-    if (fk_simd_level() && (kind < 4 || fk_half_simd())) {
+    if (fk_simd_level() && (kind < 2 || fk_half_simd())) {
         batch_avx2(kind, q, base, stride, offset, ids, count, dim, out);
         return;
     }
@@ -207,7 +134,7 @@ FK_AVX2 static int32_t adc_avx2(const int16_t *q, const uint8_t *c, size_t n) {
     __m256i s = _mm256_setzero_si256();
     size_t j = 0;
     for (; j + 16 <= n; j += 16) s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(q + j)), widen16(c + j)));
-    int32_t r = hsum_i32(s);
+    int32_t r = fk_hsum_epi32(s);
     for (; j < n; j++) r += (int32_t)q[j] * c[j];
     return r;
 }
@@ -223,7 +150,7 @@ FK_AVX2 static void adc_4(const int16_t *q, const uint8_t *a, const uint8_t *b, 
         sc = _mm256_add_epi32(sc, _mm256_madd_epi16(qv, widen16(c + j)));
         sd = _mm256_add_epi32(sd, _mm256_madd_epi16(qv, widen16(d + j)));
     }
-    int32_t ra = hsum_i32(sa), rb = hsum_i32(sb), rc = hsum_i32(sc), rd = hsum_i32(sd);
+    int32_t ra = fk_hsum_epi32(sa), rb = fk_hsum_epi32(sb), rc = fk_hsum_epi32(sc), rd = fk_hsum_epi32(sd);
     for (; j < n; j++) { ra += (int32_t)q[j] * a[j]; rb += (int32_t)q[j] * b[j]; rc += (int32_t)q[j] * c[j]; rd += (int32_t)q[j] * d[j]; }
     out[0] = (float)ra; out[1] = (float)rb; out[2] = (float)rc; out[3] = (float)rd;
 }

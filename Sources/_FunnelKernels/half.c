@@ -3,15 +3,10 @@
 #include "FunnelKernels.h"
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
+#include "simd.h"
+#if FK_X86
 #include <cpuid.h>
-#define FK_X86 1
-#else
-#define FK_X86 0
 #endif
-
-extern int fk_simd_level(void);
 
 // MARK: - Scalar conversion (round to nearest even; overflow to infinity)
 
@@ -74,14 +69,6 @@ int fk_half_simd(void) { return has_f16c(); }
 #if FK_X86
 #define FK_F16C __attribute__((target("avx2,fma,f16c")))
 
-FK_F16C static inline float hsum8(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-
 FK_F16C static inline __m256 load_half8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 
 FK_F16C static void to_half_f16c(const float *src, uint16_t *dst, size_t n) {
@@ -110,7 +97,7 @@ FK_F16C static float l2_f16c(const float *q, const uint16_t *x, size_t n) {
         __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(q + i), load_half8(x + i));
         s0 = _mm256_fmadd_ps(d0, d0, s0);
     }
-    float s = hsum8(_mm256_add_ps(s0, s1));
+    float s = fk_hsum_ps(_mm256_add_ps(s0, s1));
     for (; i < n; i++) { float d = q[i] - fk_f16_to_f32(x[i]); s += d * d; }
     return s;
 }
@@ -123,7 +110,7 @@ FK_F16C static float dot_f16c(const float *q, const uint16_t *x, size_t n) {
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_half8(x + i + 8), s1);
     }
     for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_half8(x + i), s0);
-    float s = hsum8(_mm256_add_ps(s0, s1));
+    float s = fk_hsum_ps(_mm256_add_ps(s0, s1));
     for (; i < n; i++) s += q[i] * fk_f16_to_f32(x[i]);
     return s;
 }
@@ -135,7 +122,7 @@ FK_F16C static float l2_f16f16c(const uint16_t *a, const uint16_t *b, size_t n) 
         __m256 d = _mm256_sub_ps(load_half8(a + i), load_half8(b + i));
         s0 = _mm256_fmadd_ps(d, d, s0);
     }
-    float s = hsum8(s0);
+    float s = fk_hsum_ps(s0);
     for (; i < n; i++) { float d = fk_f16_to_f32(a[i]) - fk_f16_to_f32(b[i]); s += d * d; }
     return s;
 }
@@ -144,7 +131,7 @@ FK_F16C static float dot_f16f16c(const uint16_t *a, const uint16_t *b, size_t n)
     __m256 s0 = _mm256_setzero_ps();
     size_t i = 0;
     for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(load_half8(a + i), load_half8(b + i), s0);
-    float s = hsum8(s0);
+    float s = fk_hsum_ps(s0);
     for (; i < n; i++) s += fk_f16_to_f32(a[i]) * fk_f16_to_f32(b[i]);
     return s;
 }
@@ -173,7 +160,7 @@ FK_F16C void fk_half_batch4(int dot, const float *q, const uint16_t *a, const ui
             sd = _mm256_fmadd_ps(dd, dd, sd);
         }
     }
-    float ra = hsum8(sa), rb = hsum8(sb), rc = hsum8(sc), rd = hsum8(sd);
+    float ra = fk_hsum_ps(sa), rb = fk_hsum_ps(sb), rc = fk_hsum_ps(sc), rd = fk_hsum_ps(sd);
     for (; i < n; i++) {
         float fa = fk_f16_to_f32(a[i]), fb = fk_f16_to_f32(b[i]), fc = fk_f16_to_f32(c[i]), fd = fk_f16_to_f32(d[i]);
         if (dot) {

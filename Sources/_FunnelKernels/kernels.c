@@ -2,12 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define FK_X86 1
-#else
-#define FK_X86 0
-#endif
+#include "simd.h"
 
 static int fk_detected = 0;
 static int fk_level = 0;
@@ -90,17 +85,6 @@ static size_t affine_select_scalar(const float *x, const float *bias, float scal
 // MARK: - AVX2 + FMA bodies
 
 #if FK_X86
-#define FK_AVX2 __attribute__((target("avx2,fma")))
-
-FK_AVX2 static inline float hsum256(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    __m128 sh = _mm_movehdup_ps(lo);
-    lo = _mm_add_ps(lo, sh);
-    sh = _mm_movehl_ps(sh, lo);
-    lo = _mm_add_ss(lo, sh);
-    return _mm_cvtss_f32(lo);
-}
 
 FK_AVX2 static inline int64_t hsum256_epi32(__m256i v) {
     // Widen to 64-bit before adding so long vectors cannot overflow here.
@@ -123,7 +107,7 @@ FK_AVX2 static float dot_f32_avx2(const float *a, const float *b, size_t n) {
     }
     for (; i + 8 <= n; i += 8)
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    float s = fk_hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
     for (; i < n; i++) s += a[i] * b[i];
     return s;
 }
@@ -146,7 +130,7 @@ FK_AVX2 static float l2sq_f32_avx2(const float *a, const float *b, size_t n) {
         __m256 d = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
         s0 = _mm256_fmadd_ps(d, d, s0);
     }
-    float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    float s = fk_hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
     for (; i < n; i++) { float d = a[i] - b[i]; s += d * d; }
     return s;
 }

@@ -4,12 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define FK_X86 1
-#else
-#define FK_X86 0
-#endif
+#include "simd.h"
 
 /// Whether node j sends a NaN or a missing zero right (each node has its own rule).
 static inline int missing_goes_right(const fk_quickscorer *qs, int32_t j, float v) {
@@ -36,7 +31,6 @@ static inline void scalar_feature(const fk_quickscorer *qs, int f, float v, uint
 }
 
 #if FK_X86
-#define FK_AVX2 __attribute__((target("avx2,fma")))
 
 /// Eight rows at once: one threshold is compared with the eight values of its feature, and
 /// the node's mask is AND-ed into the leaf words of the lanes it sends right. A feature's

@@ -5,12 +5,7 @@
 #include "FunnelKernels.h"
 #include <math.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define FK_X86 1
-#else
-#define FK_X86 0
-#endif
+#include "simd.h"
 
 /// Row i of the logits: mask accidental hits (another column holding row i's item) with
 /// -inf, subtract log q, and return the row's max. Scalar; also the reference.
@@ -37,7 +32,6 @@ static float softmax_row_scalar(float *row, size_t n, size_t i, float mx, float 
 }
 
 #if FK_X86
-#define FK_AVX2 __attribute__((target("avx2,fma")))
 
 /// e^x for eight lanes; lanes below -87.3 (including -inf) give 0.
 FK_AVX2 static inline __m256 exp8(__m256 x) {
@@ -56,13 +50,6 @@ FK_AVX2 static inline __m256 exp8(__m256 x) {
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
     return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
-
-FK_AVX2 static float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 FK_AVX2 static float hmax8(__m256 v) {
@@ -101,7 +88,7 @@ FK_AVX2 static float row_avx2(float *row, size_t n, size_t i, const int32_t *ite
         _mm256_storeu_ps(row + j, e);
         vz = _mm256_add_ps(vz, e);
     }
-    float z = hsum8(vz);
+    float z = fk_hsum_ps(vz);
     for (; j < n; j++) { float e = expf(row[j] - mx); row[j] = e; z += e; }
     float p = row[i] / z;
     float loss = -logf(p > 1e-30f ? p : 1e-30f);

@@ -75,14 +75,8 @@ struct HNSWSearchTests {
         try index.add(base, threads: 2)
         let got = try index.searchLabels(queries, k: 10, ef: 200)
         #expect(try recall(got: got.ids, k: 10, queries: queries, base: base, metric: metric) >= 0.95)
-        var b = base, q = queries
-        if metric == .cosine { b.normalizeRows(); q.normalizeRows() }
-        for qi in 0..<queries.rows {
-            for j in 0..<10 {
-                let id = Int(got.ids[qi * 10 + j])
-                let want = b.row(id).withUnsafeBufferPointer { x in q.row(qi).withUnsafeBufferPointer { metric.distance($0.baseAddress!, x.baseAddress!, 48) } }
-                #expect(abs(got.distances[qi * 10 + j] - want) <= 1e-4 * max(1, abs(want)))
-            }
+        forEachReturned(got, k: 10, base: base, queries: queries, metric: metric) { distance, want, _ in
+            #expect(abs(distance - want) <= 1e-4 * max(1, abs(want)))
         }
         #expect(index.bytesPerVector > 48)  // codes + the float copy for rescoring
     }
@@ -124,17 +118,10 @@ struct HNSWSearchTests {
         let half = try build(.fp16), full = try build(.none)
         let got = try half.searchLabels(queries, k: 10, ef: 200)
         #expect(try recall(got: got.ids, k: 10, queries: queries, base: base, metric: metric) >= (metric == .innerProduct ? 0.95 : 0.98))
-        var b = base, q = queries
-        if metric == .cosine { b.normalizeRows(); q.normalizeRows() }
-        for qi in 0..<queries.rows {
-            for j in 0..<10 {
-                let id = Int(got.ids[qi * 10 + j])
-                let want = b.row(id).withUnsafeBufferPointer { x in q.row(qi).withUnsafeBufferPointer { metric.distance($0.baseAddress!, x.baseAddress!, 48) } }
-                // Each stored value is within 2^-11 of the float (relative): a distance moves
-                // by about that times the norms involved.
-                let scale = q.row(qi).reduce(0) { $0 + Double($1 * $1) } + b.row(id).reduce(0) { $0 + Double($1 * $1) }
-                #expect(abs(Double(got.distances[qi * 10 + j] - want)) <= 2e-3 * max(1, scale))
-            }
+        forEachReturned(got, k: 10, base: base, queries: queries, metric: metric) { distance, want, norms in
+            // Each stored value is within 2^-11 of the float (relative): a distance moves
+            // by about that times the norms involved.
+            #expect(abs(Double(distance - want)) <= 2e-3 * max(1, norms))
         }
         // Same seed, same levels: the blocks differ only by the vector (2 instead of 4 bytes a value).
         #expect(full.bytesPerVector - half.bytesPerVector == 2 * 48)
@@ -172,3 +159,20 @@ struct HNSWSearchTests {
 import Foundation
 
 func naiveDotD(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
+
+/// Calls `check(returned distance, exact distance, |q|^2 + |x|^2)` for every result of a
+/// k-per-query search, computing the exact float distance of the metric (rows normalized
+/// for cosine).
+func forEachReturned(_ got: (ids: [Int64], distances: [Float]), k: Int, base: Matrix, queries: Matrix, metric: Metric,
+                     _ check: (Float, Float, Double) -> Void) {
+    var b = base, q = queries
+    if metric == .cosine { b.normalizeRows(); q.normalizeRows() }
+    for qi in 0..<queries.rows {
+        for j in 0..<k {
+            let id = Int(got.ids[qi * k + j])
+            let want = b.row(id).withUnsafeBufferPointer { x in q.row(qi).withUnsafeBufferPointer { metric.distance($0.baseAddress!, x.baseAddress!, base.columns) } }
+            let norms = q.row(qi).reduce(0) { $0 + Double($1 * $1) } + b.row(id).reduce(0) { $0 + Double($1 * $1) }
+            check(got.distances[qi * k + j], want, norms)
+        }
+    }
+}

@@ -52,9 +52,8 @@ size_t fk_affine_select_below(const float *x, const float *bias, float scale, si
 /// Graph-search batches: for i < count, the row at base + ids[i] * stride + offset
 /// (byte units) is compared with q and the distance written to out[i]. Rows are
 /// processed four at a time, sharing the loads of q, while the next rows are prefetched.
-/// `kind`: 0 squared L2 on float32, 1 dot on float32, 2 squared L2 on uint8 codes,
-/// 3 dot on uint8 codes (integer results are returned as floats, exact below 2^24),
-/// 4 squared L2 and 5 dot of a float query against half-precision rows.
+/// `kind`: 0 squared L2 and 1 dot on float32 rows, 2 squared L2 and 3 dot of a float
+/// query against half-precision rows. (int8 rows: fk_adc_batch_u8.)
 void fk_distance_batch(int kind, const void *q, const void *base, size_t stride, size_t offset,
                        const uint32_t *ids, size_t count, size_t dim, float *out);
 
