@@ -14,6 +14,8 @@
 //   Rerank                         MMR diversity, freshness decay, business rules
 //   GBDT                           gradient-boosted trees: lambdarank / binary / regression, inference, SHAP
 //   Serving                        the Recommender: stage budgets, deadline, fallbacks, circuit breakers
+//   Engine                         the workflows joining the stages: data sources, the funnel trainer,
+//                                  model bundles, the serving engine, retraining, evaluation
 //   Funnel                         umbrella: `import Funnel` gives the whole stack
 //   funnel (FunnelCLI)             the command line
 import PackageDescription
@@ -31,6 +33,7 @@ let package = Package(
         .library(name: "Rerank", targets: ["Rerank"]),
         .library(name: "TextSearch", targets: ["TextSearch"]),
         .library(name: "Serving", targets: ["Serving"]),
+        .library(name: "Engine", targets: ["Engine"]),
         .executable(name: "funnel", targets: ["FunnelCLI"]),
     ],
     dependencies: [
@@ -81,8 +84,12 @@ let package = Package(
                            .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
         .target(
+            name: "Engine",
+            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "HNSW", "GBDT", "TwoTower", "Rerank", "TextSearch", "Serving"]
+        ),
+        .target(
             name: "Funnel",
-            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "Rerank", "TextSearch", "Serving"]
+            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "Rerank", "TextSearch", "Serving", "Engine"]
         ),
         .executableTarget(
             name: "FunnelCLI",
@@ -119,6 +126,7 @@ let package = Package(
             "Serving", "Rerank", "HNSW", "GBDT", "Datasets", "LinearAlgebra", "TwoTower",
             .product(name: "MetricsTestKit", package: "swift-metrics"),
         ]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Serving", "TwoTower", "Datasets", "HNSW", "GBDT", "Persistence"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -9,3 +9,4 @@
 @_exported import Rerank
 @_exported import TextSearch
 @_exported import Serving
+@_exported import Engine

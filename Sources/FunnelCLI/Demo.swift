@@ -154,21 +154,16 @@ struct Demo: ParsableCommand {
 
         // Ranker training data: the validation interaction of half the users, replayed.
         let users = split.validation.keys.sorted()
-        let queries = users.prefix(users.count / 2).map {
-            RankerQuery(user: Int($0), time: split.validationTime[$0]!, positives: [split.validation[$0]!], exclude: split.trainItems[Int($0)])
-        }
+        let rankerRequests = RankerTraining.validationRequests(split, userVectors: userVectors, users: Array(users.prefix(users.count / 2)))
         var t = now()
-        let (data, used) = try RankerTrainingData.build(queries: queries, features: features) { q in
-            try retrieval.retrieve(request(Int32(q.user), exclude: q.exclude, asOf: q.time), count: config.candidates)
-        }
-        guard used > 10 else { print("6. too few training groups for the ranker"); return }
         var gp = GBDTParameters()
         gp.objective = .lambdarank
         gp.rounds = 100
         gp.numLeaves = 15
         gp.minDataInLeaf = 50
-        var (ranker, _) = try GBDTTrainer.train(gp, train: data)
-        ranker.featureNames = features.names
+        let (trained, used, _) = try RankerTraining.train(rankerRequests, retrieval: [retrieval], features: features,
+                                                       candidates: config.candidates, parameters: gp)
+        guard let ranker = trained else { print("6. too few training groups for the ranker"); return }
         print("6. GBDT ranker (lambdarank, \(ranker.trees.count) trees, \(features.count) features) trained on \(used) replayed requests "
               + "in \(fmt(now() - t, 2)) s")
         let pipeline = try FunnelPipeline(index: index, itemVectors: itemVectors, features: features, ranker: ranker, config: config)

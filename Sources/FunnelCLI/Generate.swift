@@ -56,30 +56,6 @@ struct Generate: ParsableCommand {
         @Option var seed: UInt64 = 42
         @Option(help: "Output directory.") var out: String
 
-        /// The features of the generated files, as `funnel train --schema` reads them.
-        static let schema = """
-        {
-          "interactions": {"user": "user_id", "item": "item_id", "timestamp": "timestamp"},
-          "items": {
-            "key": "item_id", "category": "category", "created_at": "created_at",
-            "features": [
-              {"column": "category", "type": "categorical"},
-              {"column": "tags", "type": "multi_categorical", "separator": "|"},
-              {"column": "created_at", "type": "age", "buckets": 12},
-              {"column": "price", "type": "numeric"},
-              {"column": "title", "type": "text", "buckets": 4096}
-            ]
-          },
-          "users": {
-            "key": "user_id",
-            "features": [
-              {"column": "region", "type": "categorical"},
-              {"column": "age", "type": "numeric_buckets", "buckets": 8}
-            ]
-          }
-        }
-
-        """
 
         func run() throws {
             try FunnelCLI.run {
@@ -93,7 +69,7 @@ struct Generate: ParsableCommand {
                 let cat = SyntheticCatalog.generate(config)
                 print("generated \(cat.interactions.count) interactions in \(fmt(now() - t0, 2)) s")
                 try cat.writeCSV(to: out)
-                try AtomicFile.write(Array(Self.schema.utf8), to: "\(out)/schema.json")
+                try AtomicFile.write(Array(try DataSource.syntheticSchema.json().utf8) + [10], to: "\(out)/schema.json")
                 print("wrote \(out)/interactions.csv, items.csv, users.csv, schema.json; train on them with\n"
                       + "  funnel train --interactions \(out)/interactions.csv --items \(out)/items.csv --users \(out)/users.csv --schema \(out)/schema.json")
             }

@@ -19,7 +19,9 @@ struct PipelineBench: ParsableCommand {
     @Option(help: "Requests measured (users taken round-robin).") var requests: Int = 10_000
     @Option(help: "Candidates retrieved per request.") var candidates: Int = 500
     @Option(help: "HNSW beam width (raised to the number of items asked for).") var ef: Int = 128
-    @Option(help: "GBDT trees.") var trees: Int = 200
+    @Option(help: "GBDT boosting rounds (trees).") var rounds: Int = 200
+    @Option(name: .customLong("trees"), help: .hidden) var treesAlias: Int?
+    var trees: Int { treesAlias ?? rounds }
     @Option(help: "Items returned per request.") var k: Int = 20
     @Option(help: "MMR lambda.") var lambda: Double = 0.7
     @Option(help: "MMR re-orders the ranker's top N.") var mmrPool: Int = 100
@@ -96,13 +98,8 @@ struct PipelineBench: ParsableCommand {
             config.rankingBudget = 0.5
             config.deadline = 1.5
             let retrieval = try FunnelPipeline(index: index, itemVectors: itemVectors, features: features, ranker: nil, config: config)
-            let queries = split.validation.keys.sorted().prefix(5_000).map {
-                RankerQuery(user: Int($0), time: split.validationTime[$0]!, positives: [split.validation[$0]!], exclude: split.trainItems[Int($0)])
-            }
-            let (data, used) = try RankerTrainingData.build(queries: queries, features: features) { q in
-                try retrieval.retrieve(FunnelRequest(user: q.user, vector: Array(userVectors.row(q.user)), exclude: q.exclude, asOf: q.time),
-                                       count: candidates)
-            }
+            let rankerRequests = RankerTraining.validationRequests(split, userVectors: userVectors,
+                                                             users: Array(split.validation.keys.sorted().prefix(5_000)))
             var gp = GBDTParameters()
             gp.objective = .lambdarank
             gp.rounds = trees
@@ -110,8 +107,9 @@ struct PipelineBench: ParsableCommand {
             gp.minDataInLeaf = 50
             gp.learningRate = 0.05
             gp.threads = threads
-            var (ranker, _) = try GBDTTrainer.train(gp, train: data)
-            ranker.featureNames = features.names
+            let (trained, used, data) = try RankerTraining.train(rankerRequests, retrieval: [retrieval], features: features,
+                                                                 candidates: candidates, parameters: gp)
+            guard let ranker = trained else { throw ValidationError("too few replayed requests held their target among the candidates") }
             print("ranker: \(ranker.trees.count) trees, 31 leaves, \(features.count) features, on \(used) replayed requests (\(fmt(now() - t, 1)) s)")
             let pipeline = try FunnelPipeline(index: index, itemVectors: itemVectors, features: features, ranker: ranker, config: config)
 

@@ -23,6 +23,13 @@ final class ProgressBar {
         FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
     }
 
+    /// A named stage's progress ("index 5000/10000").
+    func stage(_ name: String, done: Int, total: Int) {
+        guard enabled else { return }
+        if done >= total { finish(); return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(name) \(done)/\(total)".utf8))
+    }
+
     func finish() {
         if enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
     }

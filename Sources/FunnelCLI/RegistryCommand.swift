@@ -10,7 +10,9 @@ struct RegistryCommand: ParsableCommand {
         subcommands: [List.self, Promote.self, Shadow.self, Rollback.self, Route.self])
 
     struct Options: ParsableArguments {
-        @Option(help: "Registry root.") var root: String = "indexes"
+        @Option(help: "Registry root.") var registry: String = "indexes"
+        @Option(name: .customLong("root"), help: .hidden) var rootAlias: String?
+        var root: String { rootAlias ?? registry }
     }
 
     struct List: ParsableCommand {
@@ -93,23 +95,4 @@ struct RegistryCommand: ParsableCommand {
             }
         }
     }
-}
-
-/// A model argument: a folder, or the name of a model in the registry (routed by user
-/// when one is given, so canaries get their share).
-func resolveModel(_ argument: String, root: String = "indexes", user: String? = nil) throws -> String {
-    var isDirectory: ObjCBool = false
-    if FileManager.default.fileExists(atPath: argument, isDirectory: &isDirectory), isDirectory.boolValue { return argument }
-    let registry = ModelRegistry(root: root)
-    let version = try user.map { try registry.route(argument, userID: $0).version } ?? registry.current(argument)
-    return registry.folder(argument, version)
-}
-
-/// CRC-32C of an interaction log's users, items and times: which data a model saw.
-func fingerprint(_ log: InteractionLog) -> String {
-    var crc: UInt32 = 0
-    log.userIndex.withUnsafeBytes { crc = CRC32C.update(crc, $0) }
-    log.itemIndex.withUnsafeBytes { crc = CRC32C.update(crc, $0) }
-    log.timestamps.withUnsafeBytes { crc = CRC32C.update(crc, $0) }
-    return String(format: "crc32c:%08x/%d", crc, log.count)
 }

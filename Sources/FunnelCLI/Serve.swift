@@ -5,27 +5,34 @@ import Hummingbird
 import Metrics
 import Prometheus
 
-/// `funnel serve`: the whole funnel over HTTP (hummingbird).
+/// `funnel serve`: the whole funnel of a model bundle over HTTP (hummingbird).
 ///
-///     GET /recommend?user=ID&k=10   ranked, diversified list with explanations and the path taken
-///     GET /health                   200 with the served versions
-///     GET /metrics                  Prometheus text: per-stage latency histograms, fallbacks
+///     GET /recommend?user=ID&k=10[&touched=I1,I2][&exclude=I3]   ranked, diversified, explained
+///     GET /similar?item=ID&k=10                                  nearest items, re-ranked
+///     GET /search?q=TEXT&k=10[&mode=lexical|hybrid]               BM25 (+ embeddings), re-ranked
+///     GET /health                                                200 with the served versions
+///     GET /metrics                                               Prometheus text: stage latencies, fallbacks
 ///
 /// A registry model with a canary serves both versions; each user is routed by a hash of
 /// their id (the same users always see the canary). A shadow version answers a copy of
 /// every request after the real answer is sent; `funnel_shadow_shared_items_total` over
 /// `funnel_shadow_compared_items_total` is how much of the served lists it would have kept.
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Serve recommendations over HTTP, with metrics for Prometheus.")
+    static let configuration = CommandConfiguration(abstract: "Serve a model bundle's funnel over HTTP, with metrics for Prometheus.")
 
-    @Option(help: "A model folder, or a model name in the registry.") var model: String = "movielens"
-    @Option(help: "Registry root for model names.") var registry: String = "indexes"
-    @Option(help: "The ml-100k folder the model was trained on (the ranking features come from its log).") var movielens: String
+    @OptionGroup var modelOptions: ModelOptions
     @Option var host: String = "127.0.0.1"
     @Option var port: Int = 8080
     @Option(help: "Largest k a request may ask for.") var maxK: Int = 100
     @Option(help: "Requests run through the funnel at once (default: twice the cores); the rest wait their turn, so that stage budgets measure the stages, not the queue.")
     var workers: Int?
+    @Option(name: .customLong("movielens"), help: .hidden) var movielens: String?
+
+    func validate() throws {
+        guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1...65535, got \(port)") }
+        guard (1...Engine.maxK).contains(maxK) else { throw ValidationError("--max-k must be in 1...\(Engine.maxK)") }
+        if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
+    }
 
     func run() async throws {
         // Metrics first: the pipelines' timers bind to the backend bootstrapped when they are built.
@@ -37,85 +44,110 @@ struct Serve: AsyncParsableCommand {
         ]
         MetricsSystem.bootstrap(factory)
 
-        let ml = try MovieLens.load(directory: movielens)
         // The served versions: production (or the folder), and the canary when there is one.
-        var served = [String: ServedModel]()
-        var shadow: (version: String, model: ServedModel)? = nil
+        let model = modelOptions.model, root = modelOptions.root
+        var served = [String: Engine]()
+        var shadow: (version: String, engine: Engine)? = nil
         var router: @Sendable (String) throws -> String
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), isDirectory.boolValue {
-            served[model] = try ServedModel(folder: model, movielens: ml, version: model)
+            served[model] = try Engine(folder: model, version: model)
             let only = model
             router = { _ in only }
         } else {
-            let reg = ModelRegistry(root: registry)
+            let reg = ModelRegistry(root: root)
+            func load(_ v: ModelVersion) throws -> Engine { try Engine(folder: reg.folder(model, v), name: model, version: "v\(v.version)") }
             let current = try reg.current(model)
-            served["v\(current.version)"] = try ServedModel(folder: reg.folder(model, current), movielens: ml, version: "v\(current.version)")
-            if let canary = try reg.versions(of: model).first(where: { $0.state == .canary }) {
-                served["v\(canary.version)"] = try ServedModel(folder: reg.folder(model, canary), movielens: ml, version: "v\(canary.version)")
-            }
-            let name = model
-            router = { user in "v\(try reg.route(name, userID: user).version.version)" }
-            if let s = try reg.shadowVersion(model) {
-                shadow = ("v\(s.version)", try ServedModel(folder: reg.folder(model, s), movielens: ml, version: "v\(s.version)"))
-            }
+            served["v\(current.version)"] = try load(current)
+            if let canary = try reg.versions(of: model).first(where: { $0.state == .canary }) { served["v\(canary.version)"] = try load(canary) }
+            router = { user in "v\(try reg.route(model, userID: user).version.version)" }
+            if let s = try reg.shadowVersion(model) { shadow = ("v\(s.version)", try load(s)) }
         }
-        // Each served version's stage timers and fallback counters carry its name (set when
-        // its pipeline is built), so a canary's latency and fallbacks are told from production's.
-        if let shadow {
-            print("shadow: \(shadow.version) answers a copy of every request (compared, never served)")
-        }
-        let shadowModel = shadow
-        let models = served
+        if let shadow { print("shadow: \(shadow.version) answers a copy of every request (compared, never served)") }
+        let shadowEngine = shadow
+        let engines = served
         let route = router
         let maxK = maxK
-        print("serving \(model) (\(models.keys.sorted().joined(separator: ", "))) on http://\(host):\(port)")
+        let anyEngine = engines.sorted { $0.key < $1.key }.last!.value
+        print("serving \(model) (\(engines.keys.sorted().joined(separator: ", "))) on http://\(host):\(port)")
 
         // A bounded pool: more requests in flight than cores would only make each stage wait
         // for a core, trip its budget and open its circuit breaker under load.
         let pool = OperationQueue()
-        pool.maxConcurrentOperationCount = max(1, workers ?? 2 * ProcessInfo.processInfo.activeProcessorCount)
+        pool.maxConcurrentOperationCount = workers ?? 2 * ProcessInfo.processInfo.activeProcessorCount
         pool.qualityOfService = .userInitiated
-        let app = Router()
-        app.get("health") { _, _ -> String in "ok \(models.keys.sorted().joined(separator: " "))\n" }
-        app.get("metrics") { _, _ -> String in prometheus.emitToString() }
-        app.get("recommend") { request, _ -> Response in
-            guard let user = request.uri.queryParameters.get("user") else {
-                return Self.error(.badRequest, "missing query parameter 'user'")
-            }
-            let k = request.uri.queryParameters.get("k", as: Int.self) ?? 10
-            guard k >= 1, k <= maxK else { return Self.error(.badRequest, "k must be in 1...\(maxK), got \(k)") }
+        /// Runs `work` in the pool and answers with its JSON, or with the error it names.
+        @Sendable func answer(_ work: @escaping @Sendable () throws -> EngineAnswer) async -> Response {
             do {
-                let version = try route(user)
-                guard let m = models[version] else { return Self.error(.internalServerError, "version \(version) is not loaded") }
-                // The funnel is synchronous CPU work (and waits on its stage budgets): run it
-                // in the worker pool, not on the event loop that serves other connections.
                 let body = try await withCheckedThrowingContinuation { (done: CheckedContinuation<Data, Error>) in
                     pool.addOperation {
                         done.resume(with: Result {
-                            let r = try m.recommend(user: user, k: k)
-                            if let (sv, sm) = shadowModel {
-                                // The shadow's turn comes after the answer is on its way.
-                                let served = Set(r.items.map(\.id))
-                                pool.addOperation {
-                                    guard let s = try? sm.recommend(user: user, k: k) else { return }
-                                    let same = s.items.filter { served.contains($0.id) }.count
-                                    Counter(label: "funnel_shadow_requests_total", dimensions: [("version", sv)]).increment()
-                                    Counter(label: "funnel_shadow_compared_items_total", dimensions: [("version", sv)]).increment(by: served.count)
-                                    Counter(label: "funnel_shadow_shared_items_total", dimensions: [("version", sv)]).increment(by: same)
-                                }
-                            }
-                            return try JSONSerialization.data(withJSONObject: m.json(r, user: user, version: version), options: [.sortedKeys])
+                            let encoder = JSONEncoder()
+                            encoder.outputFormatting = [.sortedKeys]
+                            return try encoder.encode(try work())
                         })
                     }
                 }
-                return Response(status: .ok, headers: [.contentType: "application/json"],
-                                body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
-            } catch let e as ValidationError {
-                return Self.error(.notFound, e.message)
+                return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+            } catch let e as EngineError {
+                if case .unknown = e { return Self.error(.notFound, "\(e)") }
+                return Self.error(.badRequest, "\(e)")
             } catch let e as ServingError {
                 return Self.error(.badRequest, "\(e)")
+            } catch let e as HTTPError {
+                return Self.error(.badRequest, e.body ?? "\(e)")
+            } catch {
+                return Self.error(.internalServerError, "\(error)")
             }
+        }
+        @Sendable func k(_ request: Request) throws -> Int {
+            guard let raw = request.uri.queryParameters.get("k") else { return 10 }
+            guard let k = Int(raw), (1...maxK).contains(k) else {
+                throw HTTPError(.badRequest, message: "k must be an integer in 1...\(maxK), got '\(raw)'")
+            }
+            return k
+        }
+        @Sendable func ids(_ request: Request, _ name: String) -> [String] {
+            request.uri.queryParameters.get(name).map { $0.split(separator: ",").map(String.init) } ?? []
+        }
+
+        let app = Router()
+        app.get("health") { _, _ -> String in "ok \(engines.keys.sorted().joined(separator: " "))\n" }
+        app.get("metrics") { _, _ -> String in prometheus.emitToString() }
+        app.get("recommend") { request, _ -> Response in
+            guard let user = request.uri.queryParameters.get("user"), !user.isEmpty else {
+                return Self.error(.badRequest, "missing query parameter 'user'")
+            }
+            return await answer {
+                let k = try k(request), touched = ids(request, "touched"), exclude = ids(request, "exclude")
+                let version = try route(user)
+                guard let engine = engines[version] else { throw ServingError.invalidModel("version \(version) is not loaded") }
+                let r = try engine.recommend(user: user, k: k, touched: touched, exclude: exclude)
+                if let (sv, se) = shadowEngine {
+                    // The shadow's turn comes after the answer is on its way.
+                    let shown = Set(r.items.map(\.item))
+                    pool.addOperation {
+                        guard let s = try? se.recommend(user: user, k: k, touched: touched, exclude: exclude) else { return }
+                        Counter(label: "funnel_shadow_requests_total", dimensions: [("version", sv)]).increment()
+                        Counter(label: "funnel_shadow_compared_items_total", dimensions: [("version", sv)]).increment(by: shown.count)
+                        Counter(label: "funnel_shadow_shared_items_total", dimensions: [("version", sv)])
+                            .increment(by: s.items.filter { shown.contains($0.item) }.count)
+                    }
+                }
+                return r
+            }
+        }
+        app.get("similar") { request, _ -> Response in
+            guard let item = request.uri.queryParameters.get("item"), !item.isEmpty else {
+                return Self.error(.badRequest, "missing query parameter 'item'")
+            }
+            return await answer { try anyEngine.similar(item: item, k: try k(request)) }
+        }
+        app.get("search") { request, _ -> Response in
+            guard let q = request.uri.queryParameters.get("q"), !q.isEmpty else { return Self.error(.badRequest, "missing query parameter 'q'") }
+            let modeName = request.uri.queryParameters.get("mode") ?? "hybrid"
+            guard let mode = SearchMode(rawValue: modeName) else { return Self.error(.badRequest, "mode must be lexical or hybrid, got '\(modeName)'") }
+            return await answer { try anyEngine.search(q, k: try k(request), mode: mode) }
         }
         let application = Application(router: app, configuration: .init(address: .hostname(host, port: port)))
         try await application.runService()
@@ -123,7 +155,6 @@ struct Serve: AsyncParsableCommand {
 
     static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
         let body = (try? JSONSerialization.data(withJSONObject: ["error": message])) ?? Data()
-        return Response(status: status, headers: [.contentType: "application/json"],
-                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+        return Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

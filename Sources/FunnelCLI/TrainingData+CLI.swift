@@ -2,48 +2,57 @@ import ArgumentParser
 import Foundation
 import Funnel
 
-/// Where `train` and `learning-curve` read their data: MovieLens, or CSV files with a schema.
+/// Where `train`, `pipeline-eval` and `learning-curve` read their data: CSV files with a
+/// schema (the general path), or the MovieLens shortcut.
 struct TrainingSource: ParsableArguments {
-    @Option(help: "MovieLens ml-100k folder (u.data, u.item, u.user).") var movielens: String?
-    @Option(help: "Interaction log CSV with a header (instead of --movielens); columns from --schema, else user_id, item_id, timestamp.")
+    @Option(help: "MovieLens ml-100k folder (u.data, u.item, u.user): a shortcut for its files with a built-in schema.") var movielens: String?
+    @Option(help: "Interaction log CSV with a header; columns from --schema, else user_id, item_id, timestamp.")
     var interactions: String?
     @Option(help: "Item attributes CSV (key column and feature columns from --schema).") var items: String?
     @Option(help: "User attributes CSV (key column and feature columns from --schema).") var users: String?
-    @Option(help: "Feature schema JSON: interaction columns, and per side the key column and features (see FeatureSchema).")
+    @Option(help: "Feature schema JSON: interaction columns, and per side the key column, features, category, created_at and title.")
     var schema: String?
 
-    /// The data named on the command line.
-    func load() throws -> TrainingData {
+    var given: Bool { movielens != nil || interactions != nil }
+
+    /// The data source named on the command line.
+    func source() throws -> DataSource {
         switch (movielens, interactions) {
         case (let dir?, nil):
             guard items == nil, users == nil, schema == nil else {
                 throw ValidationError("--items, --users and --schema go with --interactions, not --movielens")
             }
-            return try TrainingData.movieLens(dir)
+            return .movieLens(directory: dir)
         case (nil, let file?):
-            let data = try TrainingData.csv(interactions: file, items: items, users: users,
-                                            schema: try schema.map(FeatureSchema.load) ?? FeatureSchema())
-            for note in data.notes { print("note: \(note)") }
-            return data
+            return .csv(interactions: file, items: items, users: users, schema: try schema.map(FeatureSchema.load) ?? FeatureSchema())
         default:
-            throw ValidationError("give either --movielens DIR or --interactions FILE.csv")
+            throw ValidationError("give either --interactions FILE.csv (with --items, --users, --schema) or --movielens DIR")
         }
+    }
+
+    /// The data, its notes printed.
+    func load() throws -> TrainingData {
+        let data = try source().load()
+        for note in data.notes { print("note: \(note)") }
+        return data
     }
 }
 
-extension TrainingData {
-    /// ml-100k with the features of PROTOCOLS.md section 2.
-    static func movieLens(_ directory: String) throws -> TrainingData {
-        let ml = try MovieLens.load(directory: directory)
-        let (u, i) = try TrainCommand.movieLensFeatures(ml)
-        return TrainingData(label: "ml-100k", log: ml.interactions, users: ml.users, items: ml.items,
-                            userFeatures: u, itemFeatures: i, category: "genres", createdAt: "release_date")
-    }
+/// Where a command finds a model: a bundle folder, or a name in a registry.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "A model bundle folder, or a model name in the registry (production version; canary users get the canary).")
+    var model: String
+    @Option(help: "Registry root.") var registry: String = "indexes"
+    @Option(name: .customLong("root"), help: .hidden) var rootAlias: String?
 
-    /// Ranking features over this data (requests replayed as of their time see only their past).
-    func rankingFeatures() throws -> RankingFeatures {
-        let attributes = try ItemAttributes(table: items.count == log.items.count ? items : AttributeTable(keys: log.items),
-                                            category: category, createdAt: createdAt)
-        return try RankingFeatures(items: attributes, statistics: InteractionStatistics(log: log))
+    var root: String { rootAlias ?? registry }
+
+    /// The engine for the model (the version `user` is routed to, when given).
+    func engine(user: String? = nil, inline: Bool = false) throws -> Engine {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), isDirectory.boolValue {
+            return try Engine(folder: model, inline: inline)
+        }
+        return try Engine.fromRegistry(root, name: model, user: user, inline: inline)
     }
 }

@@ -48,6 +48,8 @@ public struct RetrievalMetrics: Sendable, CustomStringConvertible {
     public var hr10 = 0.0, ndcg10 = 0.0, hr50 = 0.0, mrr = 0.0
     public var users = 0
 
+    public init() {}
+
     public var description: String {
         String(format: "HR@10 %.4f  NDCG@10 %.4f  HR@50 %.4f  MRR %.4f  (%d users)", hr10, ndcg10, hr50, mrr, users)
     }

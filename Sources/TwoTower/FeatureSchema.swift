@@ -46,7 +46,8 @@ public struct FeatureSpec: Sendable, Equatable {
 /// at the newest interaction, log-scale buckets), `text` (lower-cased words hashed into
 /// `buckets`, mean-pooled). Each side also gets its id as a feature unless `"id": false`.
 /// `category` and `created_at` name the item columns the ranker's category-affinity and
-/// item-age features use.
+/// item-age features use; `title` the column that names an item (shown with every served
+/// item, indexed for text search with the text and categorical columns).
 public struct FeatureSchema: Codable, Sendable, Equatable {
     public struct Interactions: Codable, Sendable, Equatable {
         public var user: String
@@ -69,6 +70,15 @@ public struct FeatureSchema: Codable, Sendable, Equatable {
             item = try c.decodeIfPresent(String.self, forKey: .item) ?? "item_id"
             timestamp = c.contains(.timestamp) ? try c.decodeIfPresent(String.self, forKey: .timestamp) : "timestamp"
             weight = try c.decodeIfPresent(String.self, forKey: .weight)
+        }
+
+        /// A log without times is written as `"timestamp": null` (an absent key means the default).
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(user, forKey: .user)
+            try c.encode(item, forKey: .item)
+            try c.encode(timestamp, forKey: .timestamp)
+            try c.encodeIfPresent(weight, forKey: .weight)
         }
 
         enum CodingKeys: String, CodingKey { case user, item, timestamp, weight }
@@ -110,19 +120,23 @@ public struct FeatureSchema: Codable, Sendable, Equatable {
         public var features: [Feature]
         public var category: String?
         public var createdAt: String?
+        /// The column that names an item for people (a title): shown beside every served
+        /// item and indexed for text search.
+        public var title: String?
 
         public init(key: String, id: Bool? = nil, idDimension: Int? = nil, features: [Feature],
-                    category: String? = nil, createdAt: String? = nil) {
+                    category: String? = nil, createdAt: String? = nil, title: String? = nil) {
             self.key = key
             self.id = id
             self.idDimension = idDimension
             self.features = features
             self.category = category
             self.createdAt = createdAt
+            self.title = title
         }
 
         enum CodingKeys: String, CodingKey {
-            case key, id, features, category
+            case key, id, features, category, title
             case idDimension = "id_dimension"
             case createdAt = "created_at"
         }
@@ -163,7 +177,7 @@ public struct FeatureSchema: Codable, Sendable, Equatable {
         check(top?["interactions"], ["user", "item", "timestamp", "weight"], "interactions", &out)
         for side in ["users", "items"] {
             let object = top?[side] as? [String: Any]
-            check(object, ["key", "id", "id_dimension", "features", "category", "created_at"], side, &out)
+            check(object, ["key", "id", "id_dimension", "features", "category", "created_at", "title"], side, &out)
             for (i, f) in ((object?["features"] as? [Any]) ?? []).enumerated() {
                 check(f, ["column", "type", "buckets", "separator", "pooling", "dimension"], "\(side).features[\(i)]", &out)
             }
@@ -190,6 +204,7 @@ public struct FeatureSchema: Codable, Sendable, Equatable {
             add(c, .multiCategorical(separator: "|"))
         }
         if let c = side.createdAt, !specs.contains(where: { $0.name == c }) { add(c, .timestamp) }
+        if let c = side.title, !specs.contains(where: { $0.name == c }) { add(c, .text) }
         return specs
     }
 

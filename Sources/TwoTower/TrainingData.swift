@@ -15,11 +15,16 @@ public struct TrainingData: Sendable {
     public var category: String?
     /// Item column of creation times.
     public var createdAt: String?
+    /// Item column that names an item for people (shown with served items, searched).
+    public var title: String?
+    /// The schema the data was read with: a bundle keeps it, so a model names its columns.
+    public var schema: FeatureSchema?
     /// What loading noticed and the user should know (ids without attributes).
     public var notes: [String] = []
 
     public init(label: String, log: InteractionLog, users: AttributeTable, items: AttributeTable,
-                userFeatures: EntityFeatures, itemFeatures: EntityFeatures, category: String? = nil, createdAt: String? = nil) {
+                userFeatures: EntityFeatures, itemFeatures: EntityFeatures, category: String? = nil, createdAt: String? = nil,
+                title: String? = nil, schema: FeatureSchema? = nil) {
         self.label = label
         self.log = log
         self.users = users
@@ -28,6 +33,8 @@ public struct TrainingData: Sendable {
         self.itemFeatures = itemFeatures
         self.category = category
         self.createdAt = createdAt
+        self.title = title
+        self.schema = schema
     }
 
     /// CSV files described by a schema (`FeatureSchema`; without one the log's columns are
@@ -43,7 +50,7 @@ public struct TrainingData: Sendable {
         let delimiter = Character(schema.delimiter ?? ",")
         func table(_ file: String?, _ side: FeatureSchema.Side?, _ name: String, defaultKey: String) throws -> AttributeTable {
             guard let file else {
-                if let side, !side.features.isEmpty || side.category != nil || side.createdAt != nil {
+                if let side, !side.features.isEmpty || side.category != nil || side.createdAt != nil || side.title != nil {
                     throw TwoTowerError.invalidData("the schema describes \(name) features but no \(name) file was given")
                 }
                 return AttributeTable()
@@ -58,6 +65,24 @@ public struct TrainingData: Sendable {
         let log = try InteractionLog.readCSV(interactions, columns: columns, delimiter: delimiter,
                                              users: userTable.keys, items: itemTable.keys, allowNewIDs: true)
         guard log.count > 0 else { throw DatasetError.empty(path: interactions) }
+        var data = try build(label: (interactions as NSString).lastPathComponent, log: log, items: itemTable, users: userTable, schema: schema)
+        // Name the files the missing attributes were looked for in.
+        data.notes = data.notes.map { note in
+            if let items, note.hasPrefix("items") { return note + " (\(items))" }
+            if let users, note.hasPrefix("users") { return note + " (\(users))" }
+            return note
+        }
+        return data
+    }
+
+    /// Training data from a log and attribute tables already read (any source: CSV files,
+    /// MovieLens, a generator): the tables are aligned with the log's vocabularies and the
+    /// towers' features built as `schema` describes. Every data source goes through here,
+    /// so the same schema gives the same features whichever files the data came from.
+    /// - Throws: `TwoTowerError` for a schema that does not fit the tables.
+    public static func build(label: String, log: InteractionLog, items itemTable: AttributeTable, users userTable: AttributeTable,
+                             schema: FeatureSchema) throws -> TrainingData {
+        try schema.validate()
         let (alignedItems, itemsMissing) = itemTable.aligned(to: log.items)
         let (alignedUsers, usersMissing) = userTable.aligned(to: log.users)
         let now = log.timestamps.max() ?? 0
@@ -65,11 +90,12 @@ public struct TrainingData: Sendable {
                                                     features: FeatureSchema.featureSpecs(schema.users, now: now))
         let itemFeatures = try EntityFeatures.build(count: log.items.count, table: alignedItems,
                                                     features: FeatureSchema.featureSpecs(schema.items, now: now))
-        var data = TrainingData(label: (interactions as NSString).lastPathComponent, log: log, users: alignedUsers, items: alignedItems,
+        var data = TrainingData(label: label, log: log, users: alignedUsers, items: alignedItems,
                                 userFeatures: userFeatures, itemFeatures: itemFeatures,
-                                category: schema.items?.category, createdAt: schema.items?.createdAt)
-        if let items, itemsMissing > 0 { data.notes.append("\(itemsMissing) items of the log are not in \(items); their attributes are missing") }
-        if let users, usersMissing > 0 { data.notes.append("\(usersMissing) users of the log are not in \(users); their attributes are missing") }
+                                category: schema.items?.category, createdAt: schema.items?.createdAt,
+                                title: schema.items?.title, schema: schema)
+        if itemTable.count > 0, itemsMissing > 0 { data.notes.append("items: \(itemsMissing) of the log have no attributes; theirs are missing") }
+        if userTable.count > 0, usersMissing > 0 { data.notes.append("users: \(usersMissing) of the log have no attributes; theirs are missing") }
         return data
     }
 

@@ -1,0 +1,389 @@
+import Datasets
+import Foundation
+import GBDT
+import HNSW
+import LinearAlgebra
+import Persistence
+import Serving
+import TwoTower
+
+/// Everything that decides how a funnel is trained.
+public struct FunnelTrainingConfig: Sendable {
+    public var towers = TwoTowerParameters()
+    /// The item index (cosine over unit item embeddings).
+    public var index = HNSWIndex.Parameters(metric: .cosine, M: 16, efConstruction: 200)
+    /// Threads for the index build.
+    public var indexThreads = Parallel.availableCores
+    /// Train a GBDT ranker on replayed validation requests.
+    public var trainRanker = true
+    public var ranker: GBDTParameters = {
+        var p = GBDTParameters()
+        p.objective = .lambdarank
+        p.rounds = 200
+        p.numLeaves = 7
+        p.minDataInLeaf = 200
+        p.learningRate = 0.05
+        return p
+    }()
+    /// Candidates retrieval hands to the ranker while its training data is built.
+    public var rankerCandidates = 200
+    /// Also replay each user's last N training interactions as ranker requests, scored by
+    /// towers trained without them (0: validation requests only).
+    public var rankerHistory = 0
+    /// Evaluate popularity and implicit ALS on the same split.
+    public var baselines = true
+    /// ALS settings tried on validation, the best tested: (regularization, confidence alpha).
+    public var alsGrid: [(regularization: Float, alpha: Float)] = [(1, 10)]
+    /// How the bundle serves.
+    public var serving = ServingSettings()
+
+    public init() {}
+
+    /// The configuration as name -> value (kept in the bundle's manifest).
+    public var summary: [String: String] {
+        let t = towers
+        return ["dimension": "\(t.dimension)", "epochs": "\(t.epochs)", "batch_size": "\(t.batchSize)",
+                "temperature": "\(t.temperature)", "learning_rate": "\(t.learningRate)",
+                "embedding_optimizer": t.embeddingOptimizer.rawValue, "embedding_learning_rate": "\(t.embeddingLearningRate)",
+                "id_dropout": "\(t.idDropout)", "logq": "\(t.logQCorrection)", "random_negatives": "\(t.randomNegatives)",
+                "seed": "\(t.seed)", "hnsw_m": "\(index.M)", "hnsw_ef_construction": "\(index.efConstruction)",
+                "quantization": index.quantization.rawValue, "ranker_rounds": "\(ranker.rounds)", "ranker_leaves": "\(ranker.numLeaves)",
+                "ranker_candidates": "\(rankerCandidates)", "ranker_history": "\(rankerHistory)"]
+    }
+}
+
+/// What a trainer reports while it works. A command line draws bars from these; a library
+/// user may log them or ignore them.
+public enum TrainingEvent: Sendable {
+    /// A line worth showing (what was loaded, what a stage did).
+    case note(String)
+    /// Progress of the current towers epoch.
+    case batches(TrainingProgress)
+    /// An epoch ended, with its validation metrics.
+    case epoch(EpochReport, validation: RetrievalMetrics)
+    /// A named stage advanced: `done` of `total` units.
+    case stage(String, done: Int, total: Int)
+}
+
+/// What training measured.
+public struct TrainingReport: Sendable {
+    /// Test metrics (leave-last-one-out, full corpus, seen items excluded).
+    public var towers = RetrievalMetrics()
+    public var popularity: RetrievalMetrics?
+    public var als: RetrievalMetrics?
+    public var alsSetting: (regularization: Float, alpha: Float)?
+    public var alsSeconds = 0.0
+    public var trainSeconds = 0.0
+    /// Training examples per second with the per-epoch validation left out.
+    public var examplesPerSecond = 0.0
+    public var epochs = 0
+    public var rankerTrees = 0
+    public var rankerQueries = 0
+    public var rankerSeconds = 0.0
+
+    /// The headline metrics a registry version carries.
+    public var headline: [String: Double] {
+        ["HR@10": towers.hr10, "NDCG@10": towers.ndcg10, "HR@50": towers.hr50, "MRR": towers.mrr]
+    }
+
+    /// The report as JSON-ready values (`metrics.json` of a bundle).
+    public func json(threads: Int) -> [String: Any] {
+        func obj(_ m: RetrievalMetrics) -> [String: Double] { ["HR@10": m.hr10, "NDCG@10": m.ndcg10, "HR@50": m.hr50, "MRR": m.mrr] }
+        var out: [String: Any] = obj(towers)
+        var baselines = [String: Any]()
+        if let popularity { baselines["popularity"] = obj(popularity) }
+        if let als { baselines["als"] = obj(als) }
+        out["baselines"] = baselines
+        out["training"] = ["wall_seconds": trainSeconds, "examples_per_second": examplesPerSecond, "threads": threads, "epochs": epochs]
+        out["ranker"] = ["trees": rankerTrees, "queries": rankerQueries, "seconds": rankerSeconds]
+        return out
+    }
+}
+
+/// A trained funnel, in memory: towers, item and user embeddings, the item index, the
+/// ranker and the catalog, with the split it was trained and measured on.
+public final class TrainedFunnel: @unchecked Sendable {
+    public let data: TrainingData
+    public let config: FunnelTrainingConfig
+    public let split: LeaveLastOutSplit
+    public let towers: TwoTowerModel
+    public let userVectors: Matrix
+    public let itemVectors: Matrix
+    public let index: HNSWIndex
+    public let ranker: GBDTModel?
+    public let catalog: ItemCatalog
+    public let features: RankingFeatures
+    public internal(set) var report: TrainingReport
+    /// Extra sections of `metrics.json` (the experiment protocols add theirs).
+    public var extraMetrics: [String: Any] = [:]
+
+    init(data: TrainingData, config: FunnelTrainingConfig, split: LeaveLastOutSplit, towers: TwoTowerModel, userVectors: Matrix,
+         itemVectors: Matrix, index: HNSWIndex, ranker: GBDTModel?, catalog: ItemCatalog, features: RankingFeatures, report: TrainingReport) {
+        self.data = data
+        self.config = config
+        self.split = split
+        self.towers = towers
+        self.userVectors = userVectors
+        self.itemVectors = itemVectors
+        self.index = index
+        self.ranker = ranker
+        self.catalog = catalog
+        self.features = features
+        self.report = report
+    }
+
+    /// The funnel as a pipeline (offline: stages inline, no budgets).
+    public func pipeline(withRanker: Bool = true, inline: Bool = true) throws -> FunnelPipeline {
+        var c = config.serving.pipelineConfig
+        c.inline = inline
+        return try FunnelPipeline(index: index, itemVectors: itemVectors, features: features,
+                                  ranker: withRanker ? ranker : nil, config: c)
+    }
+
+    /// Writes the funnel as a bundle to `folder` (which must not exist).
+    @discardableResult
+    public func writeBundle(to folder: String) throws -> ModelBundle {
+        var manifest = ModelBundle.Manifest(kind: .funnel, dataLabel: data.label, dataFingerprint: Fingerprint.of(data.log),
+                                            schema: data.schema, serving: config.serving, parameters: config.summary,
+                                            metrics: report.headline)
+        manifest.parameters["threads"] = "\(config.towers.threads)"
+        var files = [ModelBundle.File.towers, ModelBundle.File.index, ModelBundle.File.catalog, ModelBundle.File.metrics]
+        if ranker != nil { files.append(ModelBundle.File.ranker) }
+        var metrics = report.json(threads: config.towers.threads)
+        for (k, v) in extraMetrics { metrics[k] = v }
+        let metricsJSON = try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys])
+        return try ModelBundle.write(to: folder, manifest: manifest, files: files) { file, path in
+            switch file {
+            case ModelBundle.File.towers: try towers.save(to: path, userIDs: catalog.userIDs, itemIDs: catalog.itemIDs)
+            case ModelBundle.File.index: try index.save(to: path)
+            case ModelBundle.File.catalog: try catalog.save(to: path)
+            case ModelBundle.File.ranker: try ranker!.save(to: path)
+            default: try AtomicFile.write(Array(metricsJSON) + [10], to: path)
+            }
+        }
+    }
+
+    /// Writes the bundle into the registry as the next version of `name` (staging).
+    public func register(in root: String, name: String) throws -> ModelVersion {
+        let incoming = "\(root)/.incoming-\(UUID().uuidString)"
+        let bundle = try writeBundle(to: incoming)
+        do {
+            return try ModelRegistry(root: root).register(name, from: bundle.folder, dataFingerprint: bundle.manifest.dataFingerprint,
+                                                          metrics: report.headline)
+        } catch {
+            try? FileManager.default.removeItem(atPath: incoming)
+            throw error
+        }
+    }
+}
+
+/// Trains the whole funnel from any data source: towers on the training part of a
+/// leave-last-one-out split (early-stopped on validation), item embeddings into an HNSW
+/// index, a GBDT ranker on validation requests replayed as of their time, and an
+/// evaluation against popularity and ALS on the same split's test part.
+public enum FunnelTrainer {
+    /// - Parameter progress: called on the training thread for every `TrainingEvent`.
+    /// - Complexity: towers O(epochs * interactions * width), index O(items log items),
+    ///   ranker O(validation users * candidates * trees).
+    public static func train(_ data: TrainingData, config: FunnelTrainingConfig = FunnelTrainingConfig(),
+                             progress: @escaping (TrainingEvent) -> Void = { _ in }) throws -> TrainedFunnel {
+        let log = data.log
+        guard log.count > 0, log.users.count > 0, log.items.count > 1 else {
+            throw EngineError.invalidData("\(data.label): \(log.count) interactions over \(log.items.count) items cannot train a funnel")
+        }
+        let split = LeaveLastOutSplit(log)
+        guard !split.validation.isEmpty else {
+            throw EngineError.invalidData("\(data.label): no user has three interactions, so there is nothing to validate or test on")
+        }
+        progress(.note("\(data.label): \(log.count) interactions, \(log.users.count) users, \(log.items.count) items; "
+                       + "\(split.train.count) train, \(split.validation.count) validation, \(split.test.count) test"))
+        let p = config.towers
+        var report = TrainingReport()
+
+        // Towers.
+        let model = TwoTowerModel(userFeatures: data.userFeatures, itemFeatures: data.itemFeatures, parameters: p)
+        var rng = SeededGenerator(seed: p.seed)
+        let t0 = Clock.now()
+        var validationError: Error? = nil
+        let epochs = model.fit(split.train, rng: &rng, progress: { progress(.batches($0)) }) { r in
+            do {
+                let valid = try model.evaluate(heldOut: split.validation, exclude: { split.trainItems[Int($0)] })
+                progress(.epoch(r, validation: valid))
+                return valid.ndcg10
+            } catch {
+                validationError = error
+                return nil
+            }
+        }
+        if let validationError { throw validationError }
+        report.trainSeconds = Clock.now() - t0
+        report.epochs = epochs.count
+        let pure = epochs.reduce(0.0) { $0 + Double(split.train.count) / max($1.examplesPerSecond, 1e-9) }
+        report.examplesPerSecond = Double(epochs.count * split.train.count) / max(pure, 1e-9)
+        report.towers = try model.evaluate(heldOut: split.test, exclude: split.seenBeforeTest)
+        if config.baselines {
+            report.popularity = Baselines.popularity(split, items: log.items.count)
+            let a0 = Clock.now()
+            let (als, setting) = try Baselines.als(split, users: log.users.count, items: log.items.count, grid: config.alsGrid)
+            report.als = als
+            report.alsSetting = setting
+            report.alsSeconds = Clock.now() - a0
+        }
+
+        // Item embeddings -> index.
+        let itemVectors = model.embedAll(model.items), userVectors = model.embedAll(model.users)
+        progress(.stage("index", done: 0, total: itemVectors.rows))
+        let index = try HNSWIndex(dimension: p.dimension, parameters: config.index)
+        try index.add(itemVectors, threads: max(1, config.indexThreads))
+        progress(.stage("index", done: itemVectors.rows, total: itemVectors.rows))
+
+        // The ranker, on requests replayed as of their time.
+        let catalog = try ItemCatalog(data)
+        let features = try catalog.rankingFeatures()
+        var ranker: GBDTModel? = nil
+        if config.trainRanker {
+            let r0 = Clock.now()
+            var requests = RankerTraining.validationRequests(split, userVectors: userVectors)
+            var retrieval = [try RankerTraining.retrieval(index: index, itemVectors: itemVectors, features: features, config: config)]
+            if config.rankerHistory > 0 {
+                let (early, late) = RankerTraining.historyRequests(log, split: split, last: config.rankerHistory)
+                var ep = p
+                ep.patience = 0
+                let earlyModel = TwoTowerModel(userFeatures: data.userFeatures, itemFeatures: data.itemFeatures, parameters: ep)
+                var erng = SeededGenerator(seed: p.seed)
+                earlyModel.fit(early, rng: &erng)
+                let ev = earlyModel.embedAll(earlyModel.items), eu = earlyModel.embedAll(earlyModel.users)
+                let earlyIndex = try HNSWIndex(dimension: p.dimension, parameters: config.index)
+                try earlyIndex.add(ev, threads: max(1, config.indexThreads))
+                retrieval.append(try RankerTraining.retrieval(index: earlyIndex, itemVectors: ev, features: features, config: config))
+                requests += late.map { q in RankerTraining.Request(query: q, vector: Array(eu.row(q.user)), retrieval: 1) }
+            }
+            let (model, used, _) = try RankerTraining.train(requests, retrieval: retrieval, features: features,
+                                                         candidates: config.rankerCandidates, parameters: config.ranker)
+            ranker = model
+            report.rankerTrees = model?.trees.count ?? 0
+            report.rankerQueries = used
+            report.rankerSeconds = Clock.now() - r0
+            if let model {
+                progress(.note("ranker: lambdarank, \(model.trees.count) trees over \(features.count) features, on \(used) replayed requests"))
+            } else {
+                progress(.note("ranker: too few replayed requests held their target among the candidates; serving retrieval order"))
+            }
+        }
+        return TrainedFunnel(data: data, config: config, split: split, towers: model, userVectors: userVectors, itemVectors: itemVectors,
+                             index: index, ranker: ranker, catalog: catalog, features: features, report: report)
+    }
+}
+
+/// The ranker's training data: requests replayed as of their time through retrieval, the
+/// one implementation every workflow (train, pipeline evaluation, demo, benchmarks) uses.
+public enum RankerTraining {
+    /// One replayed request: the query, the user vector retrieval searches with, and which
+    /// retrieval pipeline (of the list given to `train`) answers it.
+    public struct Request: Sendable {
+        public var query: RankerQuery
+        public var vector: [Float]
+        public var retrieval: Int
+
+        public init(query: RankerQuery, vector: [Float], retrieval: Int = 0) {
+            self.query = query
+            self.vector = vector
+            self.retrieval = retrieval
+        }
+    }
+
+    /// Every user's validation interaction as a request at its time, training items excluded.
+    public static func validationRequests(_ split: LeaveLastOutSplit, userVectors: Matrix, users: [Int32]? = nil) -> [Request] {
+        (users ?? split.validation.keys.sorted()).compactMap { u in
+            guard let item = split.validation[u], let time = split.validationTime[u] else { return nil }
+            return Request(query: RankerQuery(user: Int(u), time: time, positives: [item], exclude: split.trainItems[Int(u)]),
+                           vector: Array(userVectors.row(Int(u))))
+        }
+    }
+
+    /// Each user's last `last` training interactions as requests at their times (each
+    /// excluding what the user touched before it), and the training pairs before them.
+    public static func historyRequests(_ log: InteractionLog, split: LeaveLastOutSplit, last: Int)
+        -> (early: [(user: Int32, item: Int32)], late: [RankerQuery]) {
+        var perUser = [[(time: Int64, item: Int32)]](repeating: [], count: log.users.count)
+        for n in 0..<log.count { perUser[Int(log.userIndex[n])].append((log.timestamps[n], log.itemIndex[n])) }
+        var early = [(user: Int32, item: Int32)](), late = [RankerQuery]()
+        for u in 0..<log.users.count {
+            let events = perUser[u].sorted { $0.time != $1.time ? $0.time < $1.time : $0.item < $1.item }
+            let train = events.filter { split.trainItems[u].contains($0.item) }
+            let cut = max(1, train.count - last)
+            for e in train.prefix(cut) { early.append((Int32(u), e.item)) }
+            for (j, e) in train.enumerated().dropFirst(cut) {
+                late.append(RankerQuery(user: u, time: e.time, positives: [e.item], exclude: Set(train.prefix(j).map(\.item))))
+            }
+        }
+        return (early, late)
+    }
+
+    /// A retrieval-only pipeline over an index (stages inline).
+    public static func retrieval(index: HNSWIndex, itemVectors: Matrix, features: RankingFeatures,
+                                 config: FunnelTrainingConfig) throws -> FunnelPipeline {
+        var c = config.serving.pipelineConfig
+        c.inline = true
+        return try FunnelPipeline(index: index, itemVectors: itemVectors, features: features, ranker: nil, config: c)
+    }
+
+    /// Retrieves `candidates` for every request as of its time, labels the items the user
+    /// then touched, and trains a ranker on the groups that hold a positive.
+    /// - Returns: the ranker (nil when fewer than 10 requests held a positive), how many
+    ///   requests it learned from, and its training data (lambdarank groups).
+    public static func train(_ requests: [Request], retrieval: [FunnelPipeline], features: RankingFeatures, candidates: Int,
+                             parameters: GBDTParameters) throws -> (model: GBDTModel?, queries: Int, data: LabeledData) {
+        var position = 0  // build asks for the queries' candidates once each, in order
+        let (data, used) = try RankerTrainingData.build(queries: requests.map(\.query), features: features) { q in
+            let r = requests[position]
+            position += 1
+            return try retrieval[r.retrieval].retrieve(FunnelRequest(user: q.user, vector: r.vector, exclude: q.exclude, asOf: q.time),
+                                                       count: candidates)
+        }
+        guard used >= 10 else { return (nil, used, data) }
+        var (model, _) = try GBDTTrainer.train(parameters, train: data)
+        model.featureNames = features.names
+        return (model, used, data)
+    }
+}
+
+/// The baselines every model is measured against, on the same split.
+public enum Baselines {
+    /// Items by training popularity.
+    public static func popularity(_ split: LeaveLastOutSplit, items: Int) -> RetrievalMetrics {
+        var counts = [Float](repeating: 0, count: items)
+        for pair in split.train { counts[Int(pair.item)] += 1 }
+        return RetrievalMetrics.evaluate(heldOut: split.test, exclude: split.seenBeforeTest, scores: { _ in counts })
+    }
+
+    /// Implicit ALS (LAPACKE), each setting of `grid` fitted and scored on validation, the best tested.
+    public static func als(_ split: LeaveLastOutSplit, users: Int, items: Int, grid: [(regularization: Float, alpha: Float)])
+        throws -> (RetrievalMetrics, (regularization: Float, alpha: Float)) {
+        var best: (score: Double, x: Matrix, y: Matrix, setting: (regularization: Float, alpha: Float))? = nil
+        for setting in grid.isEmpty ? [(1, 10)] : grid {
+            let (x, y) = ImplicitALS.fit(pairs: split.train, users: users, items: items,
+                                         regularization: setting.regularization, alpha: setting.alpha)
+            let v = try RetrievalMetrics.evaluate(users: x, items: y, heldOut: split.validation, exclude: { split.trainItems[Int($0)] })
+            if best == nil || v.ndcg10 > best!.score { best = (v.ndcg10, x, y, setting) }
+        }
+        let b = best!
+        return (try RetrievalMetrics.evaluate(users: b.x, items: b.y, heldOut: split.test, exclude: split.seenBeforeTest), b.setting)
+    }
+}
+
+/// Which data a model saw: CRC-32C of an interaction log's users, items and times.
+public enum Fingerprint {
+    public static func of(_ log: InteractionLog) -> String {
+        var crc: UInt32 = 0
+        log.userIndex.withUnsafeBytes { crc = CRC32C.update(crc, $0) }
+        log.itemIndex.withUnsafeBytes { crc = CRC32C.update(crc, $0) }
+        log.timestamps.withUnsafeBytes { crc = CRC32C.update(crc, $0) }
+        return String(format: "crc32c:%08x/%d", crc, log.count)
+    }
+}
+
+/// Wall-clock seconds, monotonic.
+enum Clock {
+    static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+}
