@@ -76,11 +76,11 @@ let package = Package(
         ),
         .target(
             name: "GBDT",
-            dependencies: ["LinearAlgebra", "Datasets", "Persistence"]
+            dependencies: ["LinearAlgebra", "Datasets", "Persistence", "_FunnelKernels"]
         ),
         .target(
             name: "Serving",
-            dependencies: ["LinearAlgebra", "Persistence", "_FunnelKernels", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "TextSearch", "Rerank",
+            dependencies: ["LinearAlgebra", "Persistence", "_FunnelKernels", "Datasets", "ExactSearch", "HNSW", "GBDT", "Rerank",
                            .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
         .target(
