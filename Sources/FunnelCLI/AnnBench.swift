@@ -100,8 +100,11 @@ struct AnnBench: ParsableCommand {
         """
     )
 
-    @Option(help: "Base vectors file.") var base: String
-    @Option(help: "Query vectors file.") var query: String
+    @Option(help: "Base vectors file (or --model).") var base: String?
+    @Option(help: "Query vectors file (with --model: default the funnel bundle's user vectors).") var query: String?
+    @Option(help: "Measure a bundle's own index instead (a registry name or a bundle folder): its item vectors, its HNSW graph.")
+    var model: String?
+    @Option(help: "Registry root for --model.") var registry: String = "indexes"
     @Option(help: "Ground-truth ids (.ivecs, nearest first).") var gt: String?
     @Option(help: "l2, ip or cosine.") var metric: String = "l2"
     @Option(help: "Neighbors per query.") var k: Int = 10
@@ -123,6 +126,9 @@ struct AnnBench: ParsableCommand {
     func validate() throws {
         guard k >= 1 else { throw ValidationError("--k must be at least 1") }
         guard Metric(name: metric) != nil else { throw ValidationError("--metric must be l2, ip or cosine, got '\(metric)'") }
+        guard (model == nil) == (base != nil) else { throw ValidationError("give --base and --query, or --model") }
+        if model == nil, query == nil { throw ValidationError("--query is needed with --base") }
+        if let m = maxQueries, m < 1 { throw ValidationError("--max-queries must be at least 1") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         guard ["exact", "hnsw"].contains(engine) else { throw ValidationError("--engine must be exact or hnsw, got '\(engine)'") }
         guard HNSWIndex.Quantization(rawValue: quantization) != nil else {
@@ -135,10 +141,35 @@ struct AnnBench: ParsableCommand {
 
     func run() throws {
         try FunnelCLI.run {
-            let metric = Metric(name: metric)!
+            var metric = Metric(name: metric)!
             let threads = threads ?? Parallel.availableCores
-            var baseM = try VectorFile.readMatrix(base, limit: maxBase)
-            var queries = try VectorFile.readMatrix(query, limit: maxQueries)
+            var baseM: Matrix, queries: Matrix
+            var bundleIndex: HNSWIndex? = nil
+            if let model {
+                // The bundle's own index and vectors: what it serves is what is measured.
+                let options = try ModelOptions.parse(["--model", model, "--registry", registry])
+                var isDirectory: ObjCBool = false
+                let folder = FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) && isDirectory.boolValue
+                    ? model : ModelRegistry(root: registry).folder(model, try ModelRegistry(root: registry).current(model))
+                if try ModelBundle.open(folder).manifest.kind == .index {
+                    let v = try options.vectorIndex()
+                    (baseM, bundleIndex) = (v.vectors, v.index)
+                    guard let query else { throw ValidationError("an index bundle is measured with --query FILE") }
+                    queries = try VectorFile.readMatrix(query, limit: maxQueries)
+                } else {
+                    let e = try options.engine(inline: true)
+                    (baseM, bundleIndex) = (e.pipeline.itemVectors, e.index)
+                    if let query { queries = try VectorFile.readMatrix(query, limit: maxQueries) } else {
+                        let n = min(e.userVectors.rows, maxQueries ?? 1_000)
+                        queries = try Matrix(rows: n, columns: e.userVectors.columns, storage: Array(e.userVectors.storage.prefix(n * e.userVectors.columns)))
+                    }
+                }
+                metric = bundleIndex!.parameters.metric
+                print("bundle \(folder): its HNSW index (M \(bundleIndex!.parameters.M), \(bundleIndex!.parameters.quantization.rawValue))")
+            } else {
+                baseM = try VectorFile.readMatrix(base!, limit: maxBase)
+                queries = try VectorFile.readMatrix(query!, limit: maxQueries)
+            }
             guard queries.columns == baseM.columns else {
                 throw ExactSearchError.dimensionMismatch(expected: baseM.columns, got: queries.columns)
             }
@@ -153,6 +184,9 @@ struct AnnBench: ParsableCommand {
             let engineImpl: BenchEngine
             let buildSeconds: Double
             switch engine {
+            case _ where bundleIndex != nil:
+                engineImpl = HNSWEngine(index: bundleIndex!, efs: efList)
+                buildSeconds = 0
             case "hnsw":
                 let params = HNSWIndex.Parameters(metric: metric, M: m, efConstruction: efConstruction,
                                                   quantization: HNSWIndex.Quantization(rawValue: quantization)!)
@@ -184,7 +218,10 @@ struct AnnBench: ParsableCommand {
                 truthColumns = g.columns
             } else {
                 let t0 = now()
+                let bar = ProgressBar()
+                bar.stage("ground truth", done: 0, total: queries.rows)
                 truth = try exact.search(queries, k: k, threads: threads).ids
+                bar.stage("ground truth", done: queries.rows, total: queries.rows)
                 truthColumns = k
                 gtSeconds = now() - t0
             }

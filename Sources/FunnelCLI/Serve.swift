@@ -46,6 +46,7 @@ struct Serve: AsyncParsableCommand {
 
         // The served versions: production (or the folder), and the canary when there is one.
         let model = modelOptions.model, root = modelOptions.root
+        if try isIndexBundle() { return try await serveIndex(prometheus) }
         var served = [String: Engine]()
         var shadow: (version: String, engine: Engine)? = nil
         var router: @Sendable (String) throws -> String
@@ -148,6 +149,76 @@ struct Serve: AsyncParsableCommand {
             let modeName = request.uri.queryParameters.get("mode") ?? "hybrid"
             guard let mode = SearchMode(rawValue: modeName) else { return Self.error(.badRequest, "mode must be lexical or hybrid, got '\(modeName)'") }
             return await answer { try anyEngine.search(q, k: try k(request), mode: mode) }
+        }
+        let application = Application(router: app, configuration: .init(address: .hostname(host, port: port)))
+        try await application.runService()
+    }
+
+    /// Whether the model is an index-only bundle (`funnel index build`).
+    func isIndexBundle() throws -> Bool {
+        var isDirectory: ObjCBool = false
+        let model = modelOptions.model
+        let folder = FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) && isDirectory.boolValue
+            ? model : try { let r = ModelRegistry(root: modelOptions.root); return r.folder(model, try r.current(model)) }()
+        return try ModelBundle.open(folder).manifest.kind == .index
+    }
+
+    /// An index bundle over HTTP:
+    ///
+    ///     GET /similar?item=ID&k=10[&filter=category=A|B][&ef=128]   the items nearest to an item
+    ///     GET /query?vector=0.1,0.2,...&k=10[&filter=...][&ef=128]    the items nearest to a vector
+    func serveIndex(_ prometheus: PrometheusCollectorRegistry) async throws {
+        let index = try modelOptions.vectorIndex()
+        let maxK = maxK
+        print("serving index \(modelOptions.model) (\(index.count) vectors of dimension \(index.dimension)) on http://\(host):\(port)")
+        @Sendable func parse(_ request: Request) throws -> (k: Int, ef: Int?, filter: ItemFilter) {
+            let q = request.uri.queryParameters
+            var k = 10
+            if let raw = q.get("k") {
+                guard let v = Int(raw), (1...maxK).contains(v) else { throw EngineError.invalidRequest("k must be an integer in 1...\(maxK), got '\(raw)'") }
+                k = v
+            }
+            var ef: Int? = nil
+            if let raw = q.get("ef") {
+                guard let v = Int(raw), (1...100_000).contains(v) else { throw EngineError.invalidRequest("ef must be an integer in 1...100000, got '\(raw)'") }
+                ef = v
+            }
+            return (k, ef, try ItemFilter.parse(q.getAll("filter").map { String($0) }))
+        }
+        @Sendable func respond(_ work: () throws -> EngineAnswer) -> Response {
+            do {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                return Response(status: .ok, headers: [.contentType: "application/json"],
+                                body: ResponseBody(byteBuffer: ByteBuffer(bytes: try encoder.encode(try work()))))
+            } catch let e as EngineError {
+                if case .unknown = e { return Self.error(.notFound, "\(e)") }
+                return Self.error(.badRequest, "\(e)")
+            } catch {
+                return Self.error(.internalServerError, "\(error)")
+            }
+        }
+        let app = Router()
+        app.get("health") { _, _ -> String in "ok index\n" }
+        app.get("metrics") { _, _ -> String in prometheus.emitToString() }
+        app.get("similar") { request, _ -> Response in
+            respond {
+                guard let item = request.uri.queryParameters.get("item"), !item.isEmpty else { throw EngineError.invalidRequest("missing query parameter 'item'") }
+                let (k, ef, filter) = try parse(request)
+                return try index.similar(item: item, k: k, ef: ef, filter: filter)
+            }
+        }
+        app.get("query") { request, _ -> Response in
+            respond {
+                guard let raw = request.uri.queryParameters.get("vector") else { throw EngineError.invalidRequest("missing query parameter 'vector'") }
+                let parts = raw.split(separator: ",", omittingEmptySubsequences: false)
+                let vector = try parts.map { p -> Float in
+                    guard let x = Float(p.trimmingCharacters(in: .whitespaces)), x.isFinite else { throw EngineError.invalidRequest("vector value '\(p)' is not a finite number") }
+                    return x
+                }
+                let (k, ef, filter) = try parse(request)
+                return try index.search(vector: vector, k: k, ef: ef, filter: filter)
+            }
         }
         let application = Application(router: app, configuration: .init(address: .hostname(host, port: port)))
         try await application.runService()

@@ -1,0 +1,227 @@
+import Datasets
+import ExactSearch
+import Foundation
+import HNSW
+import LinearAlgebra
+import Persistence
+import Rerank
+import Serving
+import TwoTower
+
+/// An index-only bundle: vectors a user brings (their own embeddings), an HNSW index over
+/// them, and the items' ids and attributes: the hnswlib / Qdrant use of Funnel. Searched
+/// by vector or by an item's id, with filters on the attributes; answers have the shape of
+/// the funnel's (`EngineAnswer`), each item named and with its retrieval rank and score.
+///
+/// Files: `manifest.json`, `items.hnsw`, `vectors.fnl` (the float vectors: the exact
+/// fallback for filters that leave few items, and the source of an item's own vector),
+/// `catalog.fnl` (ids, titles, categories, creation times, numeric attributes).
+public final class VectorIndex: @unchecked Sendable {
+    public let bundle: ModelBundle
+    public let catalog: ItemCatalog
+    public let index: HNSWIndex
+    public let vectors: Matrix
+    public let name: String?
+    public let version: String?
+    let rows: [String: Int]
+    let exact: ExactIndex
+
+    public static let vectorsFile = "vectors.fnl"
+    static let vectorsMagic = "FNLVECTR"
+
+    /// What `build` needs besides the vectors.
+    public struct BuildOptions: Sendable {
+        public var parameters = HNSWIndex.Parameters(metric: .cosine, M: 16, efConstruction: 200)
+        public var threads = Parallel.availableCores
+        public var ef = 128
+        public init() {}
+    }
+
+    /// Builds an index bundle at `folder` (which must not exist).
+    /// - Parameters:
+    ///   - ids: one per vector (default "0", "1", ...); duplicates are refused.
+    ///   - attributes: the items' attribute table, keyed by the same ids (rows are matched
+    ///     by id; ids it lacks get missing attributes); `title`, `category` and `createdAt`
+    ///     name its columns, every numeric column becomes filterable.
+    /// - Throws: `EngineError.invalidData` for mismatched sizes, duplicate ids or non-finite values.
+    @discardableResult
+    public static func build(vectors: Matrix, ids: [String]? = nil, attributes: AttributeTable? = nil, title: String? = nil,
+                             category: String? = nil, createdAt: String? = nil, options: BuildOptions = BuildOptions(),
+                             dataLabel: String = "vectors", to folder: String,
+                             progress: (TrainingEvent) -> Void = { _ in }) throws -> ModelBundle {
+        guard vectors.rows > 0, vectors.columns > 0 else { throw EngineError.invalidData("no vectors to index") }
+        if let bad = vectors.storage.firstIndex(where: { !$0.isFinite }) {
+            throw EngineError.invalidData("vector \(bad / vectors.columns) holds \(vectors.storage[bad]) at dimension \(bad % vectors.columns)")
+        }
+        let ids = ids ?? (0..<vectors.rows).map(String.init)
+        guard ids.count == vectors.rows else { throw EngineError.invalidData("\(ids.count) ids for \(vectors.rows) vectors") }
+        let keys = Vocabulary(ids)
+        guard keys.count == ids.count else {
+            var seen = Set<String>()
+            let dup = ids.first { !seen.insert($0).inserted } ?? ""
+            throw EngineError.invalidData("id '\(dup)' names two vectors")
+        }
+        let none = try EntityFeatures.build(count: 0, table: nil, kinds: [])
+        var data = TrainingData(label: dataLabel, log: InteractionLog(items: keys), users: AttributeTable(),
+                                items: attributes.map { $0.aligned(to: keys).table } ?? AttributeTable(keys: keys),
+                                userFeatures: none, itemFeatures: none,
+                                category: category, createdAt: createdAt, title: title)
+        let numeric = (attributes?.columnOrder ?? []).filter { if case .numeric? = attributes?.columns[$0] { return true } else { return false } }
+        data.schema = FeatureSchema(items: .init(key: "id", features: numeric.map { .init(column: $0, type: .numeric) },
+                                                 category: category, createdAt: createdAt, title: title))
+        let catalog = try ItemCatalog(data)
+        progress(.stage("index", done: 0, total: vectors.rows))
+        let index = try HNSWIndex(dimension: vectors.columns, parameters: options.parameters)
+        try index.add(vectors, threads: max(1, options.threads))
+        progress(.stage("index", done: vectors.rows, total: vectors.rows))
+        var serving = ServingSettings()
+        serving.ef = options.ef
+        var crc: UInt32 = 0
+        vectors.storage.withUnsafeBytes { crc = CRC32C.update(crc, $0) }
+        let p = options.parameters
+        let manifest = ModelBundle.Manifest(kind: .index, dataLabel: dataLabel, dataFingerprint: String(format: "crc32c:%08x/%d", crc, vectors.rows),
+                                            schema: data.schema, serving: serving,
+                                            parameters: ["metric": p.metric.rawValue, "hnsw_m": "\(p.M)", "hnsw_ef_construction": "\(p.efConstruction)",
+                                                         "quantization": p.quantization.rawValue, "dimension": "\(vectors.columns)"])
+        return try ModelBundle.write(to: folder, manifest: manifest, files: [ModelBundle.File.index, vectorsFile, ModelBundle.File.catalog]) { file, path in
+            switch file {
+            case ModelBundle.File.index: try index.save(to: path)
+            case ModelBundle.File.catalog: try catalog.save(to: path)
+            default:
+                try FunnelFile.write(to: path, magic: vectorsMagic, version: 1) { w in
+                    w.write(UInt64(vectors.rows))
+                    w.write(UInt64(vectors.columns))
+                    w.write(array: vectors.storage)
+                }
+            }
+        }
+    }
+
+    /// Loads an index bundle, checking every file and that they agree.
+    public init(bundle: ModelBundle, name: String? = nil, version: String? = nil) throws {
+        guard bundle.manifest.kind == .index else {
+            throw EngineError.corruptBundle(folder: bundle.folder, file: ModelBundle.File.manifest, reason: "a funnel bundle; load it with Engine")
+        }
+        func bad(_ file: String, _ reason: String) -> EngineError { .corruptBundle(folder: bundle.folder, file: file, reason: reason) }
+        func load<T>(_ file: String, _ body: () throws -> T) throws -> T {
+            do { return try body() } catch let e as EngineError { throw e } catch { throw bad(file, "\(error)") }
+        }
+        self.bundle = bundle
+        self.name = name
+        self.version = version
+        let catalog = try load(ModelBundle.File.catalog) { try ItemCatalog.load(from: bundle.path(ModelBundle.File.catalog)) }
+        self.catalog = catalog
+        let n = catalog.itemIDs.count
+        vectors = try load(Self.vectorsFile) {
+            var (_, r) = try FunnelFile.read(bundle.path(Self.vectorsFile), magic: Self.vectorsMagic, versions: 1...1)
+            let rows = try r.readCount("rows", max: n), columns = try r.readCount("columns", max: 1 << 16)
+            guard rows == n, columns > 0 else { throw bad(Self.vectorsFile, "\(rows) x \(columns) vectors for \(n) items") }
+            let values = try r.readArray(Float.self, "vectors", maxCount: rows * columns)
+            guard values.count == rows * columns else { throw bad(Self.vectorsFile, "\(values.count) values for \(rows) x \(columns)") }
+            return try Matrix(rows: rows, columns: columns, storage: values)
+        }
+        let index = try load(ModelBundle.File.index) { try HNSWIndex.load(from: bundle.path(ModelBundle.File.index), mmap: true) }
+        guard index.dimension == vectors.columns, index.count == n, (0..<n).allSatisfy({ index.contains(UInt64($0)) }) else {
+            throw bad(ModelBundle.File.index, "\(index.count) vectors of dimension \(index.dimension) for \(n) items of dimension \(vectors.columns)")
+        }
+        self.index = index
+        exact = try ExactIndex(vectors: vectors, metric: index.parameters.metric)
+        rows = Dictionary(catalog.itemIDs.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    public convenience init(folder: String, name: String? = nil, version: String? = nil) throws {
+        try self.init(bundle: try ModelBundle.open(folder), name: name, version: version)
+    }
+
+    public var count: Int { catalog.itemIDs.count }
+    public var dimension: Int { vectors.columns }
+    public func item(_ id: String) -> Int? { rows[id] }
+
+    /// The `k` items nearest to `vector` that pass `filter` (HNSW with the filter applied
+    /// during the search; exact search when the filter leaves few items).
+    /// - Throws: `EngineError.invalidRequest` for a vector of the wrong dimension or with
+    ///   non-finite values, or k outside 1...`Engine.maxK`.
+    public func search(vector: [Float], k: Int, ef: Int? = nil, filter: ItemFilter = ItemFilter(), exclude: Set<Int> = []) throws -> EngineAnswer {
+        guard (1...Engine.maxK).contains(k) else { throw EngineError.invalidRequest("k must be in 1...\(Engine.maxK), got \(k)") }
+        guard vector.count == dimension else { throw EngineError.invalidRequest("the vector has \(vector.count) values, the index \(dimension) dimensions") }
+        if let bad = vector.firstIndex(where: { !$0.isFinite }) { throw EngineError.invalidRequest("the vector holds \(vector[bad]) at position \(bad)") }
+        let ef = ef ?? bundle.manifest.serving.ef
+        guard (1...100_000).contains(ef) else { throw EngineError.invalidRequest("ef must be in 1...100000, got \(ef)") }
+        let t0 = Clock.now()
+        var allowed = filter.isEmpty ? nil : try filter.allowed(in: catalog.attributes)
+        for i in exclude where i < count {
+            if allowed == nil { allowed = [Bool](repeating: true, count: count) }
+            allowed![i] = false
+        }
+        let found: [Neighbor], path: String
+        let passing = allowed.map { $0.lazy.filter { $0 }.count } ?? count
+        if let allowed, passing < max(4 * k, count / 50) {
+            // Few items pass: scan them exactly.
+            let all = try exact.search(vector, k: count)
+            found = Array(all.lazy.filter { allowed[$0.id] }.prefix(k))
+            path = "exact"
+        } else if let allowed {
+            found = try index.search(vector, k: k, ef: max(ef, k), filter: SearchFilter { allowed[Int($0)] })
+            path = "hnsw"
+        } else {
+            found = try index.search(vector, k: k, ef: max(ef, k))
+            path = "hnsw"
+        }
+        let t1 = Clock.now()
+        let attrs = catalog.attributes, names = attrs.categoryNames
+        let items = found.enumerated().map { (rank, n) -> ServedItem in
+            let score = Double(index.parameters.metric == .l2 ? -n.distance : 1 - n.distance)
+            return ServedItem(item: catalog.itemIDs[n.id], title: catalog.titles.map { $0[n.id] },
+                              category: attrs.primaryCategory(n.id).map { names[$0] }, score: score, rankerScore: nil,
+                              explanation: .init(retrievalRank: rank + 1, retrievalScore: score, lexicalRank: nil, rankerContributions: nil, rules: nil))
+        }
+        return EngineAnswer(model: name, version: version, user: nil, query: nil, path: [path], latencyUs: (t1 - t0) * 1e6,
+                            stagesUs: ["retrieval": (t1 - t0) * 1e6], items: items)
+    }
+
+    /// The `k` items nearest to item `id` (itself left out).
+    public func similar(item id: String, k: Int, ef: Int? = nil, filter: ItemFilter = ItemFilter()) throws -> EngineAnswer {
+        guard let i = rows[id] else { throw EngineError.unknown(kind: "item", id: id) }
+        var answer = try search(vector: Array(vectors.row(i)), k: k, ef: ef, filter: filter, exclude: [i])
+        answer.query = id
+        return answer
+    }
+}
+
+extension VectorIndex {
+    /// Reads vectors a user brings: `.fvecs`, `.bvecs`, `.npy`, IDX, or CSV (`.csv`, `.tsv`).
+    /// A CSV row is the vector's numbers; a first row that is not numbers is a header, and a
+    /// header column named `id` gives each vector its id.
+    /// - Throws: `DatasetError` or `EngineError.invalidData` naming the file and line.
+    public static func readVectors(_ path: String) throws -> (vectors: Matrix, ids: [String]?) {
+        let lower = path.lowercased()
+        guard lower.hasSuffix(".csv") || lower.hasSuffix(".tsv") else { return (try VectorFile.readMatrix(path), nil) }
+        var reader = try CSVReader(path: path, delimiter: lower.hasSuffix(".tsv") ? "\t" : ",")
+        var values = [Float](), ids = [String](), columns = -1, idColumn: Int? = nil, first = true
+        while let fields = try reader.next() {
+            if first {
+                first = false
+                if fields.contains(where: { Float($0.trimmed) == nil }) {
+                    idColumn = fields.firstIndex { $0.trimmed.lowercased() == "id" }
+                    continue
+                }
+            }
+            var row = [Float]()
+            row.reserveCapacity(fields.count)
+            for (j, f) in fields.enumerated() {
+                if j == idColumn { ids.append(f.trimmed); continue }
+                guard let x = Float(f.trimmed), x.isFinite else {
+                    throw EngineError.invalidData("\(path):\(reader.line): field \(j + 1) '\(f)' is not a finite number")
+                }
+                row.append(x)
+            }
+            if columns < 0 { columns = row.count }
+            guard row.count == columns, columns > 0 else {
+                throw EngineError.invalidData("\(path):\(reader.line): \(row.count) numbers, the first row has \(columns)")
+            }
+            values.append(contentsOf: row)
+        }
+        guard columns > 0 else { throw EngineError.invalidData("\(path): no vectors") }
+        return (try Matrix(rows: values.count / columns, columns: columns, storage: values), idColumn == nil ? nil : ids)
+    }
+}
