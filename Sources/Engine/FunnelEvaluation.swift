@@ -8,11 +8,14 @@ import TwoTower
 /// split: each user's last interaction, replayed as of its time so no feature sees the
 /// future, the full catalog minus what the user touched before it).
 public enum FunnelEvaluation {
-    /// Each user's test interaction as a request at its time.
+    /// Each user's test interaction as a request at its time (a repeat of an item the user
+    /// touched before is left out, as in `RetrievalMetrics`: serving never returns it).
     public static func testRequests(_ split: LeaveLastOutSplit, userVectors: Matrix) -> [(request: FunnelRequest, target: Int32)] {
         split.test.keys.sorted().compactMap { u in
             guard let target = split.test[u], let time = split.testTime[u] else { return nil }
-            return (FunnelRequest(user: Int(u), vector: Array(userVectors.row(Int(u))), exclude: split.seenBeforeTest(u), asOf: time), target)
+            let seen = split.seenBeforeTest(u)
+            guard !seen.contains(target) else { return nil }
+            return (FunnelRequest(user: Int(u), vector: Array(userVectors.row(Int(u))), exclude: seen, asOf: time), target)
         }
     }
 

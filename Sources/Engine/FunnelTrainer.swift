@@ -232,10 +232,7 @@ public enum FunnelTrainer {
 
         // Item embeddings -> index.
         let itemVectors = model.embedAll(model.items), userVectors = model.embedAll(model.users)
-        progress(.stage("index", done: 0, total: itemVectors.rows))
-        let index = try HNSWIndex(dimension: p.dimension, parameters: config.index)
-        try index.add(itemVectors, threads: max(1, config.indexThreads))
-        progress(.stage("index", done: itemVectors.rows, total: itemVectors.rows))
+        let index = try IndexBuilding.build(itemVectors, parameters: config.index, threads: config.indexThreads, progress: progress)
 
         // The ranker, on requests replayed as of their time.
         let catalog = try ItemCatalog(data)
@@ -253,13 +250,12 @@ public enum FunnelTrainer {
                 var erng = SeededGenerator(seed: p.seed)
                 earlyModel.fit(early, rng: &erng)
                 let ev = earlyModel.embedAll(earlyModel.items), eu = earlyModel.embedAll(earlyModel.users)
-                let earlyIndex = try HNSWIndex(dimension: p.dimension, parameters: config.index)
-                try earlyIndex.add(ev, threads: max(1, config.indexThreads))
+                let earlyIndex = try IndexBuilding.build(ev, parameters: config.index, threads: config.indexThreads, progress: progress)
                 retrieval.append(try RankerTraining.retrieval(index: earlyIndex, itemVectors: ev, features: features, config: config))
                 requests += late.map { q in RankerTraining.Request(query: q, vector: Array(eu.row(q.user)), retrieval: 1) }
             }
             let (model, used, _) = try RankerTraining.train(requests, retrieval: retrieval, features: features,
-                                                         candidates: config.rankerCandidates, parameters: config.ranker)
+                                                         candidates: config.rankerCandidates, parameters: config.ranker, progress: progress)
             ranker = model
             report.rankerTrees = model?.trees.count ?? 0
             report.rankerQueries = used
@@ -333,16 +329,19 @@ public enum RankerTraining {
     /// - Returns: the ranker (nil when fewer than 10 requests held a positive), how many
     ///   requests it learned from, and its training data (lambdarank groups).
     public static func train(_ requests: [Request], retrieval: [FunnelPipeline], features: RankingFeatures, candidates: Int,
-                             parameters: GBDTParameters) throws -> (model: GBDTModel?, queries: Int, data: LabeledData) {
+                             parameters: GBDTParameters,
+                             progress: @escaping (TrainingEvent) -> Void = { _ in }) throws -> (model: GBDTModel?, queries: Int, data: LabeledData) {
         var position = 0  // build asks for the queries' candidates once each, in order
         let (data, used) = try RankerTrainingData.build(queries: requests.map(\.query), features: features) { q in
             let r = requests[position]
             position += 1
+            if position % 256 == 0 || position == requests.count { progress(.stage("ranker requests", done: position, total: requests.count)) }
             return try retrieval[r.retrieval].retrieve(FunnelRequest(user: q.user, vector: r.vector, exclude: q.exclude, asOf: q.time),
                                                        count: candidates)
         }
         guard used >= 10 else { return (nil, used, data) }
-        var (model, _) = try GBDTTrainer.train(parameters, train: data)
+        var (model, _) = try GBDTTrainer.train(parameters, train: data, progress: { progress(.stage("ranker rounds", done: $0, total: $1)) })
+        progress(.stage("ranker rounds", done: parameters.rounds, total: parameters.rounds))
         model.featureNames = features.names
         return (model, used, data)
     }
@@ -369,6 +368,30 @@ public enum Baselines {
         }
         let b = best!
         return (try RetrievalMetrics.evaluate(users: b.x, items: b.y, heldOut: split.test, exclude: split.seenBeforeTest), b.setting)
+    }
+}
+
+/// HNSW builds that report their progress.
+public enum IndexBuilding {
+    /// An index over `vectors` (ids 0..<rows), built in slices of about 5% so that a
+    /// progress bar can move; each slice is inserted on `threads` threads.
+    /// - Complexity: O(n log n * efConstruction * M * d).
+    public static func build(_ vectors: Matrix, parameters: HNSWIndex.Parameters, threads: Int,
+                             progress: (TrainingEvent) -> Void = { _ in }) throws -> HNSWIndex {
+        let index = try HNSWIndex(dimension: vectors.columns, parameters: parameters)
+        index.reserve(vectors.rows)
+        let n = vectors.rows, d = vectors.columns
+        let slice = max(1_000, n / 20)
+        var start = 0
+        progress(.stage("index", done: 0, total: n))
+        while start < n {
+            let end = min(n, start + slice)
+            let part = try Matrix(rows: end - start, columns: d, storage: Array(vectors.storage[(start * d)..<(end * d)]))
+            try index.add(part, ids: (UInt64(start)..<UInt64(end)).map { $0 }, threads: max(1, threads))
+            start = end
+            progress(.stage("index", done: end, total: n))
+        }
+        return index
     }
 }
 

@@ -200,3 +200,4 @@ extension RawReader {
         return out
     }
 }
+

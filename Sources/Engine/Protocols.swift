@@ -34,8 +34,8 @@ public enum Protocols {
         var targets = [(user: Int32, item: Int32, exclude: Set<Int32>)]()
         for n in log.chronologicalOrder() {
             let pair = (user: log.userIndex[n], item: log.itemIndex[n]), t = log.timestamps[n]
-            if t < q80 { old.append(pair) } else if t < q90 { new.append(pair) } else {
-                targets.append((pair.user, pair.item, seen[Int(pair.user)]))
+            if t < q80 { old.append(pair) } else if t < q90 { new.append(pair) } else if !seen[Int(pair.user)].contains(pair.item) {
+                targets.append((pair.user, pair.item, seen[Int(pair.user)]))  // repeats are left out, as in RetrievalMetrics
             }
             seen[Int(pair.user)].insert(pair.item)
         }

@@ -36,7 +36,8 @@ public enum Retraining {
     ///     `attributeColumns`), so they are embedded from their features and shown with their titles.
     ///   - out: the folder of the new bundle (must not exist).
     public static func retrain(_ engine: Engine, interactions new: InteractionLog, items: AttributeTable? = nil,
-                               users: AttributeTable? = nil, options: Options = Options(), to out: String) throws -> (ModelBundle, Result) {
+                               users: AttributeTable? = nil, options: Options = Options(), to out: String,
+                               progress: @escaping (TrainingEvent) -> Void = { _ in }) throws -> (ModelBundle, Result) {
         let towers = engine.towers, catalog = engine.catalog
         var result = Result()
         guard new.count > 0 else { throw EngineError.invalidData("no new interactions") }
@@ -48,6 +49,7 @@ public enum Retraining {
         result.fresh = new.count
         let t0 = Clock.now()
         let before = towers.embedAll(towers.items)
+        let merged = try catalog.merging(new, items: items, schema: engine.bundle.manifest.schema)
         var p = towers.parameters
         p.epochs = options.epochs
         p.patience = 0
@@ -70,7 +72,7 @@ public enum Retraining {
         earlier.shuffle(using: &rng)
         let replayed = Array(earlier.prefix(Int(Double(fresh.count) * options.replay)))
         result.replayed = replayed.count
-        warm.fit(fresh + replayed, rng: &rng)
+        warm.fit(fresh + replayed, rng: &rng, progress: { progress(.batches($0)) })
         result.trainSeconds = Clock.now() - t0
 
         let t1 = Clock.now()
@@ -79,7 +81,6 @@ public enum Retraining {
         (result.updated, result.inserted) = try index.refresh(after, previous: before, tolerance: options.tolerance)
         result.indexSeconds = Clock.now() - t1
 
-        let merged = try catalog.merging(new, items: items, schema: engine.bundle.manifest.schema)
         var manifest = engine.bundle.manifest
         manifest.created = Int64(Date().timeIntervalSince1970)
         manifest.dataFingerprint = Fingerprint.of(merged.log)

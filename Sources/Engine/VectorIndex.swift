@@ -70,10 +70,7 @@ public final class VectorIndex: @unchecked Sendable {
         data.schema = FeatureSchema(items: .init(key: "id", features: numeric.map { .init(column: $0, type: .numeric) },
                                                  category: category, createdAt: createdAt, title: title))
         let catalog = try ItemCatalog(data)
-        progress(.stage("index", done: 0, total: vectors.rows))
-        let index = try HNSWIndex(dimension: vectors.columns, parameters: options.parameters)
-        try index.add(vectors, threads: max(1, options.threads))
-        progress(.stage("index", done: vectors.rows, total: vectors.rows))
+        let index = try IndexBuilding.build(vectors, parameters: options.parameters, threads: options.threads, progress: progress)
         var serving = ServingSettings()
         serving.ef = options.ef
         var crc: UInt32 = 0

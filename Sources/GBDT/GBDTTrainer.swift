@@ -55,8 +55,10 @@ public enum GBDTTrainer {
     /// Deterministic for a fixed seed and thread count.
     /// - Throws: on bad parameters, or data that does not fit the objective (binary labels
     ///   outside {0, 1}, lambdarank without query groups, mismatched feature counts).
+    /// - Parameter progress: called after every boosting round with (rounds done, rounds planned).
     public static func train(_ p: GBDTParameters, train: LabeledData, valid: LabeledData? = nil,
-                             log: ((String) -> Void)? = nil) throws -> (model: GBDTModel, history: [RoundMetrics]) {
+                             log: ((String) -> Void)? = nil,
+                             progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> (model: GBDTModel, history: [RoundMetrics]) {
         try p.validate()
         try check(train, p.objective, "training")
         if let valid {
@@ -104,6 +106,7 @@ public enum GBDTTrainer {
             }
             for i in 0..<tree.leafValue.count { tree.leafValue[i] *= p.learningRate }
             model.trees.append(tree)
+            progress?(round + 1, p.rounds)
             // Rows in the bag: their leaf is known from the partition. The rest: walk the tree.
             for (leaf, range) in leafRanges.enumerated() {
                 let v = tree.leafValue[leaf]

@@ -56,12 +56,16 @@ public struct RetrievalMetrics: Sendable, CustomStringConvertible {
 
     /// Evaluates a scorer: `scores(u)` gives every item's score for user u. The held-out
     /// item's rank counts every other unseen item scoring >= it (ties count against).
+    /// A held-out item the user had already touched (a repeat, in `exclude`) is left out of
+    /// the measure: a recommender that never shows seen items cannot be judged on it, and
+    /// counting it would credit a scorer for what serving never returns.
     public static func evaluate(heldOut: [Int32: Int32], exclude: (Int32) -> Set<Int32>,
                                 scores: (Int32) -> [Float]) -> RetrievalMetrics {
         var m = RetrievalMetrics()
         for (u, target) in heldOut.sorted(by: { $0.key < $1.key }) {
-            let s = scores(u)
             let seen = exclude(u)
+            guard !seen.contains(target) else { continue }
+            let s = scores(u)
             let t = s[Int(target)]
             var rank = 0
             for (i, v) in s.enumerated() where Int32(i) != target && !seen.contains(Int32(i)) && v >= t { rank += 1 }
