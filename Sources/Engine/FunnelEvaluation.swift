@@ -12,10 +12,10 @@ public enum FunnelEvaluation {
     /// touched before is left out, as in `RetrievalMetrics`: serving never returns it).
     public static func testRequests(_ split: LeaveLastOutSplit, userVectors: Matrix) -> [(request: FunnelRequest, target: Int32)] {
         split.test.keys.sorted().compactMap { u in
-            guard let target = split.test[u], let time = split.testTime[u] else { return nil }
+            guard let held = split.test[u] else { return nil }
             let seen = split.seenBeforeTest(u)
-            guard !seen.contains(target) else { return nil }
-            return (FunnelRequest(user: Int(u), vector: Array(userVectors.row(Int(u))), exclude: seen, asOf: time), target)
+            guard !seen.contains(held.item) else { return nil }
+            return (FunnelRequest(user: Int(u), vector: Array(userVectors.row(Int(u))), exclude: seen, asOf: held.time), held.item)
         }
     }
 

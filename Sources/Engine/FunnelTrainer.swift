@@ -207,7 +207,7 @@ public enum FunnelTrainer {
         var validationError: Error? = nil
         let epochs = model.fit(split.train, rng: &rng, progress: { progress(.batches($0)) }) { r in
             do {
-                let valid = try model.evaluate(heldOut: split.validation, exclude: { split.trainItems[Int($0)] })
+                let valid = try model.evaluate(heldOut: split.validationItems, exclude: { split.trainItems[Int($0)] })
                 progress(.epoch(r, validation: valid))
                 return valid.ndcg10
             } catch {
@@ -220,7 +220,7 @@ public enum FunnelTrainer {
         report.epochs = epochs.count
         let pure = epochs.reduce(0.0) { $0 + Double(split.train.count) / max($1.examplesPerSecond, 1e-9) }
         report.examplesPerSecond = Double(epochs.count * split.train.count) / max(pure, 1e-9)
-        report.towers = try model.evaluate(heldOut: split.test, exclude: split.seenBeforeTest)
+        report.towers = try model.evaluate(heldOut: split.testItems, exclude: split.seenBeforeTest)
         if config.baselines {
             report.popularity = Baselines.popularity(split, items: log.items.count)
             let a0 = Clock.now()
@@ -291,8 +291,8 @@ public enum RankerTraining {
     /// Every user's validation interaction as a request at its time, training items excluded.
     public static func validationRequests(_ split: LeaveLastOutSplit, userVectors: Matrix, users: [Int32]? = nil) -> [Request] {
         (users ?? split.validation.keys.sorted()).compactMap { u in
-            guard let item = split.validation[u], let time = split.validationTime[u] else { return nil }
-            return Request(query: RankerQuery(user: Int(u), time: time, positives: [item], exclude: split.trainItems[Int(u)]),
+            guard let held = split.validation[u] else { return nil }
+            return Request(query: RankerQuery(user: Int(u), time: held.time, positives: [held.item], exclude: split.trainItems[Int(u)]),
                            vector: Array(userVectors.row(Int(u))))
         }
     }
@@ -353,7 +353,7 @@ public enum Baselines {
     public static func popularity(_ split: LeaveLastOutSplit, items: Int) -> RetrievalMetrics {
         var counts = [Float](repeating: 0, count: items)
         for pair in split.train { counts[Int(pair.item)] += 1 }
-        return RetrievalMetrics.evaluate(heldOut: split.test, exclude: split.seenBeforeTest, scores: { _ in counts })
+        return RetrievalMetrics.evaluate(heldOut: split.testItems, exclude: split.seenBeforeTest, scores: { _ in counts })
     }
 
     /// Implicit ALS (LAPACKE), each setting of `grid` fitted and scored on validation, the best tested.
@@ -363,11 +363,11 @@ public enum Baselines {
         for setting in grid.isEmpty ? [(1, 10)] : grid {
             let (x, y) = ImplicitALS.fit(pairs: split.train, users: users, items: items,
                                          regularization: setting.regularization, alpha: setting.alpha)
-            let v = try RetrievalMetrics.evaluate(users: x, items: y, heldOut: split.validation, exclude: { split.trainItems[Int($0)] })
+            let v = try RetrievalMetrics.evaluate(users: x, items: y, heldOut: split.validationItems, exclude: { split.trainItems[Int($0)] })
             if best == nil || v.ndcg10 > best!.score { best = (v.ndcg10, x, y, setting) }
         }
         let b = best!
-        return (try RetrievalMetrics.evaluate(users: b.x, items: b.y, heldOut: split.test, exclude: split.seenBeforeTest), b.setting)
+        return (try RetrievalMetrics.evaluate(users: b.x, items: b.y, heldOut: split.testItems, exclude: split.seenBeforeTest), b.setting)
     }
 }
 

@@ -41,14 +41,14 @@ public enum Protocols {
         }
         func measure(_ model: TwoTowerModel) throws -> (hr10: Double, ndcg10: Double) {
             let scores = try Matrix.multiply(model.embedAll(model.users), model.embedAll(model.items), transposeB: true)
-            var hits = 0.0, dcg = 0.0
+            var ranks = HeldOutRanks()
             for (u, item, exclude) in targets {
                 let row = scores.row(Int(u)), s = row[Int(item)]
                 var rank = 0  // ties count against
                 for (j, v) in row.enumerated() where j != Int(item) && v >= s && !exclude.contains(Int32(j)) { rank += 1 }
-                if rank < 10 { hits += 1; dcg += 1 / log2(Double(rank) + 2) }
+                ranks.add(rank: rank)
             }
-            return (hits / Double(max(1, targets.count)), dcg / Double(max(1, targets.count)))
+            return (ranks.hitRate(at: 10), ranks.ndcg(at: 10))
         }
         var p = parameters
         p.patience = 0
@@ -123,7 +123,7 @@ public enum Protocols {
             let gi = genres(Int(pair.item))
             for j in 0..<nc { profile[Int(pair.user)][j] += gi[j] }
         }
-        var towerHits = 0, genreHits = 0, total = 0
+        var towerRanks = HeldOutRanks(), genreRanks = HeldOutRanks()
         let log = data.log
         for n in 0..<log.count where cold.contains(log.itemIndex[n]) {
             let user = Int(log.userIndex[n]), target = log.itemIndex[n]
@@ -135,12 +135,10 @@ public enum Protocols {
                 if Distance.dot(ur, v.row(Int(c))) >= ts { towerRank += 1 }
                 if nc > 0 && Distance.cosineSimilarity(profile[user], genres(Int(c))) >= gs { genreRank += 1 }
             }
-            total += 1
-            if towerRank < 10 { towerHits += 1 }
-            if genreRank < 10 { genreHits += 1 }
+            towerRanks.add(rank: towerRank)
+            genreRanks.add(rank: genreRank)
         }
-        let n = Double(max(1, total))
-        return ColdStartResult(items: cold.count, interactions: total, towersHR10: Double(towerHits) / n,
-                               categoryProfileHR10: nc > 0 ? Double(genreHits) / n : nil, randomHR10: 10 / Double(cold.count))
+        return ColdStartResult(items: cold.count, interactions: towerRanks.count, towersHR10: towerRanks.hitRate(at: 10),
+                               categoryProfileHR10: nc > 0 ? genreRanks.hitRate(at: 10) : nil, randomHR10: 10 / Double(cold.count))
     }
 }

@@ -36,7 +36,7 @@ struct LearningCurve: ParsableCommand {
                 let t0 = now()
                 model.fit(subset, rng: &rng)
                 let seconds = now() - t0
-                let m = try model.evaluate(heldOut: split.test, exclude: split.seenBeforeTest)
+                let m = try model.evaluate(heldOut: split.testItems, exclude: split.seenBeforeTest)
                 rows.append([fmt(f * 100, 0) + "%", String(subset.count), fmt(m.hr10, 4), fmt(m.ndcg10, 4), fmt(m.hr50, 4), fmt(seconds, 1)])
                 points.append((f, m.ndcg10, m.hr10))
                 print("fraction \(fmt(f, 2)): \(m)  (\(fmt(seconds, 1)) s)")

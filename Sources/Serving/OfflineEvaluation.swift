@@ -49,15 +49,13 @@ public enum OfflineEvaluation {
     }
 
     struct Accumulator {
-        var hits = 0.0, dcg = 0.0, diversity = 0.0, count = 0
+        var ranks = HeldOutRanks()
+        var diversity = 0.0, k = 0
         var shown = Set<Int>()
 
         mutating func add(_ list: [Int], target: Int, vectors: Matrix) {
-            count += 1
-            if let r = list.firstIndex(of: target) {
-                hits += 1
-                dcg += 1 / log2(Double(r) + 2)
-            }
+            ranks.add(rank: list.firstIndex(of: target))
+            k = max(k, list.count)
             shown.formUnion(list)
             var m = Matrix(rows: list.count, columns: vectors.columns)
             for (r, id) in list.enumerated() { for c in 0..<vectors.columns { m[r, c] = vectors[id, c] } }
@@ -65,9 +63,9 @@ public enum OfflineEvaluation {
         }
 
         func quality(items: Int) -> FunnelQuality {
-            let n = Double(max(1, count))
-            return FunnelQuality(hr: hits / n, ndcg: dcg / n, diversity: diversity / n,
-                                 coverage: Double(shown.count) / Double(max(1, items)), requests: count)
+            // Every list holds at most k items, so a rank in it is below k.
+            return FunnelQuality(hr: ranks.hitRate(at: k), ndcg: ranks.ndcg(at: k), diversity: diversity / Double(max(1, ranks.count)),
+                                 coverage: Double(shown.count) / Double(max(1, items)), requests: ranks.count)
         }
     }
 }

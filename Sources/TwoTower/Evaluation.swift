@@ -6,15 +6,24 @@ import LinearAlgebra
 /// Leave-last-one-out split (PROTOCOLS.md section 2): per user, interactions sorted by
 /// (timestamp, item); the last is the test item, the one before it validation, the rest train.
 public struct LeaveLastOutSplit: Sendable {
+    /// One held-out interaction: the item and when it happened (Unix seconds): features of
+    /// a replayed request use only what happened before it.
+    public struct HeldOut: Sendable, Equatable {
+        public var item: Int32
+        public var time: Int64
+    }
+
     public var train: [(user: Int32, item: Int32)]
-    public var validation: [Int32: Int32]
-    public var test: [Int32: Int32]
-    /// When each user's validation and test interactions happened (Unix seconds): features
-    /// of a replayed request use only what happened before these times.
-    public var validationTime: [Int32: Int64]
-    public var testTime: [Int32: Int64]
+    /// Each user's validation and test interaction (users with at least three interactions).
+    public var validation: [Int32: HeldOut]
+    public var test: [Int32: HeldOut]
     /// Items each user touched in training (excluded from rankings).
     public var trainItems: [Set<Int32>]
+
+    /// The validation items alone, by user (what `RetrievalMetrics` ranks).
+    public var validationItems: [Int32: Int32] { validation.mapValues(\.item) }
+    /// The test items alone, by user.
+    public var testItems: [Int32: Int32] { test.mapValues(\.item) }
 
     public init(_ log: InteractionLog) {
         var perUser = [[(Int64, Int32)]](repeating: [], count: log.users.count)
@@ -22,18 +31,14 @@ public struct LeaveLastOutSplit: Sendable {
         train = []
         validation = [:]
         test = [:]
-        validationTime = [:]
-        testTime = [:]
         trainItems = [Set<Int32>](repeating: [], count: log.users.count)
         for (u, events) in perUser.enumerated() {
             let sorted = events.sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
             var rest = sorted[...]
             if rest.count >= 3 {
                 let t = rest.removeLast(), v = rest.removeLast()
-                test[Int32(u)] = t.1
-                testTime[Int32(u)] = t.0
-                validation[Int32(u)] = v.1
-                validationTime[Int32(u)] = v.0
+                test[Int32(u)] = HeldOut(item: t.1, time: t.0)
+                validation[Int32(u)] = HeldOut(item: v.1, time: v.0)
             }
             for (_, i) in rest {
                 train.append((Int32(u), i))
@@ -61,7 +66,7 @@ public struct RetrievalMetrics: Sendable, CustomStringConvertible {
     /// counting it would credit a scorer for what serving never returns.
     public static func evaluate(heldOut: [Int32: Int32], exclude: (Int32) -> Set<Int32>,
                                 scores: (Int32) -> [Float]) -> RetrievalMetrics {
-        var m = RetrievalMetrics()
+        var ranks = HeldOutRanks()
         for (u, target) in heldOut.sorted(by: { $0.key < $1.key }) {
             let seen = exclude(u)
             guard !seen.contains(target) else { continue }
@@ -69,13 +74,14 @@ public struct RetrievalMetrics: Sendable, CustomStringConvertible {
             let t = s[Int(target)]
             var rank = 0
             for (i, v) in s.enumerated() where Int32(i) != target && !seen.contains(Int32(i)) && v >= t { rank += 1 }
-            m.users += 1
-            if rank < 10 { m.hr10 += 1; m.ndcg10 += 1 / log2(Double(rank) + 2) }
-            if rank < 50 { m.hr50 += 1 }
-            m.mrr += 1 / Double(rank + 1)
+            ranks.add(rank: rank)
         }
-        let n = Double(max(1, m.users))
-        m.hr10 /= n; m.ndcg10 /= n; m.hr50 /= n; m.mrr /= n
+        var m = RetrievalMetrics()
+        m.users = ranks.count
+        m.hr10 = ranks.hitRate(at: 10)
+        m.ndcg10 = ranks.ndcg(at: 10)
+        m.hr50 = ranks.hitRate(at: 50)
+        m.mrr = ranks.mrr
         return m
     }
 }
@@ -167,7 +173,7 @@ extension LeaveLastOutSplit {
     /// of the ranking when the test item is evaluated.
     public func seenBeforeTest(_ user: Int32) -> Set<Int32> {
         var s = trainItems[Int(user)]
-        if let v = validation[user] { s.insert(v) }
+        if let v = validation[user] { s.insert(v.item) }
         return s
     }
 }

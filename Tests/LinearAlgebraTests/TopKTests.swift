@@ -1,5 +1,6 @@
-import Testing
+import Foundation
 import LinearAlgebra
+import Testing
 
 @Suite("Bounded top-k selection")
 struct TopKTests {
@@ -70,5 +71,22 @@ struct GeneratorTests {
         #expect(abs(sg / Double(n)) < 0.01)
         #expect(abs(sg2 / Double(n) - 1) < 0.02)
         for c in below { #expect(abs(Double(c) / Double(n) - 1.0 / 7) < 0.005) }
+    }
+}
+
+@Suite("Held-out ranks") struct HeldOutRanksTests {
+    @Test("HR, NDCG and MRR against values worked out by hand")
+    func handComputed() {
+        var r = HeldOutRanks()
+        for rank in [0, 3, 9, 10, nil, 49] as [Int?] { r.add(rank: rank) }
+        #expect(r.count == 6)
+        #expect(abs(r.hitRate(at: 10) - 3.0 / 6) < 1e-12)
+        #expect(abs(r.hitRate(at: 50) - 5.0 / 6) < 1e-12)
+        let gains: [Double] = [1 / log2(2.0), 1 / log2(5.0), 1 / log2(11.0)]
+        let ndcg = gains.reduce(0, +) / 6
+        #expect(abs(r.ndcg(at: 10) - ndcg) < 1e-12)
+        let reciprocal: [Double] = [1, 1.0 / 4, 1.0 / 10, 1.0 / 11, 1.0 / 50]
+        #expect(abs(r.mrr - reciprocal.reduce(0, +) / 6) < 1e-12)
+        #expect(HeldOutRanks().hitRate(at: 10) == 0)
     }
 }

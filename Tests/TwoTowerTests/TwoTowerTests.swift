@@ -287,7 +287,7 @@ struct TwoTowerTests {
         log.append(user: 0, item: 3, timestamp: 3)
         log.append(user: 1, item: 0, timestamp: 5)
         let split = LeaveLastOutSplit(log)
-        #expect(split.test[0] == 3 && split.validation[0] == 1)
+        #expect(split.test[0]?.item == 3 && split.validation[0]?.item == 1)
         #expect(split.trainItems[0] == [0, 2])
         #expect(split.test[1] == nil && split.train.contains { $0.user == 1 })
         // Scores put the target third among unseen items, with one tie counted against it.
