@@ -113,10 +113,12 @@ let package = Package(
 
         // MARK: - Unit test bundles
 
+        .target(name: "_TestSupport", path: "Tests/_TestSupport"),
+
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra", "_FunnelKernels"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra", "_TestSupport"]),
         .testTarget(name: "ExactSearchTests", dependencies: ["ExactSearch", "Datasets", "LinearAlgebra"]),
-        .testTarget(name: "HNSWTests", dependencies: ["HNSW", "ExactSearch", "Datasets", "LinearAlgebra", "Persistence", "_FunnelKernels"]),
+        .testTarget(name: "HNSWTests", dependencies: ["HNSW", "ExactSearch", "Datasets", "LinearAlgebra", "Persistence", "_FunnelKernels", "_TestSupport"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence"]),
         .testTarget(name: "GBDTTests", dependencies: ["GBDT", "Datasets", "LinearAlgebra"], exclude: ["Fixtures"]),  // read by path
         .testTarget(name: "TwoTowerTests", dependencies: ["TwoTower", "Datasets", "LinearAlgebra", "_FunnelKernels"]),
@@ -126,7 +128,7 @@ let package = Package(
             "Serving", "Rerank", "HNSW", "GBDT", "Datasets", "LinearAlgebra", "TwoTower",
             .product(name: "MetricsTestKit", package: "swift-metrics"),
         ]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Serving", "TwoTower", "Datasets", "HNSW", "GBDT", "Persistence"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Serving", "TwoTower", "Datasets", "HNSW", "GBDT", "Persistence", "LinearAlgebra", "_TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,3 +1,5 @@
+import Foundation
+
 /// How one column of an attribute table is read.
 public enum ColumnKind: Sendable, Equatable {
     /// One value from a vocabulary (a genre, a country).
@@ -170,7 +172,6 @@ public struct AttributeTable: Sendable, Equatable {
     }
 }
 
-import Foundation
 extension AttributeTable {
     /// This table's rows reordered to follow `keys` (row i describes `keys[i]`), for joining an
     /// attribute file to an interaction log whose vocabulary has grown past it. Keys without a

@@ -1,3 +1,5 @@
+import Foundation
+
 /// An RFC 4180 reader over a file's bytes: quoted fields may hold the delimiter,
 /// doubled quotes and line breaks; `\n` and `\r\n` end records; a UTF-8 byte-order
 /// mark is skipped.
@@ -115,5 +117,3 @@ public struct CSVReader {
         }
     }
 }
-
-import Foundation

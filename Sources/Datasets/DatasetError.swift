@@ -1,3 +1,5 @@
+import Persistence
+
 /// Errors from reading data files: every case names the file and what is wrong,
 /// so a user can fix the input.
 public enum DatasetError: Error, CustomStringConvertible, Equatable {
@@ -36,8 +38,6 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
-
-import Persistence
 
 extension DatasetError {
     /// Reads a whole file, turning system errors into `unreadable`.

@@ -1,4 +1,5 @@
 import Persistence
+import Foundation
 
 /// IDX files (LeCun's MNIST format): two zero bytes, a type code, the number of
 /// dimensions, each dimension as a big-endian uint32, then the data, big-endian.
@@ -104,5 +105,3 @@ enum IDXCodec {
         return out
     }
 }
-
-import Foundation

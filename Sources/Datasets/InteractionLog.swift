@@ -1,3 +1,5 @@
+import Foundation
+
 /// Who interacted with what, and when: the training signal of every stage.
 ///
 /// Users and items are dense indices into `users` and `items` (their external ids).
@@ -118,5 +120,3 @@ public struct InteractionLog: Sendable, Equatable {
         }
     }
 }
-
-import Foundation

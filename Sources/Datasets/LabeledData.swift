@@ -1,4 +1,5 @@
 import LinearAlgebra
+import Foundation
 
 /// Rows of features with a label each, optionally grouped into queries (for ranking)
 /// and weighted: the training and evaluation data of the ranking stage.
@@ -173,8 +174,6 @@ public struct LabeledData: Sendable {
         return w
     }
 }
-
-import Foundation
 
 extension LabeledData {
     /// Rows of several sets one after another (query groups and weights kept).

@@ -1,4 +1,5 @@
 import Persistence
+import Foundation
 
 /// NumPy `.npy` files: the magic `\x93NUMPY`, a version, a header length, a Python
 /// dict literal with `descr`, `fortran_order` and `shape`, then the raw data.
@@ -154,5 +155,3 @@ enum NPYCodec {
         return out
     }
 }
-
-import Foundation

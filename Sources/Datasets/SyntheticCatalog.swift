@@ -1,4 +1,5 @@
 import LinearAlgebra
+import Foundation
 
 /// A generated recommendation catalog: users with latent tastes, items with latent
 /// traits, categories, tags, text and creation times, a Zipf-like popularity skew,
@@ -229,5 +230,3 @@ public struct SyntheticCatalog: Sendable {
         return lo
     }
 }
-
-import Foundation

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Parses the timestamp spellings found in interaction logs and catalogs into Unix seconds.
 ///
 /// Accepted: integer seconds (`881250949`), fractional seconds, ISO 8601 dates and
@@ -76,5 +78,3 @@ public enum Timestamp {
         return Int64(era * 146_097 + doe - 719_468)
     }
 }
-
-import Foundation

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 
 /// Wall-clock seconds since an arbitrary origin (monotonic).
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
@@ -14,5 +15,3 @@ func fmt(_ x: Double, _ digits: Int = 1) -> String {
     guard x.isFinite else { return "-" }
     return String(format: "%.\(digits)f", x)
 }
-
-import Foundation

@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A fast, seedable random number generator (xoshiro256**, seeded through SplitMix64).
 ///
 /// Everything random in Funnel (data generation, HNSW levels, shuffles, dropout) draws
@@ -68,14 +76,6 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         return Float(r * _cos(theta))
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 @usableFromInline func _log(_ x: Double) -> Double { log(x) }
 @usableFromInline func _sin(_ x: Double) -> Double { sin(x) }

@@ -2,6 +2,7 @@ import _FunnelKernels
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 
 /// Funnel's binary container: every model and index file is
 ///
@@ -180,8 +181,6 @@ public struct RawReader {
         String(decoding: try readArray(UInt8.self, what, maxCount: maxLength), as: UTF8.self)
     }
 }
-
-import Foundation
 
 /// CRC-32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2.
 public enum CRC32C {

@@ -2,6 +2,7 @@ import CBLAS
 import Datasets
 import Foundation
 import LinearAlgebra
+import Persistence
 
 /// Leave-last-one-out split (PROTOCOLS.md section 2): per user, interactions sorted by
 /// (timestamp, item); the last is the test item, the one before it validation, the rest train.
@@ -165,8 +166,6 @@ public struct UserHistory: Sendable {
         return h
     }
 }
-
-import Persistence
 
 extension LeaveLastOutSplit {
     /// The items a user touched before the test item (training and validation): left out

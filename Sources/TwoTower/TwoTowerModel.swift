@@ -3,6 +3,7 @@ import _FunnelKernels
 import Datasets
 import Foundation
 import LinearAlgebra
+import Dispatch
 
 /// How the learning rates move during a `fit`: a multiplier of the base rates per step.
 public enum LearningRateSchedule: Sendable, Equatable {
@@ -263,8 +264,6 @@ extension TwoTowerModel {
         return reports
     }
 }
-
-import Dispatch
 
 extension TwoTowerModel {
     /// A model that starts from this one's weights (towers are shared, not copied) with new

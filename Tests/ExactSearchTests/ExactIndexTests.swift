@@ -1,6 +1,7 @@
 import Testing
 import ExactSearch
 import LinearAlgebra
+import Foundation
 
 /// Brute force in double precision: the oracle.
 func bruteForce(base: Matrix, query: [Float], k: Int, metric: Metric) -> [(id: Int, distance: Double)] {
@@ -148,5 +149,3 @@ struct RecallTests {
         }
     }
 }
-
-import Foundation

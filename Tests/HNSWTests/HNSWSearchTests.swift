@@ -3,6 +3,7 @@ import _FunnelKernels
 @testable import HNSW
 import LinearAlgebra
 import ExactSearch
+import Foundation
 
 @Suite("HNSW search quality against brute force")
 struct HNSWSearchTests {
@@ -155,8 +156,6 @@ struct HNSWSearchTests {
         #expect(index.count == 2)
     }
 }
-
-import Foundation
 
 func naiveDotD(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
 

@@ -36,12 +36,3 @@ func recall(got: [Int64], k: Int, queries: Matrix, base: Matrix, metric: Metric,
     return total == 0 ? 1 : Double(hits) / Double(total)
 }
 
-struct TempDir {
-    let path: String
-    init() {
-        path = NSTemporaryDirectory() + "funnel-hnsw-" + UUID().uuidString
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    func file(_ name: String) -> String { "\(path)/\(name)" }
-    func cleanup() { try? FileManager.default.removeItem(atPath: path) }
-}

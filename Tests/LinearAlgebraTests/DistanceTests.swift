@@ -1,6 +1,7 @@
 import Testing
 import LinearAlgebra
 import _FunnelKernels
+import Foundation
 
 /// Naive double-precision oracles.
 func naiveDot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
@@ -193,5 +194,3 @@ struct DistanceTests {
         }
     }
 }
-
-import Foundation
