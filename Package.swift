@@ -11,8 +11,11 @@
 //   HNSW                           approximate nearest neighbors: build, search, delete, filter, quantize, persist
 //   TwoTower                       feature embeddings, user/item towers, in-batch softmax, ALS baseline
 //   TextSearch                     BM25 lexical retrieval and reciprocal rank fusion
+//   Candidates                     RankedItem: a candidate as it moves through the stages, with its explanation
 //   Rerank                         MMR diversity, freshness decay, business rules
 //   GBDT                           gradient-boosted trees: lambdarank / binary / regression, inference, SHAP
+//   Features                       per-request ranking features: item attributes, as-of interaction statistics, ranker training data
+//   Registry                       the model registry: versions, states, promote / canary / shadow / rollback
 //   Serving                        the Recommender: stage budgets, deadline, fallbacks, circuit breakers
 //   Engine                         the workflows joining the stages: data sources, the funnel trainer,
 //                                  model bundles, the serving engine, retraining, evaluation
@@ -33,6 +36,7 @@ let package = Package(
         .library(name: "Rerank", targets: ["Rerank"]),
         .library(name: "TextSearch", targets: ["TextSearch"]),
         .library(name: "Serving", targets: ["Serving"]),
+        .library(name: "Registry", targets: ["Registry"]),
         .library(name: "Engine", targets: ["Engine"]),
         .executable(name: "funnel", targets: ["FunnelCLI"]),
     ],
@@ -70,9 +74,18 @@ let package = Package(
             name: "TextSearch",
             dependencies: ["LinearAlgebra"]
         ),
+        .target(name: "Candidates"),
         .target(
             name: "Rerank",
-            dependencies: ["LinearAlgebra", "_FunnelKernels"]
+            dependencies: ["Candidates", "LinearAlgebra", "_FunnelKernels"]
+        ),
+        .target(
+            name: "Features",
+            dependencies: ["Candidates", "Datasets", "LinearAlgebra"]
+        ),
+        .target(
+            name: "Registry",
+            dependencies: ["Persistence", "_FunnelKernels"]
         ),
         .target(
             name: "GBDT",
@@ -80,16 +93,16 @@ let package = Package(
         ),
         .target(
             name: "Serving",
-            dependencies: ["LinearAlgebra", "Persistence", "_FunnelKernels", "Datasets", "ExactSearch", "HNSW", "GBDT", "Rerank",
+            dependencies: ["LinearAlgebra", "Persistence", "_FunnelKernels", "Datasets", "ExactSearch", "HNSW", "GBDT", "Candidates", "Features", "Rerank",
                            .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
         .target(
             name: "Engine",
-            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "HNSW", "GBDT", "TwoTower", "Rerank", "TextSearch", "Serving"]
+            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "HNSW", "GBDT", "TwoTower", "Candidates", "Features", "Rerank", "TextSearch", "Registry", "Serving"]
         ),
         .target(
             name: "Funnel",
-            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "Rerank", "TextSearch", "Serving", "Engine"]
+            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "Candidates", "Rerank", "TextSearch", "Features", "Registry", "Serving", "Engine"]
         ),
         .executableTarget(
             name: "FunnelCLI",
@@ -125,10 +138,11 @@ let package = Package(
         .testTarget(name: "RerankTests", dependencies: ["Rerank", "LinearAlgebra"]),
         .testTarget(name: "TextSearchTests", dependencies: ["TextSearch"]),
         .testTarget(name: "ServingTests", dependencies: [
-            "Serving", "Rerank", "HNSW", "GBDT", "Datasets", "LinearAlgebra", "TwoTower",
+            "Serving", "Features", "Rerank", "HNSW", "GBDT", "Datasets", "LinearAlgebra", "TwoTower",
             .product(name: "MetricsTestKit", package: "swift-metrics"),
         ]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Serving", "TwoTower", "Datasets", "HNSW", "GBDT", "Persistence", "LinearAlgebra", "_TestSupport"]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Registry", "Serving", "TwoTower", "Datasets", "HNSW", "GBDT", "Persistence", "LinearAlgebra", "_TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -4,6 +4,7 @@ import GBDT
 import HNSW
 import LinearAlgebra
 import Rerank
+import Registry
 import Serving
 import TextSearch
 import TwoTower

@@ -4,6 +4,7 @@ import GBDT
 import HNSW
 import LinearAlgebra
 import Persistence
+import Registry
 import Serving
 import TwoTower
 

@@ -6,7 +6,10 @@
 @_exported import HNSW
 @_exported import GBDT
 @_exported import TwoTower
+@_exported import Candidates
 @_exported import Rerank
 @_exported import TextSearch
+@_exported import Features
+@_exported import Registry
 @_exported import Serving
 @_exported import Engine

@@ -1,3 +1,4 @@
+@_exported import Features
 import Dispatch
 import ExactSearch
 import Foundation
@@ -5,6 +6,19 @@ import GBDT
 import HNSW
 import LinearAlgebra
 import Rerank
+
+/// Errors of the serving layer, each naming what is wrong.
+public enum ServingError: Error, CustomStringConvertible, Equatable {
+    case invalidInput(String)
+    case invalidModel(String)
+
+    public var description: String {
+        switch self {
+        case .invalidInput(let s): return "invalid input: \(s)"
+        case .invalidModel(let s): return "invalid model: \(s)"
+        }
+    }
+}
 
 /// The knobs of one funnel: how many candidates, how wide the HNSW beam, how strongly to
 /// diversify and prefer fresh items, which rules apply, and each stage's budget.

@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import GBDT
 import Persistence
+import Registry
 import Serving
 import Testing
 import TwoTower

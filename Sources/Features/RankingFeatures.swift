@@ -1,17 +1,15 @@
+import Candidates
 import Datasets
 import Foundation
 import LinearAlgebra
-import Rerank
 
-/// Errors of the serving layer, each naming what is wrong.
-public enum ServingError: Error, CustomStringConvertible, Equatable {
+/// Errors of the ranking features, each naming what is wrong.
+public enum FeaturesError: Error, CustomStringConvertible, Equatable {
     case invalidInput(String)
-    case invalidModel(String)
 
     public var description: String {
         switch self {
         case .invalidInput(let s): return "invalid input: \(s)"
-        case .invalidModel(let s): return "invalid model: \(s)"
         }
     }
 }
@@ -33,18 +31,18 @@ public struct ItemAttributes: Sendable {
     public init(count: Int, categories: [[Int32]], categoryNames: [String], createdAt: [Int64]? = nil,
                 numeric: [(name: String, values: [Float])] = []) throws {
         guard categories.isEmpty || categories.count == count else {
-            throw ServingError.invalidInput("\(categories.count) category lists for \(count) items")
+            throw FeaturesError.invalidInput("\(categories.count) category lists for \(count) items")
         }
-        if let c = createdAt, c.count != count { throw ServingError.invalidInput("\(c.count) creation times for \(count) items") }
+        if let c = createdAt, c.count != count { throw FeaturesError.invalidInput("\(c.count) creation times for \(count) items") }
         for (name, v) in numeric where v.count != count {
-            throw ServingError.invalidInput("numeric attribute '\(name)' has \(v.count) values for \(count) items")
+            throw FeaturesError.invalidInput("numeric attribute '\(name)' has \(v.count) values for \(count) items")
         }
         var offsets: [Int32] = [0], codes = [Int32]()
         for i in 0..<count {
             if !categories.isEmpty {
                 for c in categories[i] {
                     guard c >= 0, Int(c) < categoryNames.count else {
-                        throw ServingError.invalidInput("item \(i): category code \(c) outside 0..<\(categoryNames.count)")
+                        throw FeaturesError.invalidInput("item \(i): category code \(c) outside 0..<\(categoryNames.count)")
                     }
                     codes.append(c)
                 }
@@ -62,7 +60,7 @@ public struct ItemAttributes: Sendable {
 
     /// Reads the attributes from a typed table: `category` may be a categorical or a
     /// multi-valued column, `createdAt` a timestamp column, `numeric` numeric columns.
-    /// - Throws: `ServingError.invalidInput` naming a missing column or one of the wrong kind.
+    /// - Throws: `FeaturesError.invalidInput` naming a missing column or one of the wrong kind.
     public init(table: AttributeTable, category: String?, createdAt: String?, numeric: [String] = []) throws {
         var lists = [[Int32]](), names = [String]()
         if let category {
@@ -73,21 +71,21 @@ public struct ItemAttributes: Sendable {
             case .multiCategorical(let vocabulary, let offsets, let codes)?:
                 names = vocabulary.keys
                 lists = (0..<table.count).map { Array(codes[Int(offsets[$0])..<Int(offsets[$0 + 1])]) }
-            case nil: throw ServingError.invalidInput("no column '\(category)' in the item table")
-            default: throw ServingError.invalidInput("column '\(category)' is not categorical")
+            case nil: throw FeaturesError.invalidInput("no column '\(category)' in the item table")
+            default: throw FeaturesError.invalidInput("column '\(category)' is not categorical")
             }
         }
         var created: [Int64]? = nil
         if let createdAt {
             guard case .timestamp(let t)? = table.columns[createdAt] else {
-                throw ServingError.invalidInput("column '\(createdAt)' is missing or not a timestamp")
+                throw FeaturesError.invalidInput("column '\(createdAt)' is missing or not a timestamp")
             }
             created = t
         }
         var values = [(name: String, values: [Float])]()
         for name in numeric {
             guard case .numeric(let v)? = table.columns[name] else {
-                throw ServingError.invalidInput("column '\(name)' is missing or not numeric")
+                throw FeaturesError.invalidInput("column '\(name)' is missing or not numeric")
             }
             values.append((name, v))
         }
@@ -136,14 +134,15 @@ public struct RankingFeatures: Sendable {
     public var names: [String] { Self.baseNames + items.numericNames }
     public var count: Int { Self.baseNames.count + items.numericNames.count }
 
+    /// Each item's log(1 + interactions) now (precomputed; popular-item fallbacks order by it).
+    public let logPopularity: [Float]
     // Current values, precomputed.
-    let logPopularity: [Float]
     let logRecent: [Float]
     let meanRating: [Float]
 
     public init(items: ItemAttributes, statistics: InteractionStatistics, now: Int64? = nil) throws {
         guard items.count == statistics.itemCount else {
-            throw ServingError.invalidInput("\(items.count) item attributes for \(statistics.itemCount) items in the statistics")
+            throw FeaturesError.invalidInput("\(items.count) item attributes for \(statistics.itemCount) items in the statistics")
         }
         self.items = items
         self.statistics = statistics

@@ -1,5 +1,5 @@
 import Foundation
-import Serving
+import Registry
 import Testing
 
 @Suite("Model registry: versions, promote, canary routing, rollback, integrity")
