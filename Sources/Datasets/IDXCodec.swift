@@ -17,6 +17,10 @@ enum IDXCodec {
     }
 
     static func decode(_ bytes: [UInt8], path: String, limit: Int?) throws -> VectorSet {
+        try bytes.withUnsafeBytes { raw in try decode(bytes, raw: raw, path: path, limit: limit) }
+    }
+
+    private static func decode(_ bytes: [UInt8], raw: UnsafeRawBufferPointer, path: String, limit: Int?) throws -> VectorSet {
         guard bytes.count >= 4 else {
             throw DatasetError.truncated(path: path, reason: "\(bytes.count) bytes, an IDX header needs at least 4")
         }
@@ -28,7 +32,7 @@ enum IDXCodec {
         }
         let ndim = Int(bytes[3])
         guard ndim >= 1 else { throw DatasetError.badFormat(path: path, reason: "IDX declares 0 dimensions") }
-        var r = ByteReader(bytes: bytes, path: path)
+        var r = RawReader(raw, path: path, owner: nil)
         try r.skip(4, "magic")
         var dims = [Int]()
         for i in 0..<ndim {

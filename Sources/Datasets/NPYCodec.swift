@@ -13,13 +13,17 @@ enum NPYCodec {
     }
 
     static func decode(_ bytes: [UInt8], path: String, limit: Int?) throws -> VectorSet {
+        try bytes.withUnsafeBytes { raw in try decode(bytes, raw: raw, path: path, limit: limit) }
+    }
+
+    private static func decode(_ bytes: [UInt8], raw: UnsafeRawBufferPointer, path: String, limit: Int?) throws -> VectorSet {
         guard bytes.count >= 10 else {
             throw DatasetError.truncated(path: path, reason: "\(bytes.count) bytes, an .npy preamble needs 10")
         }
         guard Array(bytes[0..<6]) == magic else {
             throw DatasetError.badFormat(path: path, reason: "missing the \\x93NUMPY magic")
         }
-        var r = ByteReader(bytes: bytes, path: path)
+        var r = RawReader(raw, path: path, owner: nil)
         try r.skip(6, "magic")
         let major = try r.read(UInt8.self, "major version")
         _ = try r.read(UInt8.self, "minor version")
@@ -32,7 +36,7 @@ enum NPYCodec {
         guard r.remaining >= headerLen else {
             throw DatasetError.truncated(path: path, reason: "the header announces \(headerLen) bytes, \(r.remaining) remain")
         }
-        let headerBytes = try r.readBytes(headerLen, "header")
+        let headerBytes = Array(try r.view(headerLen, "header"))
         guard let text = String(bytes: headerBytes, encoding: .utf8) ?? String(bytes: headerBytes, encoding: .isoLatin1) else {
             throw DatasetError.badFormat(path: path, reason: "the header is not text")
         }

@@ -77,7 +77,11 @@ public enum VectorFile {
     // MARK: - texmex
 
     static func decodeTexmex(_ bytes: [UInt8], element: VectorElement, path: String, limit: Int?) throws -> VectorSet {
-        var r = ByteReader(bytes: bytes, path: path)
+        try bytes.withUnsafeBytes { raw in try decodeTexmex(bytes, raw: raw, element: element, path: path, limit: limit) }
+    }
+
+    private static func decodeTexmex(_ bytes: [UInt8], raw: UnsafeRawBufferPointer, element: VectorElement, path: String, limit: Int?) throws -> VectorSet {
+        var r = RawReader(raw, path: path, owner: nil)
         let dim = try readDim(&r, record: 0)
         let width = element.byteWidth
         let recordSize = 4 + dim * width
@@ -116,7 +120,7 @@ public enum VectorFile {
         }
     }
 
-    private static func readDim(_ r: inout ByteReader, record: Int) throws -> Int {
+    private static func readDim(_ r: inout RawReader, record: Int) throws -> Int {
         guard r.remaining >= 4 else {
             throw DatasetError.truncated(path: r.path, reason: "record \(record) has no 4-byte dimension header")
         }

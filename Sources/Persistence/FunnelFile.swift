@@ -121,7 +121,10 @@ public final class MappedFile: @unchecked Sendable {
     }
 }
 
-/// A bounds-checked cursor over raw bytes (a mapped file's payload).
+/// A bounds-checked cursor over raw bytes (a mapped file's payload, or an array's bytes
+/// inside `withUnsafeBytes`): every read is checked against the end, so a truncated or
+/// lying file produces an error naming what was being read, never a crash. The one
+/// binary reader of the package.
 public struct RawReader {
     public let bytes: UnsafeRawBufferPointer
     public let path: String
@@ -138,7 +141,7 @@ public struct RawReader {
     public var remaining: Int { bytes.count - offset }
 
     func corrupt(_ what: String, _ need: Int) -> PersistenceError {
-        .corrupt(path: path, reason: "\(what) needs \(need) bytes at payload offset \(offset), \(remaining) remain")
+        .corrupt(path: path, reason: "\(what) needs \(need) bytes at offset \(offset), \(remaining) remain")
     }
 
     public mutating func read<T: FixedWidthInteger>(_: T.Type, _ what: String) throws -> T {
@@ -147,6 +150,17 @@ public struct RawReader {
         defer { offset += n }
         return T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
     }
+
+    /// A big-endian integer (IDX files are big-endian).
+    public mutating func readBigEndian<T: FixedWidthInteger>(_: T.Type, _ what: String) throws -> T {
+        let n = MemoryLayout<T>.size
+        guard remaining >= n else { throw corrupt(what, n) }
+        defer { offset += n }
+        return T(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+
+    /// Skips `count` bytes.
+    public mutating func skip(_ count: Int, _ what: String) throws { _ = try view(count, what) }
 
     public mutating func readFloat(_ what: String) throws -> Float { Float(bitPattern: try read(UInt32.self, what)) }
     public mutating func readDouble(_ what: String) throws -> Double { Double(bitPattern: try read(UInt64.self, what)) }
