@@ -31,6 +31,14 @@ public struct FunnelTrainingConfig: Sendable {
     /// Also replay each user's last N training interactions as ranker requests, scored by
     /// towers trained without them (0: validation requests only).
     public var rankerHistory = 0
+    /// At most this many replayed validation requests train the ranker (users taken in id
+    /// order; nil: all). Bounds ranker training on large catalogs.
+    public var rankerRequests: Int? = nil
+    /// Keep the ranker's training data in `TrainedFunnel.rankerData` (for exports to peers).
+    public var keepRankerData = false
+    /// Validation (early stopping) and test metrics use at most this many users, spread
+    /// evenly over the ids (a full-corpus score per user costs items x dimension).
+    public var maxEvaluationUsers = 10_000
     /// Evaluate popularity and implicit ALS on the same split.
     public var baselines = true
     /// ALS settings tried on validation, the best tested: (regularization, confidence alpha).
@@ -117,6 +125,8 @@ public final class TrainedFunnel: @unchecked Sendable {
     public internal(set) var report: TrainingReport
     /// Extra sections of `metrics.json` (the experiment protocols add theirs).
     public var extraMetrics: [String: Any] = [:]
+    /// The ranker's lambdarank groups, when `FunnelTrainingConfig.keepRankerData` asked for them.
+    public internal(set) var rankerData: LabeledData? = nil
 
     init(data: TrainingData, config: FunnelTrainingConfig, split: LeaveLastOutSplit, towers: TwoTowerModel, userVectors: Matrix,
          itemVectors: Matrix, index: HNSWIndex, ranker: GBDTModel?, catalog: ItemCatalog, features: RankingFeatures, report: TrainingReport) {
@@ -200,6 +210,16 @@ public enum FunnelTrainer {
                        + "\(split.train.count) train, \(split.validation.count) validation, \(split.test.count) test"))
         let p = config.towers
         var report = TrainingReport()
+        // Users measured: all, or an even spread of them on large catalogs.
+        func spread(_ heldOut: [Int32: Int32]) -> [Int32: Int32] {
+            guard heldOut.count > config.maxEvaluationUsers, config.maxEvaluationUsers > 0 else { return heldOut }
+            let keys = heldOut.keys.sorted(), step = Double(keys.count) / Double(config.maxEvaluationUsers)
+            return Dictionary(uniqueKeysWithValues: (0..<config.maxEvaluationUsers).map { keys[Int(Double($0) * step)] }.map { ($0, heldOut[$0]!) })
+        }
+        let validationItems = spread(split.validationItems), testItems = spread(split.testItems)
+        if testItems.count < split.test.count {
+            progress(.note("validation and test metrics on \(testItems.count) of \(split.test.count) users (maxEvaluationUsers)"))
+        }
 
         // Towers.
         let model = TwoTowerModel(userFeatures: data.userFeatures, itemFeatures: data.itemFeatures, parameters: p)
@@ -208,7 +228,7 @@ public enum FunnelTrainer {
         var validationError: Error? = nil
         let epochs = model.fit(split.train, rng: &rng, progress: { progress(.batches($0)) }) { r in
             do {
-                let valid = try model.evaluate(heldOut: split.validationItems, exclude: { split.trainItems[Int($0)] })
+                let valid = try model.evaluate(heldOut: validationItems, exclude: { split.trainItems[Int($0)] })
                 progress(.epoch(r, validation: valid))
                 return valid.ndcg10
             } catch {
@@ -221,11 +241,12 @@ public enum FunnelTrainer {
         report.epochs = epochs.count
         let pure = epochs.reduce(0.0) { $0 + Double(split.train.count) / max($1.examplesPerSecond, 1e-9) }
         report.examplesPerSecond = Double(epochs.count * split.train.count) / max(pure, 1e-9)
-        report.towers = try model.evaluate(heldOut: split.testItems, exclude: split.seenBeforeTest)
+        report.towers = try model.evaluate(heldOut: testItems, exclude: split.seenBeforeTest)
         if config.baselines {
-            report.popularity = Baselines.popularity(split, items: log.items.count)
+            report.popularity = Baselines.popularity(split, items: log.items.count, test: testItems)
             let a0 = Clock.now()
-            let (als, setting) = try Baselines.als(split, users: log.users.count, items: log.items.count, grid: config.alsGrid)
+            let (als, setting) = try Baselines.als(split, users: log.users.count, items: log.items.count, grid: config.alsGrid,
+                                                   validation: validationItems, test: testItems)
             report.als = als
             report.alsSetting = setting
             report.alsSeconds = Clock.now() - a0
@@ -239,9 +260,11 @@ public enum FunnelTrainer {
         let catalog = try ItemCatalog(data)
         let features = try catalog.rankingFeatures()
         var ranker: GBDTModel? = nil
+        var keptRankerData: LabeledData? = nil
         if config.trainRanker {
             let r0 = Clock.now()
-            var requests = RankerTraining.validationRequests(split, userVectors: userVectors)
+            let rankerUsers = config.rankerRequests.map { Array(split.validation.keys.sorted().prefix($0)) }
+            var requests = RankerTraining.validationRequests(split, userVectors: userVectors, users: rankerUsers)
             var retrieval = [try RankerTraining.retrieval(index: index, itemVectors: itemVectors, features: features, config: config)]
             if config.rankerHistory > 0 {
                 let (early, late) = RankerTraining.historyRequests(log, split: split, last: config.rankerHistory)
@@ -255,9 +278,10 @@ public enum FunnelTrainer {
                 retrieval.append(try RankerTraining.retrieval(index: earlyIndex, itemVectors: ev, features: features, config: config))
                 requests += late.map { q in RankerTraining.Request(query: q, vector: Array(eu.row(q.user)), retrieval: 1) }
             }
-            let (model, used, _) = try RankerTraining.train(requests, retrieval: retrieval, features: features,
+            let (model, used, rankerData) = try RankerTraining.train(requests, retrieval: retrieval, features: features,
                                                          candidates: config.rankerCandidates, parameters: config.ranker, progress: progress)
             ranker = model
+            keptRankerData = rankerData
             report.rankerTrees = model?.trees.count ?? 0
             report.rankerQueries = used
             report.rankerSeconds = Clock.now() - r0
@@ -267,8 +291,10 @@ public enum FunnelTrainer {
                 progress(.note("ranker: too few replayed requests held their target among the candidates; serving retrieval order"))
             }
         }
-        return TrainedFunnel(data: data, config: config, split: split, towers: model, userVectors: userVectors, itemVectors: itemVectors,
-                             index: index, ranker: ranker, catalog: catalog, features: features, report: report)
+        let funnel = TrainedFunnel(data: data, config: config, split: split, towers: model, userVectors: userVectors, itemVectors: itemVectors,
+                                   index: index, ranker: ranker, catalog: catalog, features: features, report: report)
+        if config.keepRankerData { funnel.rankerData = keptRankerData }
+        return funnel
     }
 }
 
@@ -350,25 +376,26 @@ public enum RankerTraining {
 
 /// The baselines every model is measured against, on the same split.
 public enum Baselines {
-    /// Items by training popularity.
-    public static func popularity(_ split: LeaveLastOutSplit, items: Int) -> RetrievalMetrics {
+    /// Items by training popularity, measured on `test` (default: every user's test item).
+    public static func popularity(_ split: LeaveLastOutSplit, items: Int, test: [Int32: Int32]? = nil) -> RetrievalMetrics {
         var counts = [Float](repeating: 0, count: items)
         for pair in split.train { counts[Int(pair.item)] += 1 }
-        return RetrievalMetrics.evaluate(heldOut: split.testItems, exclude: split.seenBeforeTest, scores: { _ in counts })
+        return RetrievalMetrics.evaluate(heldOut: test ?? split.testItems, exclude: split.seenBeforeTest, scores: { _ in counts })
     }
 
     /// Implicit ALS (LAPACKE), each setting of `grid` fitted and scored on validation, the best tested.
-    public static func als(_ split: LeaveLastOutSplit, users: Int, items: Int, grid: [(regularization: Float, alpha: Float)])
+    public static func als(_ split: LeaveLastOutSplit, users: Int, items: Int, grid: [(regularization: Float, alpha: Float)],
+                           validation: [Int32: Int32]? = nil, test: [Int32: Int32]? = nil)
         throws -> (RetrievalMetrics, (regularization: Float, alpha: Float)) {
         var best: (score: Double, x: Matrix, y: Matrix, setting: (regularization: Float, alpha: Float))? = nil
         for setting in grid.isEmpty ? [(1, 10)] : grid {
             let (x, y) = ImplicitALS.fit(pairs: split.train, users: users, items: items,
                                          regularization: setting.regularization, alpha: setting.alpha)
-            let v = try RetrievalMetrics.evaluate(users: x, items: y, heldOut: split.validationItems, exclude: { split.trainItems[Int($0)] })
+            let v = try RetrievalMetrics.evaluate(users: x, items: y, heldOut: validation ?? split.validationItems, exclude: { split.trainItems[Int($0)] })
             if best == nil || v.ndcg10 > best!.score { best = (v.ndcg10, x, y, setting) }
         }
         let b = best!
-        return (try RetrievalMetrics.evaluate(users: b.x, items: b.y, heldOut: split.testItems, exclude: split.seenBeforeTest), b.setting)
+        return (try RetrievalMetrics.evaluate(users: b.x, items: b.y, heldOut: test ?? split.testItems, exclude: split.seenBeforeTest), b.setting)
     }
 }
 

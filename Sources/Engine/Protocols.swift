@@ -142,3 +142,44 @@ public enum Protocols {
                                categoryProfileHR10: nc > 0 ? genreRanks.hitRate(at: 10) : nil, randomHR10: 10 / Double(cold.count))
     }
 }
+
+extension Protocols {
+    /// One point of a learning curve: the towers trained on a fraction of the training
+    /// interactions, measured on the full test split.
+    public struct LearningCurvePoint: Sendable {
+        public var fraction: Double
+        public var interactions: Int
+        public var test: RetrievalMetrics
+        public var seconds: Double
+    }
+
+    /// The learning curve: if quality still climbs at 100%, more data is the next step; if
+    /// it flattens early, a bigger model (or better features) is. The training interactions
+    /// are shuffled once (seeded), each fraction takes a prefix of them.
+    public static func learningCurve(_ data: TrainingData, fractions: [Double], parameters: TwoTowerParameters,
+                                     progress: (LearningCurvePoint) -> Void = { _ in }) throws -> [LearningCurvePoint] {
+        guard !fractions.isEmpty, fractions.allSatisfy({ $0 > 0 && $0 <= 1 }) else {
+            throw EngineError.invalidData("learning-curve fractions must be in (0, 1]")
+        }
+        let split = LeaveLastOutSplit(data.log)
+        var shuffled = split.train
+        var g = SeededGenerator(seed: parameters.seed)
+        shuffled.shuffle(using: &g)
+        var p = parameters
+        p.patience = 0
+        var out = [LearningCurvePoint]()
+        for f in fractions.sorted() {
+            let subset = Array(shuffled.prefix(max(1, Int(Double(shuffled.count) * f))))
+            let model = TwoTowerModel(userFeatures: data.userFeatures, itemFeatures: data.itemFeatures, parameters: p)
+            var rng = SeededGenerator(seed: parameters.seed)
+            let t0 = Clock.now()
+            model.fit(subset, rng: &rng)
+            let seconds = Clock.now() - t0
+            let point = LearningCurvePoint(fraction: f, interactions: subset.count,
+                                           test: try model.evaluate(heldOut: split.testItems, exclude: split.seenBeforeTest), seconds: seconds)
+            progress(point)
+            out.append(point)
+        }
+        return out
+    }
+}

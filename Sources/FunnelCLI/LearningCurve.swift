@@ -18,29 +18,16 @@ struct LearningCurve: ParsableCommand {
         try FunnelCLI.run {
             let fs = fractions.split(separator: ",").compactMap { Double($0) }.filter { $0 > 0 && $0 <= 1 }
             guard !fs.isEmpty else { throw ValidationError("--fractions needs values in (0, 1]") }
-            let data = try source.load()
-            let split = LeaveLastOutSplit(data.log)
-            let (uf, itf) = (data.userFeatures, data.itemFeatures)
-            var shuffled = split.train
-            var g = SeededGenerator(seed: seed)
-            shuffled.shuffle(using: &g)
-            var rows = [[String]](), points = [(Double, Double, Double)]()
-            for f in fs.sorted() {
-                let subset = Array(shuffled.prefix(max(1, Int(Double(shuffled.count) * f))))
-                var p = TwoTowerParameters()
-                p.epochs = epochs
-                p.seed = seed
-                p.patience = 0
-                let model = TwoTowerModel(userFeatures: uf, itemFeatures: itf, parameters: p)
-                var rng = SeededGenerator(seed: seed)
-                let t0 = now()
-                model.fit(subset, rng: &rng)
-                let seconds = now() - t0
-                let m = try model.evaluate(heldOut: split.testItems, exclude: split.seenBeforeTest)
-                rows.append([fmt(f * 100, 0) + "%", String(subset.count), fmt(m.hr10, 4), fmt(m.ndcg10, 4), fmt(m.hr50, 4), fmt(seconds, 1)])
-                points.append((f, m.ndcg10, m.hr10))
-                print("fraction \(fmt(f, 2)): \(m)  (\(fmt(seconds, 1)) s)")
+            var p = TwoTowerParameters()
+            p.epochs = epochs
+            p.seed = seed
+            let curve = try Protocols.learningCurve(try source.load(), fractions: fs, parameters: p) { point in
+                print("fraction \(fmt(point.fraction, 2)): \(point.test)  (\(fmt(point.seconds, 1)) s)")
             }
+            let rows = curve.map { c in
+                [fmt(c.fraction * 100, 0) + "%", String(c.interactions), fmt(c.test.hr10, 4), fmt(c.test.ndcg10, 4), fmt(c.test.hr50, 4), fmt(c.seconds, 1)]
+            }
+            let points = curve.map { ($0.fraction, $0.test.ndcg10, $0.test.hr10) }
             printAligned(header: ["train data", "interactions", "HR@10", "NDCG@10", "HR@50", "train s"], rows: rows)
             if let plot { try AtomicFile.write(Array(svg(points).utf8), to: plot) }
         }

@@ -39,86 +39,63 @@ struct PipelineBench: ParsableCommand {
     func run() throws {
         try FunnelCLI.run {
             let threads = threads ?? Parallel.availableCores
+            guard let q = HNSWIndex.Quantization(rawValue: quantization) else {
+                throw ValidationError("--quantization must be one of \(HNSWIndex.Quantization.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
             var t = now()
             var c = SyntheticCatalog.Config()
             c.items = items
             c.users = users
             c.interactions = interactions
             c.seed = seed
-            let catalog = SyntheticCatalog.generate(c, threads: threads)
-            let end = c.start + c.duration
-            print("catalog: \(items) items, \(users) users, \(catalog.interactions.count) interactions (\(fmt(now() - t, 1)) s)")
+            let data = try DataSource.synthetic(c).load()
+            print("catalog: \(items) items, \(users) users, \(data.log.count) interactions (\(fmt(now() - t, 1)) s)")
 
-            // Towers on the leave-last-one-out training part.
+            // The funnel of PROTOCOLS.md section 4, trained as `funnel train` trains any catalog.
+            var config = FunnelTrainingConfig()
+            config.towers.epochs = epochs
+            config.towers.batchSize = 1024
+            config.towers.idDropout = 0.2
+            config.towers.seed = seed
+            config.towers.threads = threads
+            config.towers.patience = 0
+            config.index = .init(metric: .cosine, M: 16, efConstruction: 200, quantization: q)
+            config.indexThreads = threads
+            config.ranker.rounds = trees
+            config.ranker.numLeaves = 31
+            config.ranker.minDataInLeaf = 50
+            config.ranker.learningRate = 0.05
+            config.ranker.threads = threads
+            config.rankerCandidates = candidates
+            config.rankerRequests = 5_000
+            config.keepRankerData = export != nil
+            config.baselines = false
+            config.maxEvaluationUsers = 2_000
+            config.serving.candidates = candidates
+            config.serving.ef = ef
+            config.serving.mmrLambda = lambda
+            config.serving.mmrPool = mmrPool
+            config.serving.freshnessHalfLifeDays = 30
+            config.serving.freshnessWeight = 0.2
+            config.serving.retrievalBudgetMs = 500
+            config.serving.rankingBudgetMs = 500
+            config.serving.deadlineMs = 1_500
             t = now()
-            let userFeatures = try EntityFeatures.build(count: users, table: catalog.users, kinds: [
-                ("user_id", .id), ("region", .categorical(column: "region")), ("age", .numericBuckets(column: "age", buckets: 6)),
-            ])
-            let itemFeatures = try EntityFeatures.build(count: items, table: catalog.items, kinds: [
-                ("item_id", .id), ("category", .categorical(column: "category")), ("tags", .multiCategorical(column: "tags")),
-                ("price", .numericBuckets(column: "price", buckets: 8)), ("age", .ageBuckets(column: "created_at", now: end, buckets: 10)),
-            ])
-            let split = LeaveLastOutSplit(catalog.interactions)
-            var p = TwoTowerParameters()
-            p.epochs = epochs
-            p.batchSize = 1024
-            p.idDropout = 0.2
-            p.seed = seed
-            p.threads = threads
-            p.patience = 0
-            let model = TwoTowerModel(userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: p)
-            var rng = SeededGenerator(seed: seed)
-            model.fit(split.train, rng: &rng)
-            var itemVectors = model.embedAll(model.items)
-            let coldVectors = model.embedAll(model.items, withoutID: true)
-            for i in catalog.coldItems { for j in 0..<p.dimension { itemVectors[Int(i), j] = coldVectors[Int(i), j] } }
-            let userVectors = model.embedAll(model.users)
-            print("towers: \(epochs) epoch(s) over \(split.train.count) interactions (\(fmt(now() - t, 1)) s)")
-
-            t = now()
-            guard let q = HNSWIndex.Quantization(rawValue: quantization) else {
-                throw ValidationError("--quantization must be one of \(HNSWIndex.Quantization.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            let index = try HNSWIndex(dimension: p.dimension, parameters: .init(metric: .cosine, M: 16, efConstruction: 200, quantization: q))
-            try index.add(itemVectors, threads: threads)
-            print("HNSW: M 16, efConstruction 200, \(quantization) storage, over \(items) items (\(fmt(now() - t, 1)) s)")
-
-            // Ranker: validation interactions replayed as of their time.
-            t = now()
-            let statistics = InteractionStatistics(log: catalog.interactions)
-            let attributes = try ItemAttributes(table: catalog.items, category: "category", createdAt: "created_at", numeric: ["price"])
-            let features = try RankingFeatures(items: attributes, statistics: statistics)
-            var config = PipelineConfig()
-            config.candidates = candidates
-            config.ef = ef
-            config.mmrLambda = lambda
-            config.mmrPool = mmrPool
-            config.inline = inline
-            config.retrievalBudget = 0.5
-            config.rankingBudget = 0.5
-            config.deadline = 1.5
-            let retrieval = try FunnelPipeline(index: index, itemVectors: itemVectors, features: features, ranker: nil, config: config)
-            let rankerRequests = RankerTraining.validationRequests(split, userVectors: userVectors,
-                                                             users: Array(split.validation.keys.sorted().prefix(5_000)))
-            var gp = GBDTParameters()
-            gp.objective = .lambdarank
-            gp.rounds = trees
-            gp.numLeaves = 31
-            gp.minDataInLeaf = 50
-            gp.learningRate = 0.05
-            gp.threads = threads
-            let (trained, used, data) = try RankerTraining.train(rankerRequests, retrieval: [retrieval], features: features,
-                                                                 candidates: candidates, parameters: gp)
-            guard let ranker = trained else { throw ValidationError("too few replayed requests held their target among the candidates") }
-            print("ranker: \(ranker.trees.count) trees, 31 leaves, \(features.count) features, on \(used) replayed requests (\(fmt(now() - t, 1)) s)")
-            let pipeline = try FunnelPipeline(index: index, itemVectors: itemVectors, features: features, ranker: ranker, config: config)
+            let funnel = try FunnelTrainer.train(data, config: config) { if case .note(let s) = $0 { print(s) } }
+            guard let ranker = funnel.ranker else { throw ValidationError("too few replayed requests held their target among the candidates") }
+            print("trained: towers \(epochs) epoch(s) in \(fmt(funnel.report.trainSeconds, 1)) s, HNSW (M 16, efConstruction 200, \(quantization)), "
+                  + "ranker \(ranker.trees.count) trees on \(funnel.report.rankerQueries) replayed requests (\(fmt(now() - t, 1)) s in all)")
+            let pipeline = try funnel.pipeline(withRanker: true, inline: inline)
+            let config_ = pipeline.config
+            let features = funnel.features, statistics = features.statistics, end = features.now
+            let userVectors = funnel.userVectors, itemVectors = funnel.itemVectors
 
             // The requests: users round-robin, everything they have seen excluded, served now.
             let requestUsers = (0..<requests).map { $0 % users }
             let excludes = requestUsers.map { Set(statistics.history($0, before: end &+ 1)) }
             if let export {
-                try exportPeerData(to: export, catalog: catalog, features: features, itemVectors: itemVectors,
-                                   userVectors: userVectors, requestUsers: requestUsers, ranker: data, config: config)
+                try exportPeerData(to: export, features: features, itemVectors: itemVectors,
+                                   userVectors: userVectors, requestUsers: requestUsers, ranker: funnel.rankerData!, config: config_)
                 print("wrote the peer's data to \(export)/")
             }
             if breakdown {
@@ -139,7 +116,7 @@ struct PipelineBench: ParsableCommand {
                     tp += now() - a
                 }
                 var variants = [(String, PipelineConfig)]()
-                var v = config; variants.append(("all", v))
+                var v = config_; variants.append(("all", v))
                 v.mmrLambda = 1; variants.append(("no mmr", v))
                 v.freshness = nil; variants.append(("no mmr, no freshness", v))
                 v.rules = BusinessRules(); variants.append(("nothing", v))
@@ -205,7 +182,7 @@ struct PipelineBench: ParsableCommand {
     /// the same item vectors, the same per-item and per-request feature inputs, the same
     /// ranker training set (trained again there with LightGBM, same parameters), the same
     /// requests and exclusions.
-    func exportPeerData(to dir: String, catalog: SyntheticCatalog, features: RankingFeatures, itemVectors: Matrix,
+    func exportPeerData(to dir: String, features: RankingFeatures, itemVectors: Matrix,
                         userVectors: Matrix, requestUsers: [Int], ranker data: LabeledData,
                         config: PipelineConfig) throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -50,7 +50,11 @@ struct Retrain: ParsableCommand {
         options.tolerance = tolerance
         options.seed = seed
         let target = out ?? "\(modelOptions.root)/.incoming-\(UUID().uuidString)"
-        let (bundle, r) = try Retraining.retrain(engine, interactions: new, items: itemTable, users: userTable, options: options, to: target)
+        let bar = ProgressBar()
+        let (bundle, r) = try Retraining.retrain(engine, interactions: new, items: itemTable, users: userTable, options: options, to: target) {
+            if case .batches(let p) = $0 { bar.update(p) }
+        }
+        bar.finish()
         for note in r.notes { print("note: \(note)") }
         if r.newUsers + r.newItems > 0 {
             print("grew the id tables by \(r.newUsers) users and \(r.newItems) items"

@@ -179,10 +179,32 @@ extension LeaveLastOutSplit {
 
 extension RetrievalMetrics {
     /// Evaluates factor models: the score of item i for user u is <users[u], items[i]>.
+    /// Scores are computed for blocks of 256 users at a time (one sgemm each), so memory
+    /// stays at 256 x items floats whatever the number of users.
+    /// - Complexity: O(users x items x dimension).
     public static func evaluate(users: Matrix, items: Matrix, heldOut: [Int32: Int32],
                                 exclude: (Int32) -> Set<Int32>) throws -> RetrievalMetrics {
-        let scores = try Matrix.multiply(users, items, transposeB: true)
-        return evaluate(heldOut: heldOut, exclude: exclude, scores: { scores.row(Int($0)) })
+        let order = heldOut.keys.sorted()
+        let block = 256, d = users.columns
+        var cached: (start: Int, scores: Matrix)? = nil
+        var position = [Int32: Int](minimumCapacity: order.count)
+        for (i, u) in order.enumerated() { position[u] = i }
+        var failure: Error? = nil
+        let m = evaluate(heldOut: heldOut, exclude: exclude, scores: { u in
+            let i = position[u]!, start = i / block * block
+            if cached?.start != start {
+                let rows = order[start..<min(order.count, start + block)]
+                var q = Matrix(rows: rows.count, columns: d)
+                for (r, user) in rows.enumerated() { for c in 0..<d { q[r, c] = users[Int(user), c] } }
+                do { cached = (start, try Matrix.multiply(q, items, transposeB: true)) } catch {
+                    failure = error
+                    return [Float](repeating: 0, count: items.rows)
+                }
+            }
+            return Array(cached!.scores.row(i - start))
+        })
+        if let failure { throw failure }
+        return m
     }
 }
 
