@@ -105,6 +105,7 @@ public struct TrainingReport: Sendable {
         out["baselines"] = baselines
         out["training"] = ["wall_seconds": trainSeconds, "examples_per_second": examplesPerSecond, "threads": threads, "epochs": epochs]
         out["ranker"] = ["trees": rankerTrees, "queries": rankerQueries, "seconds": rankerSeconds]
+        out["machine"] = MachineReport.current.json
         return out
     }
 }

@@ -86,6 +86,7 @@ struct BenchReport: Encodable {
     var bytes_per_vector: Int
     var ground_truth_seconds: Double?
     var points: [BenchPoint]
+    var machine = MachineReport.current
 }
 
 struct AnnBench: ParsableCommand {

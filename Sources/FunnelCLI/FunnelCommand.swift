@@ -1,12 +1,40 @@
 import ArgumentParser
+import Foundation
 import Funnel
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
+enum Main {
+    static func main() async {
+        BLASSelection.relaunchIfNeeded()
+        await FunnelCommand.main()
+    }
+}
+
+/// Starts the process again with a better OpenBLAS core when the one OpenBLAS chose is far
+/// below the CPU (see `BLASCore`): OpenBLAS reads `OPENBLAS_CORETYPE` only when it loads,
+/// which is before any code of ours runs, so the variable must be set for a new process.
+/// Never overrides a value the user set; `FUNNEL_BLAS_AUTO=0` turns it off.
+enum BLASSelection {
+    static func relaunchIfNeeded() {
+        let env = ProcessInfo.processInfo.environment
+        guard env["OPENBLAS_CORETYPE"] == nil, env["FUNNEL_BLAS_AUTO"] != "0", env["FUNNEL_BLAS_RELAUNCHED"] == nil,
+              let core = BLASCore.recommended() else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        setenv("FUNNEL_BLAS_RELAUNCHED", BLASCore.current, 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        // exec failed: go on with the core OpenBLAS chose.
+        unsetenv("OPENBLAS_CORETYPE")
+    }
+}
+
 struct FunnelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "funnel",
         abstract: "A recommendation and search retrieval engine: embeddings, ANN retrieval, ranking, re-ranking.",
-        subcommands: [Demo.self, TrainCommand.self, IndexCommand.self, PipelineEval.self, PipelineBench.self, RegistryCommand.self, Serve.self, Search.self, Retrain.self, Eval.self, Recommend.self, Similar.self, LearningCurve.self, AnnBench.self, Generate.self, GBDTCommand.self]
+        subcommands: [Demo.self, Doctor.self, TrainCommand.self, IndexCommand.self, PipelineEval.self, PipelineBench.self, RegistryCommand.self, Serve.self, Search.self, Retrain.self, Eval.self, Recommend.self, Similar.self, LearningCurve.self, AnnBench.self, Generate.self, GBDTCommand.self]
     )
 }
 

@@ -171,6 +171,7 @@ struct PipelineBench: ParsableCommand {
                                  "trees": ranker.trees.count, "features": features.count, "k": k, "mmr_lambda": lambda,
                                  "mmr_pool": mmrPool, "inline": inline, "quantization": quantization] as [String: Any]
                 out["candidate_recall"] = candidateRecall
+                out["machine"] = MachineReport.current.json
                 out["paths"] = paths
                 let bytes = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
                 try AtomicFile.write(Array(bytes) + [10], to: json)

@@ -1,5 +1,5 @@
-import Testing
 import LinearAlgebra
+import Testing
 
 @Suite("Matrix and BLAS wrappers")
 struct MatrixTests {
@@ -90,5 +90,24 @@ struct MatrixTests {
         let m = random(5, 8, 9)
         #expect(m.transposed().transposed() == m)
         #expect(m.transposed()[2, 4] == m[4, 2])
+    }
+}
+
+@Suite("OpenBLAS core selection") struct BLASCoreTests {
+    @Test("a core below the CPU is raised to the best class OpenBLAS has for it; a good one is kept")
+    func recommendation() {
+        let avx512: CPUFeatures = [.avx2, .fma, .avx512f, .avx512bw, .avx512vl, .avx512dq]
+        let avx2: CPUFeatures = [.avx2, .fma]
+        #expect(BLASCore.recommended(core: "Prescott", cpu: avx512) == "SkylakeX")
+        #expect(BLASCore.recommended(core: "Haswell", cpu: avx512) == "SkylakeX")
+        #expect(BLASCore.recommended(core: "Cooperlake", cpu: avx512) == nil)
+        #expect(BLASCore.recommended(core: "SkylakeX", cpu: avx512) == nil)
+        #expect(BLASCore.recommended(core: "Prescott", cpu: avx2) == "Haswell")
+        #expect(BLASCore.recommended(core: "Zen", cpu: avx2) == nil)
+        #expect(BLASCore.recommended(core: "Prescott", cpu: [.sse42]) == nil)
+        // AVX-512F alone (no BW/VL/DQ) is not enough for the SkylakeX kernels.
+        #expect(BLASCore.recommended(core: "Prescott", cpu: [.avx2, .fma, .avx512f]) == "Haswell")
+        // Whatever this process runs, OpenBLAS reports a core name.
+        #expect(!BLASCore.current.isEmpty)
     }
 }

@@ -15,6 +15,15 @@ extern "C" {
 
 /// 1 when the AVX2+FMA bodies are in use, 0 for the scalar ones.
 int fk_simd_level(void);
+
+/// CPU feature bits reported by `fk_cpu_features`.
+enum {
+    FK_CPU_SSE42 = 1u << 0, FK_CPU_AVX = 1u << 1, FK_CPU_AVX2 = 1u << 2, FK_CPU_FMA = 1u << 3, FK_CPU_F16C = 1u << 4,
+    FK_CPU_AVX512F = 1u << 5, FK_CPU_AVX512BW = 1u << 6, FK_CPU_AVX512VL = 1u << 7, FK_CPU_AVX512DQ = 1u << 8,
+    FK_CPU_AVX512VNNI = 1u << 9, FK_CPU_AVX512BF16 = 1u << 10, FK_CPU_AVX512FP16 = 1u << 11,
+};
+/// The running CPU's features, as FK_CPU_* bits (0 off x86).
+unsigned fk_cpu_features(void);
 /// Forces the scalar bodies (on != 0) or restores detection (on == 0) on the calling thread
 /// only. For tests.
 void fk_force_scalar(int on);
