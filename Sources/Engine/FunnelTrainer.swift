@@ -410,7 +410,8 @@ public enum IndexBuilding {
         let index = try HNSWIndex(dimension: vectors.columns, parameters: parameters)
         index.reserve(vectors.rows)
         let n = vectors.rows, d = vectors.columns
-        let slice = max(1_000, n / 20)
+        // int8 codes learn their ranges from the first vectors added: give them all at once.
+        let slice = parameters.quantization == .int8 ? max(1, n) : max(1_000, n / 20)
         var start = 0
         progress(.stage("index", done: 0, total: n))
         while start < n {

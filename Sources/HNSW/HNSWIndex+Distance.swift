@@ -9,6 +9,10 @@ struct PreparedQuery {
     /// int8: the query times the per-dimension scales (int16 on a common `step`),
     /// sum q * offset, and |q|^2.
     var scaled: UnsafePointer<Int16>? = nil
+    /// int8: dimensions left out of the integer sum and their q * scale (see `ScalarQuantizer.prepare`).
+    var outlierDims: UnsafePointer<Int32>? = nil
+    var outlierWeights: UnsafePointer<Float>? = nil
+    var outlierCount = 0
     var step: Float = 0
     var base: Float = 0
     var norm: Float = 0
@@ -33,8 +37,10 @@ extension HNSWIndex {
             }
         }
         if let quantizer {
-            let (base, step) = quantizer.prepare(qf, into: scratch.queryScaled, dimension: d)
-            return PreparedQuery(floats: qf, scaled: scratch.queryScaled, step: step, base: base, norm: Distance.squaredNorm(qf, d))
+            let (base, step, outliers) = quantizer.prepare(qf, into: scratch.queryScaled, outliers: scratch.outlierDims,
+                                                           weights: scratch.outlierWeights, dimension: d)
+            return PreparedQuery(floats: qf, scaled: scratch.queryScaled, outlierDims: scratch.outlierDims, outlierWeights: scratch.outlierWeights,
+                                 outlierCount: outliers, step: step, base: base, norm: Distance.squaredNorm(qf, d))
         }
         return PreparedQuery(floats: qf)
     }
@@ -60,8 +66,10 @@ extension HNSWIndex {
             return PreparedQuery(floats: scratch.queryFloats)
         case .int8:
             let q = floatVector(node)
-            let (base, step) = quantizer!.prepare(q, into: scratch.queryScaled, dimension: dimension)
-            return PreparedQuery(floats: q, scaled: scratch.queryScaled, step: step, base: base, norm: Distance.squaredNorm(q, dimension))
+            let (base, step, outliers) = quantizer!.prepare(q, into: scratch.queryScaled, outliers: scratch.outlierDims,
+                                                            weights: scratch.outlierWeights, dimension: dimension)
+            return PreparedQuery(floats: q, scaled: scratch.queryScaled, outlierDims: scratch.outlierDims, outlierWeights: scratch.outlierWeights,
+                                 outlierCount: outliers, step: step, base: base, norm: Distance.squaredNorm(q, dimension))
         case .none:
             return preparedNode(node)
         }
@@ -102,6 +110,16 @@ struct GraphView {
     @inline(__always)
     func vector(_ node: Int) -> UnsafeMutableRawPointer { level0 + node * blockSize + vectorOffset }
 
+    /// int8: the outlier dimensions' share of <q, x^>, in floats (0 when there are none).
+    @inline(__always)
+    func outlierTerm(_ q: PreparedQuery, _ node: Int) -> Float {
+        guard q.outlierCount > 0 else { return 0 }
+        let codes = vector(node).assumingMemoryBound(to: UInt8.self)
+        var s: Float = 0
+        for t in 0..<q.outlierCount { s += q.outlierWeights![t] * Float(codes[Int(q.outlierDims![t])]) }
+        return s
+    }
+
     /// int8: the metric's distance from <q, x^> and the node's |x^|^2.
     @inline(__always)
     func fromDot(_ dot: Float, _ q: PreparedQuery, node: Int) -> Float {
@@ -117,7 +135,10 @@ struct GraphView {
     func distances(_ q: PreparedQuery, _ ids: UnsafePointer<UInt32>, _ count: Int, into out: UnsafeMutablePointer<Float>) {
         if quantized {
             fk_adc_batch_u8(q.scaled!, level0, blockSize, vectorOffset, ids, count, dimension, out)
-            for i in 0..<count { out[i] = fromDot(q.base + q.step * out[i], q, node: Int(ids[i])) }
+            for i in 0..<count {
+                let node = Int(ids[i])
+                out[i] = fromDot(q.base + q.step * out[i] + outlierTerm(q, node), q, node: node)
+            }
             return
         }
         let (l2Kind, dotKind): (Int32, Int32) = half ? (2, 3) : (0, 1)
@@ -137,7 +158,7 @@ struct GraphView {
         if quantized {
             if q.exact { return metric.distance(q.floats!, floats! + node * d, d) }
             let codes = vector(node).assumingMemoryBound(to: UInt8.self)
-            return fromDot(q.base + q.step * Float(fk_adc_dot_u8(q.scaled!, codes, d)), q, node: node)
+            return fromDot(q.base + q.step * Float(fk_adc_dot_u8(q.scaled!, codes, d)) + outlierTerm(q, node), q, node: node)
         }
         if half {
             let h = UnsafePointer(vector(node).assumingMemoryBound(to: UInt16.self))

@@ -125,8 +125,8 @@ extension HNSWIndex {
                 } else {
                     for _ in 0..<dimension { scales.append(try r.readFloat("quantizer scales")) }
                 }
-                guard scales.allSatisfy({ $0 > 0 && $0.isFinite }), offsets.allSatisfy(\.isFinite) else {
-                    throw bad("quantizer parameters are not finite and positive")
+                guard scales.allSatisfy({ $0 >= 0 && $0.isFinite }), offsets.allSatisfy(\.isFinite) else {
+                    throw bad("quantizer parameters are not finite, or a scale is negative")
                 }
                 let quantizer = ScalarQuantizer(offsets: offsets, scales: scales)
                 index.quantizer = quantizer

@@ -127,6 +127,9 @@ final class SearchScratch {
     }
     /// The query times the quantizer's per-dimension scales (int8 storage).
     var queryScaled: UnsafeMutablePointer<Int16>
+    /// The query's outlier dimensions and weights (int8 storage; `ScalarQuantizer.maxOutliers + 1`).
+    var outlierDims: UnsafeMutablePointer<Int32>
+    var outlierWeights: UnsafeMutablePointer<Float>
     var queryFloats: UnsafeMutablePointer<Float>
     let dimension: Int
 
@@ -141,6 +144,8 @@ final class SearchScratch {
         sortedNode = .allocate(capacity: sortedCapacity)
         self.dimension = dimension
         queryScaled = .allocate(capacity: dimension)
+        outlierDims = .allocate(capacity: ScalarQuantizer.maxOutliers + 1)
+        outlierWeights = .allocate(capacity: ScalarQuantizer.maxOutliers + 1)
         batchIds = .allocate(capacity: 1024)
         batchDist = .allocate(capacity: 1024)
         queryFloats = .allocate(capacity: dimension)
@@ -153,6 +158,8 @@ final class SearchScratch {
         sortedDist.deallocate()
         sortedNode.deallocate()
         queryScaled.deallocate()
+        outlierDims.deallocate()
+        outlierWeights.deallocate()
         queryFloats.deallocate()
         batchIds.deallocate()
         batchDist.deallocate()

@@ -91,6 +91,7 @@ struct HNSWSearchTests {
         for r in 0..<500 { for j in 0..<d { data[r, j] = Float(rng.nextGaussian()) * Float(j + 1) * (j % 2 == 0 ? 0.01 : 10) } }
         let sq = ScalarQuantizer(training: data)
         var codes = [UInt8](repeating: 0, count: d), scaled = [Int16](repeating: 0, count: d)
+        var dims = [Int32](repeating: 0, count: ScalarQuantizer.maxOutliers + 1), weights = [Float](repeating: 0, count: ScalarQuantizer.maxOutliers + 1)
         for r in 0..<500 {
             let x = Array(data.row(r))
             let norm = sq.encode(x, into: &codes, dimension: d)
@@ -98,8 +99,13 @@ struct HNSWSearchTests {
             for j in 0..<d { #expect(abs(decoded[j] - x[j]) <= sq.scales[j] * 0.5001, "row \(r) dim \(j)") }
             #expect(abs(Double(norm) - naiveDotD(decoded, decoded)) <= 1e-4 * max(1, naiveDotD(decoded, decoded)))
             let q = Array(data.row((r + 1) % 500))
-            let (base, step) = sq.prepare(q, into: &scaled, dimension: d)
-            let dot = Double(base) + Double(step) * Double(fk_adc_dot_u8(scaled, codes, d))
+            let (base, step, outliers) = sq.prepare(q, into: &scaled, outliers: &dims, weights: &weights, dimension: d)
+            var dot = Double(base) + Double(step) * Double(fk_adc_dot_u8(scaled, codes, d))
+            // Outlier dimensions are summed in floats, exactly.
+            for t in 0..<outliers {
+                #expect(scaled[Int(dims[t])] == 0)
+                dot += Double(weights[t]) * Double(codes[Int(dims[t])])
+            }
             // The query keeps ~15 bits: its rounding moves the dot by at most step/2 per code unit.
             let codeSum = codes.reduce(0.0) { $0 + Double($1) }
             #expect(abs(dot - naiveDotD(q, decoded)) <= Double(step) * 0.5 * codeSum + 1e-4 * max(1, sqrt(naiveDotD(q, q) * naiveDotD(decoded, decoded))))
