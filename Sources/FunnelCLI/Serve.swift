@@ -47,30 +47,35 @@ struct Serve: AsyncParsableCommand {
         // The served versions: production (or the folder), and the canary when there is one.
         let model = modelOptions.model, root = modelOptions.root
         if try isIndexBundle() { return try await serveIndex(prometheus) }
-        var served = [String: Engine]()
-        var shadow: (version: String, engine: Engine)? = nil
-        var router: @Sendable (String) throws -> String
+        // A bundle folder serves as it is; a registry model follows the registry: a promote,
+        // canary, shadow or rollback takes effect while serving (see `LiveModels`).
+        let live: LiveModels?, fixed: Engine?
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), isDirectory.boolValue {
-            served[model] = try Engine(folder: model, version: model)
-            let only = model
-            router = { _ in only }
+            fixed = try Engine(folder: model, version: model)
+            live = nil
         } else {
-            let reg = ModelRegistry(root: root)
-            func load(_ v: ModelVersion) throws -> Engine { try Engine(folder: reg.folder(model, v), name: model, version: "v\(v.version)") }
-            let current = try reg.current(model)
-            served["v\(current.version)"] = try load(current)
-            if let canary = try reg.versions(of: model).first(where: { $0.state == .canary }) { served["v\(canary.version)"] = try load(canary) }
-            router = { user in "v\(try reg.route(model, userID: user).version.version)" }
-            if let s = try reg.shadowVersion(model) { shadow = ("v\(s.version)", try load(s)) }
+            live = try LiveModels(root: root, name: model)
+            fixed = nil
+            live!.startPolling(every: 1) { models, changed in
+                if changed {
+                    print("registry changed: now serving \(models.snapshot.versions.keys.sorted().joined(separator: ", "))")
+                } else if let e = models.lastError {
+                    print("registry changed, but the new versions were refused (still serving the old): \(e)")
+                }
+            }
         }
-        if let shadow { print("shadow: \(shadow.version) answers a copy of every request (compared, never served)") }
-        let shadowEngine = shadow
-        let engines = served
-        let route = router
+        @Sendable func engine(for user: String, pinned: String?) throws -> Engine {
+            if let fixed { return fixed }
+            if let pinned {
+                guard let e = live!.version(pinned) else { throw EngineError.unknown(kind: "version", id: pinned) }
+                return e
+            }
+            return live!.route(user)
+        }
+        @Sendable func loadedVersions() -> [String] { fixed.map { [$0.version ?? model] } ?? live!.snapshot.versions.keys.sorted() }
         let maxK = maxK
-        let anyEngine = engines.sorted { $0.key < $1.key }.last!.value
-        print("serving \(model) (\(engines.keys.sorted().joined(separator: ", "))) on http://\(host):\(port)")
+        print("serving \(model) (\(loadedVersions().joined(separator: ", "))) on http://\(host):\(port)")
 
         // A bounded pool: more requests in flight than cores would only make each stage wait
         // for a core, trip its budget and open its circuit breaker under load.
@@ -113,7 +118,8 @@ struct Serve: AsyncParsableCommand {
         }
 
         let app = Router()
-        app.get("health") { _, _ -> String in "ok \(engines.keys.sorted().joined(separator: " "))\n" }
+        app.get("health") { _, _ -> String in "ok \(loadedVersions().joined(separator: " "))\n" }
+        app.get("readyz") { _, _ -> String in "ready \(loadedVersions().joined(separator: " "))\n" }
         app.get("metrics") { _, _ -> String in prometheus.emitToString() }
         app.get("recommend") { request, _ -> Response in
             guard let user = request.uri.queryParameters.get("user"), !user.isEmpty else {
@@ -121,10 +127,10 @@ struct Serve: AsyncParsableCommand {
             }
             return await answer {
                 let k = try k(request), touched = ids(request, "touched"), exclude = ids(request, "exclude")
-                let version = try route(user)
-                guard let engine = engines[version] else { throw ServingError.invalidModel("version \(version) is not loaded") }
+                let engine = try engine(for: user, pinned: request.uri.queryParameters.get("version"))
                 let r = try engine.recommend(user: user, k: k, touched: touched, exclude: exclude)
-                if let (sv, se) = shadowEngine {
+                if let se = live?.snapshot.shadow, se !== engine {
+                    let sv = se.version ?? "shadow"
                     // The shadow's turn comes after the answer is on its way.
                     let shown = Set(r.items.map(\.item))
                     pool.addOperation {
@@ -142,13 +148,13 @@ struct Serve: AsyncParsableCommand {
             guard let item = request.uri.queryParameters.get("item"), !item.isEmpty else {
                 return Self.error(.badRequest, "missing query parameter 'item'")
             }
-            return await answer { try anyEngine.similar(item: item, k: try k(request)) }
+            return await answer { try engine(for: "", pinned: request.uri.queryParameters.get("version")).similar(item: item, k: try k(request)) }
         }
         app.get("search") { request, _ -> Response in
             guard let q = request.uri.queryParameters.get("q"), !q.isEmpty else { return Self.error(.badRequest, "missing query parameter 'q'") }
             let modeName = request.uri.queryParameters.get("mode") ?? "hybrid"
             guard let mode = SearchMode(rawValue: modeName) else { return Self.error(.badRequest, "mode must be lexical or hybrid, got '\(modeName)'") }
-            return await answer { try anyEngine.search(q, k: try k(request), mode: mode) }
+            return await answer { try engine(for: "", pinned: request.uri.queryParameters.get("version")).search(q, k: try k(request), mode: mode) }
         }
         let application = Application(router: app, configuration: .init(address: .hostname(host, port: port)))
         try await application.runService()

@@ -33,6 +33,9 @@ public struct ModelVersion: Codable, Sendable, Equatable {
     public var metrics: [String: Double]
     /// When it last became production (to roll back to the one before).
     public var promoted: Int64?
+    /// The order in which versions became production (1, 2, ...): a rollback goes to the
+    /// one promoted before, even when two promotions fall in the same second.
+    public var promotionOrder: Int?
     /// Fraction of users a canary serves.
     public var canaryFraction: Double?
 }
@@ -178,6 +181,7 @@ public struct ModelRegistry: Sendable {
                 all[i].state = .production
                 all[i].canaryFraction = nil
                 all[i].promoted = now
+                all[i].promotionOrder = (all.compactMap(\.promotionOrder).max() ?? 0) + 1
             }
             m.models[name] = all
         }
@@ -214,12 +218,13 @@ public struct ModelRegistry: Sendable {
                 throw RegistryError.invalidTransition("\(name) has no production version to roll back")
             }
             let previous = all.indices.filter { $0 != current && all[$0].promoted != nil && all[$0].state == .archived }
-                .max { all[$0].promoted! < all[$1].promoted! }
+                .max { (all[$0].promotionOrder ?? -1, all[$0].promoted!) < (all[$1].promotionOrder ?? -1, all[$1].promoted!) }
             guard let previous else {
                 throw RegistryError.invalidTransition("\(name) v\(all[current].version) is the first production version: nothing to roll back to")
             }
             all[current].state = .archived
             all[current].promoted = nil  // not a rollback target again
+            all[current].promotionOrder = nil
             all[previous].state = .production
             m.models[name] = all
             return all[previous]

@@ -255,3 +255,52 @@ struct CSVCatalog {
         #expect(a.ranker == b.ranker)
     }
 }
+
+@Suite("Live registry models") struct LiveModelsTests {
+    @Test("promote, canary and rollback take effect while serving; a version that fails to load is refused and the old keeps serving")
+    func followsTheRegistry() throws {
+        let cat = try CSVCatalog(users: 120, items: 200, interactions: 4_000)
+        defer { cat.remove() }
+        var config = CSVCatalog.config()
+        config.towers.epochs = 1
+        let funnel = try FunnelTrainer.train(try cat.source.load(), config: config)
+        let root = "\(cat.folder)/registry"
+        let registry = ModelRegistry(root: root)
+        let v1 = try funnel.register(in: root, name: "shop")
+        try registry.promote("shop", version: v1.version)
+        let live = try LiveModels(root: root, name: "shop")
+        #expect(live.route("u1").version == "v1")
+        #expect(!live.refresh())  // nothing changed
+        let held = live.route("u1")  // a request in flight keeps its engine
+
+        let v2 = try funnel.register(in: root, name: "shop")
+        try registry.promote("shop", version: v2.version)
+        #expect(live.refresh())
+        #expect(live.route("u1").version == "v2" && live.lastError == nil)
+        let heldAnswer = try held.recommend(user: "u1", k: 3)
+        #expect(held.version == "v1" && heldAnswer.items.count == 3)
+
+        // A canary for half the users: the same users always, by the registry's hash.
+        let v3 = try funnel.register(in: root, name: "shop")
+        try registry.promote("shop", version: v3.version, canaryFraction: 0.5)
+        #expect(live.refresh())
+        let users = (0..<120).map { "u\($0)" }
+        for u in users { #expect(live.route(u).version == (ModelRegistry.bucket(u) < 0.5 ? "v3" : "v2")) }
+        #expect(Set(users.map { live.route($0).version! }) == ["v2", "v3"])
+
+        // A corrupt version promoted: refused, reported, the old set keeps serving.
+        let v4 = try funnel.register(in: root, name: "shop")
+        let towers = "\(root)/\(v4.path)/\(ModelBundle.File.towers)"
+        var bytes = try FileBytes.read(towers)
+        bytes[bytes.count / 3] ^= 0x10
+        try Data(bytes).write(to: URL(fileURLWithPath: towers))
+        try registry.promote("shop", version: v4.version)
+        #expect(!live.refresh())
+        #expect(live.lastError?.contains(ModelBundle.File.towers) == true)
+        #expect(live.snapshot.production.version == "v2")
+
+        // Rolling back to v2 (v4 archived) is a change that loads: served at once.
+        try registry.rollback("shop")
+        #expect(live.refresh() && live.lastError == nil && live.snapshot.production.version == "v2")
+    }
+}

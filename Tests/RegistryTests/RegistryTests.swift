@@ -101,4 +101,17 @@ struct RegistryTests {
         #expect(throws: RegistryError.self) { try r.manifest() }
         #expect(FileManager.default.fileExists(atPath: "\(root)/recs/v8/model.txt"))
     }
+
+    @Test("rollback follows the order of promotion, even within one second")
+    func rollbackOrderWithinASecond() throws {
+        let root = makeRoot()
+        let r = ModelRegistry(root: root)
+        for tag in ["a", "b", "c"] { try r.register("recs", from: try folder(root, tag), dataFingerprint: tag) }
+        try r.promote("recs", version: 1)
+        try r.promote("recs", version: 3)
+        try r.promote("recs", version: 2)
+        #expect(try r.rollback("recs").version == 3)
+        #expect(try r.rollback("recs").version == 1)
+        #expect(throws: RegistryError.self) { try r.rollback("recs") }
+    }
 }
