@@ -126,7 +126,7 @@ public struct AttributeTable: Sendable, Equatable {
                     if t.isEmpty {
                         numbers[c].append(.nan)
                     } else {
-                        guard let v = Float(t), v.isFinite else {
+                        guard let v = DecimalNumber.float(t) else {
                             throw fail("\(spec.name) '\(f)' is not a finite number")
                         }
                         numbers[c].append(v)

@@ -100,7 +100,7 @@ public struct InteractionLog: Sendable, Equatable {
             }
             var w: Float? = nil
             if let wCol {
-                guard let v = Float(row[wCol].trimmingCharacters(in: .whitespaces)), v.isFinite else {
+                guard let v = DecimalNumber.float(row[wCol].trimmingCharacters(in: .whitespaces)) else {
                     throw DatasetError.badRow(path: path, line: reader.line, reason: "weight '\(row[wCol])' is not a finite number")
                 }
                 w = v

@@ -45,7 +45,7 @@ public struct LabeledData: Sendable {
             if let hash = line.firstIndex(of: UInt8(ascii: "#")) { line = line[..<hash] }
             let tokens = line.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") })
             if tokens.isEmpty { continue }
-            guard let label = Float(String(decoding: tokens[0], as: UTF8.self)), label.isFinite else {
+            guard let label = DecimalNumber.float(String(decoding: tokens[0], as: UTF8.self)) else {
                 throw DatasetError.badRow(path: path, line: lineNo, reason: "label '\(String(decoding: tokens[0], as: UTF8.self))' is not a number")
             }
             let row = Int32(labels.count)
@@ -66,7 +66,7 @@ public struct LabeledData: Sendable {
                 guard let col = Int(key), col >= 0, col < 1 << 24 else {
                     throw DatasetError.badRow(path: path, line: lineNo, reason: "feature index '\(key)' is not a non-negative integer")
                 }
-                guard let v = Float(valueText), !v.isInfinite else {
+                guard let v = valueText.lowercased() == "nan" ? Float.nan : DecimalNumber.float(valueText) else {
                     throw DatasetError.badRow(path: path, line: lineNo, reason: "feature \(col) value '\(valueText)' is not a number")
                 }
                 maxCol = max(maxCol, col)
@@ -78,6 +78,12 @@ public struct LabeledData: Sendable {
         }
         guard !labels.isEmpty else { throw DatasetError.empty(path: path) }
         let columns = max(maxCol + 1, featureCount ?? 0, 1)
+        // Rows are stored dense: a lone huge feature index must not ask for gigabytes.
+        let (cells, overflow) = labels.count.multipliedReportingOverflow(by: columns)
+        guard !overflow, cells <= Self.maxDenseCells else {
+            throw DatasetError.badFormat(path: path, reason: "\(labels.count) rows x \(columns) features (largest index \(maxCol)) "
+                                         + "would take more than \(Self.maxDenseCells / (1 << 28)) GiB dense; renumber the features densely")
+        }
         var m = Matrix(rows: labels.count, columns: columns)
         for e in entries { m[Int(e.row), Int(e.col)] = e.value }
         var data = LabeledData(features: m, labels: labels)
@@ -118,7 +124,7 @@ public struct LabeledData: Sendable {
                 if t.isEmpty || t.lowercased() == "nan" || t.lowercased() == "na" {
                     v = .nan
                 } else {
-                    guard let x = Float(t), x.isFinite else {
+                    guard let x = DecimalNumber.float(t) else {
                         throw DatasetError.badRow(path: path, line: reader.line, reason: "column \(c) value '\(f)' is not a finite number")
                     }
                     v = x
@@ -138,6 +144,9 @@ public struct LabeledData: Sendable {
         return data
     }
 
+    /// The most feature values a dense data set may hold (2^30 floats, 4 GiB).
+    public static let maxDenseCells = 1 << 30
+
     /// LightGBM's `.query` file: one group size per line, summing to the row count.
     public static func readGroups(_ path: String, rows: Int) throws -> [Int] {
         let text = String(decoding: try DatasetError.readFile(path), as: UTF8.self)
@@ -145,10 +154,14 @@ public struct LabeledData: Sendable {
         for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let t = line.trimmingCharacters(in: .whitespacesAndNewlines)
             if t.isEmpty { continue }
-            guard let size = Int(t), size > 0 else {
-                throw DatasetError.badRow(path: path, line: i + 1, reason: "group size '\(t)' is not a positive integer")
+            guard let size = Int(t), size > 0, size <= rows else {
+                throw DatasetError.badRow(path: path, line: i + 1, reason: "group size '\(t)' is not a positive integer of at most \(rows) (the rows)")
             }
-            g.append(g.last! + size)
+            let (sum, overflow) = g.last!.addingReportingOverflow(size)
+            guard !overflow, sum <= rows else {
+                throw DatasetError.badFormat(path: path, reason: "group sizes up to line \(i + 1) add up to more than the \(rows) rows")
+            }
+            g.append(sum)
         }
         guard g.last! == rows else {
             throw DatasetError.badFormat(path: path, reason: "group sizes add up to \(g.last!), the data has \(rows) rows")
@@ -163,7 +176,7 @@ public struct LabeledData: Sendable {
         for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let t = line.trimmingCharacters(in: .whitespacesAndNewlines)
             if t.isEmpty { continue }
-            guard let v = Float(t), v.isFinite, v >= 0 else {
+            guard let v = DecimalNumber.float(t), v >= 0 else {
                 throw DatasetError.badRow(path: path, line: i + 1, reason: "weight '\(t)' is not a non-negative number")
             }
             w.append(v)

@@ -10,7 +10,7 @@ public enum Timestamp {
         let s = text.trimmingCharacters(in: .whitespaces)
         if s.isEmpty { return nil }
         if let v = Int64(s) { return v }
-        if let d = Double(s), d.isFinite, abs(d) < 1e15 { return Int64(d.rounded(.down)) }
+        if let d = DecimalNumber.parse(s), abs(d) < 1e15 { return Int64(d.rounded(.down)) }
         let b = Array(s.utf8)
         func num(_ from: Int, _ len: Int) -> Int? {
             guard from + len <= b.count else { return nil }
@@ -28,14 +28,14 @@ public enum Timestamp {
                let day = num(0, 2 + o), let year = num(7 + o, 4) {
                 let mon = String(decoding: b[(3 + o)..<(6 + o)], as: UTF8.self).lowercased()
                 let months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-                guard let m = months.firstIndex(of: mon), (1...31).contains(day) else { return nil }
+                guard let m = months.firstIndex(of: mon), (1...daysIn(year, m + 1)).contains(day) else { return nil }
                 return daysFromCivil(year, m + 1, day) * 86_400
             }
         }
         // yyyy-mm-dd[(T| )hh:mm[:ss[.fff]]][Z|±hh:mm]
         guard b.count >= 10, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"),
               let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2),
-              (1...12).contains(mo), (1...31).contains(d) else { return nil }
+              (1...12).contains(mo), (1...daysIn(y, mo)).contains(d) else { return nil }
         var secs = daysFromCivil(y, mo, d) * 86_400
         if b.count == 10 { return secs }
         guard b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: " "),
@@ -68,6 +68,15 @@ public enum Timestamp {
     }
 
     /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    /// Days in a month of the proleptic Gregorian calendar.
+    public static func daysIn(_ year: Int, _ month: Int) -> Int {
+        switch month {
+        case 2: return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
     public static func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int64 {
         let y = month <= 2 ? year - 1 : year
         let era = (y >= 0 ? y : y - 399) / 400

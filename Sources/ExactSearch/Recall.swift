@@ -30,10 +30,10 @@ public enum Recall {
                 for q in 0..<result.queryCount {
                     let qv = qp.baseAddress! + q * d
                     let trueIds = truth[(q * truthColumns)..<(q * truthColumns + k)]
-                    let kth = Int(trueIds.last!)
-                    guard kth >= 0, kth < base.rows else {
-                        throw ExactSearchError.invalidArgument("ground truth of query \(q) names id \(kth), the base has \(base.rows)")
+                    if let bad = trueIds.first(where: { $0 < 0 || Int($0) >= base.rows }) {
+                        throw ExactSearchError.invalidArgument("ground truth of query \(q) names id \(bad), the base has \(base.rows) vectors")
                     }
+                    let kth = Int(trueIds.last!)
                     let kthDistance = metric.distance(qv, bp.baseAddress! + kth * d, d)
                     let set = Set(trueIds)
                     for j in 0..<k {

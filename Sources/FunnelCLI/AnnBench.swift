@@ -125,7 +125,10 @@ struct AnnBench: ParsableCommand {
     @Option(help: "Exact engine: base vectors per sgemm block.") var baseBlock: Int?
 
     func validate() throws {
-        guard k >= 1 else { throw ValidationError("--k must be at least 1") }
+        guard (1...10_000).contains(k) else { throw ValidationError("--k must be in 1...10000") }
+        guard ef.split(separator: ",").allSatisfy({ Int($0.trimmingCharacters(in: .whitespaces)).map { (1...100_000).contains($0) } ?? false }) else {
+            throw ValidationError("--ef must be a comma-separated list of integers in 1...100000, got '\(ef)'")
+        }
         guard Metric(name: metric) != nil else { throw ValidationError("--metric must be l2, ip or cosine, got '\(metric)'") }
         guard (model == nil) == (base != nil) else { throw ValidationError("give --base and --query, or --model") }
         if model == nil, query == nil { throw ValidationError("--query is needed with --base") }

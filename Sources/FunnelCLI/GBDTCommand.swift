@@ -20,7 +20,10 @@ struct GBDTCommand: ParsableCommand {
 
         func load(_ path: String, query: String?, weight: String?, featureCount: Int? = nil) throws -> LabeledData {
             if let delimiter {
-                let d: Character = delimiter == "tab" || delimiter == "\\t" ? "\t" : (delimiter == "comma" ? "," : Character(delimiter))
+                let name = delimiter == "tab" || delimiter == "\\t" ? "\t" : (delimiter == "comma" ? "," : delimiter)
+                guard name.count == 1, let d = name.first, d.isASCII, d != "\"", d != "\n" else {
+                    throw ValidationError("--delimiter must be one ASCII character (or tab, comma), not '\(delimiter)'")
+                }
                 return try LabeledData.readDelimited(path, labelColumn: labelColumn, delimiter: d, queryFile: query, weightFile: weight)
             }
             return try LabeledData.readSVMLight(path, queryFile: query, weightFile: weight, featureCount: featureCount)

@@ -21,6 +21,10 @@ struct RegistryCommand: ParsableCommand {
 
         func run() throws {
             try FunnelCLI.run {
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: options.root, isDirectory: &isDirectory), isDirectory.boolValue else {
+                    throw ValidationError("no registry at \(options.root) (not a folder); give --registry ROOT")
+                }
                 let m = try ModelRegistry(root: options.root).manifest()
                 if m.models.isEmpty { print("no models under \(options.root)/ (funnel train registers one)"); return }
                 var rows = [[String]]()

@@ -30,14 +30,19 @@ public struct GBDTParameters: Sendable, Equatable {
     public init() {}
 
     func validate() throws {
-        guard rounds >= 1 else { throw GBDTError.invalidParameter("rounds must be at least 1") }
-        guard learningRate > 0 else { throw GBDTError.invalidParameter("learning rate must be positive") }
+        guard rounds >= 1, rounds <= 1_000_000 else { throw GBDTError.invalidParameter("rounds must be in 1...1000000") }
+        guard learningRate > 0, learningRate.isFinite else { throw GBDTError.invalidParameter("learning rate must be positive and finite") }
+        guard numLeaves <= 1 << 16 else { throw GBDTError.invalidParameter("num_leaves must be at most 65536") }
+        guard minSumHessianInLeaf >= 0, minSumHessianInLeaf.isFinite else {
+            throw GBDTError.invalidParameter("min_sum_hessian_in_leaf must be non-negative and finite")
+        }
+        guard threads >= 1 else { throw GBDTError.invalidParameter("threads must be at least 1") }
         guard numLeaves >= 2 else { throw GBDTError.invalidParameter("num_leaves must be at least 2") }
         guard minDataInLeaf >= 1 else { throw GBDTError.invalidParameter("min_data_in_leaf must be at least 1") }
         guard (2...255).contains(maxBin) else { throw GBDTError.invalidParameter("max_bin must be in 2...255") }
         guard featureFraction > 0 && featureFraction <= 1 else { throw GBDTError.invalidParameter("feature_fraction must be in (0, 1]") }
         guard baggingFraction > 0 && baggingFraction <= 1 else { throw GBDTError.invalidParameter("bagging_fraction must be in (0, 1]") }
-        guard lambdaL2 >= 0 else { throw GBDTError.invalidParameter("lambda_l2 must be non-negative") }
+        guard lambdaL2 >= 0, lambdaL2.isFinite else { throw GBDTError.invalidParameter("lambda_l2 must be non-negative and finite") }
     }
 }
 

@@ -19,13 +19,15 @@ extension GBDTModel {
             i += 1
         }
         guard let maxFeature = header["max_feature_idx"].flatMap(Int.init) else { throw bad("no max_feature_idx") }
+        guard (0..<(1 << 20)).contains(maxFeature) else { throw bad("max_feature_idx \(maxFeature) is outside 0..<\(1 << 20)") }
         if let k = header["num_class"].flatMap(Int.init), k != 1 { throw bad("multiclass models (num_class=\(k)) are not supported") }
         let objText = header["objective"] ?? "regression"
         let objName = objText.split(separator: " ").first.map(String.init) ?? objText
         guard let objective = Objective(name: objName) else { throw bad("objective '\(objText)' is not supported") }
         var sigmoid = 1.0
         if objective == .binary, let s = objText.split(separator: " ").first(where: { $0.hasPrefix("sigmoid:") }) {
-            sigmoid = Double(s.dropFirst("sigmoid:".count)) ?? 1
+            guard let v = Double(s.dropFirst("sigmoid:".count)), v.isFinite, v > 0 else { throw bad("'\(s)' is not a positive finite sigmoid") }
+            sigmoid = v
         }
         let names = header["feature_names"].map { $0.split(separator: " ").map(String.init) } ?? []
         var trees = [Tree]()

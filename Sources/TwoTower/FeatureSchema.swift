@@ -274,7 +274,10 @@ public struct FeatureSchema: Codable, Sendable, Equatable {
                 let at = "\(path): \(name) feature \"\(f.column)\""
                 guard seen.insert(f.column).inserted else { throw TwoTowerError.invalidData("\(at) appears twice") }
                 guard f.column != side.key else { throw TwoTowerError.invalidData("\(at) is the key column") }
-                if let b = f.buckets, !(2...(1 << 24)).contains(b) { throw TwoTowerError.invalidData("\(at): buckets \(b) is outside 2...16777216") }
+                if let b = f.buckets, !(2...(1 << 22)).contains(b) { throw TwoTowerError.invalidData("\(at): buckets \(b) is outside 2...4194304") }
+                if let b = f.buckets, b * (f.dimension ?? FeatureField.defaultDimension(vocabulary: b)) > 1 << 27 {
+                    throw TwoTowerError.invalidData("\(at): \(b) buckets of width \(f.dimension ?? FeatureField.defaultDimension(vocabulary: b)) would take more than 512 MiB; use fewer buckets or a narrower dimension")
+                }
                 if let s = f.separator, s.count != 1 { throw TwoTowerError.invalidData("\(at): separator must be one character, not \"\(s)\"") }
                 if let w = f.dimension, !(1...512).contains(w) { throw TwoTowerError.invalidData("\(at): dimension \(w) is outside 1...512") }
                 if f.type == .numeric, let w = f.dimension, w != 1 {

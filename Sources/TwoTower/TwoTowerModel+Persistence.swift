@@ -90,7 +90,11 @@ extension TwoTowerModel {
             var (version, r) = try FunnelFile.read(path, magic: magic, versions: 1...3)
             var p = TwoTowerParameters()
             p.dimension = try r.readCount("dimension", max: 4096)
-            p.hidden = try r.readArray(UInt64.self, "hidden widths", maxCount: 64).map { Int($0) }
+            let hidden = try r.readArray(UInt64.self, "hidden widths", maxCount: 64)
+            guard hidden.allSatisfy({ (1...(1 << 16)).contains($0) }) else {
+                throw PersistenceError.corrupt(path: path, reason: "hidden widths \(hidden) are outside 1...65536")
+            }
+            p.hidden = hidden.map { Int($0) }
             p.temperature = Float(bitPattern: try r.read(UInt32.self, "temperature"))
             var userIDs = [String](), itemIDs = [String]()
             for _ in 0..<(try r.readCount("users", max: r.remaining)) { userIDs.append(try r.readString("user id", maxLength: 4096)) }

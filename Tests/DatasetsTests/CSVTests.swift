@@ -138,3 +138,28 @@ struct CSVTests {
         #expect(Timestamp.parse(text) == nil)
     }
 }
+
+@Suite("Strict numbers and dates") struct StrictParsingTests {
+    @Test("decimal numbers only: no hex floats, nan, inf or text after a NUL")
+    func decimals() {
+        for (text, value) in [("12", 12.0), ("-3.5", -3.5), ("+.25", 0.25), ("1e3", 1000), ("2.5E-2", 0.025), ("7.", 7)] {
+            #expect(DecimalNumber.parse(text) == value, "\(text)")
+        }
+        for text in ["0x1p3", "nan", "inf", "12\u{0}34", "1e", "e5", "--1", "1-2", "1.2.3", "", " ", "١٢"] {
+            #expect(DecimalNumber.parse(text) == nil, "\(text.debugDescription)")
+        }
+        #expect(DecimalNumber.float("1e60") == nil)  // beyond Float
+    }
+
+    @Test("dates that do not exist are refused")
+    func dates() {
+        #expect(Timestamp.parse("2024-02-29") == Timestamp.daysFromCivil(2024, 2, 29) * 86_400)
+        #expect(Timestamp.parse("2024-02-30") == nil)
+        #expect(Timestamp.parse("2023-02-29") == nil)
+        #expect(Timestamp.parse("2100-02-29") == nil)
+        #expect(Timestamp.parse("2000-02-29") != nil)
+        #expect(Timestamp.parse("31-Apr-1995") == nil)
+        #expect(Timestamp.parse("30-Apr-1995") != nil)
+        #expect(Timestamp.parse("0x10") == nil)
+    }
+}
