@@ -38,12 +38,13 @@ public struct ItemCatalog: Sendable {
     }
 
     /// The catalog of some training data: titles from the schema's `title` column, the
-    /// ranker's category and creation-time columns, the items' numeric columns as ranker
-    /// features, and search text from the title, text and categorical columns.
+    /// ranker's category and creation-time columns, the items' `numeric` columns as ranker
+    /// features (a `numeric_buckets` column stays a tower input only), and
+    /// search text from the title, text and categorical columns.
     public init(_ data: TrainingData) throws {
         let items = data.items.count == data.log.items.count ? data.items : AttributeTable(keys: data.log.items)
         let numeric = (data.schema?.items?.features ?? [])
-            .filter { $0.type == .numeric || $0.type == .numericBuckets }.map(\.column)
+            .filter { $0.type == .numeric }.map(\.column)
             .filter { if case .numeric? = items.columns[$0] { return true } else { return false } }
         let attributes: ItemAttributes
         do {
