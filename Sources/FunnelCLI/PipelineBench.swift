@@ -80,6 +80,7 @@ struct PipelineBench: ParsableCommand {
             config.serving.retrievalBudgetMs = 500
             config.serving.rankingBudgetMs = 500
             config.serving.deadlineMs = 1_500
+            config.serving.explanations = 0  // PROTOCOLS.md section 4 times the funnel without TreeSHAP
             t = now()
             let funnel = try FunnelTrainer.train(data, config: config) { if case .note(let s) = $0 { print(s) } }
             guard let ranker = funnel.ranker else { throw ValidationError("too few replayed requests held their target among the candidates") }
