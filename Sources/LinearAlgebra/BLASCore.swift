@@ -70,8 +70,9 @@ public enum BLASCore {
 
 /// Which bodies Funnel's own C kernels run (chosen once at load from the CPU).
 public enum Kernels {
-    /// "avx2+fma" or "scalar".
-    public static var simdLevel: String { fk_simd_level() == 1 ? "avx2+fma" : "scalar" }
+    /// "avx512" (float distances; the rest AVX2+FMA), "avx2+fma" or "scalar".
+    /// `FUNNEL_SIMD=scalar|avx2|avx512` caps it at load.
+    public static var simdLevel: String { ["scalar", "avx2+fma", "avx512"][Int(max(0, min(2, fk_simd_level())))] }
 }
 
 /// What a measurement ran on, recorded beside every benchmark figure: OpenBLAS's core and

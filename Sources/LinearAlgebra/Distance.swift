@@ -6,7 +6,7 @@ import _FunnelKernels
 /// exact (64-bit accumulation) and serve quantized codes and raw uint8 data.
 public enum Distance {
     /// Whether the SIMD bodies are in use on this CPU.
-    public static var usesSIMD: Bool { fk_simd_level() == 1 }
+    public static var usesSIMD: Bool { fk_simd_level() >= 1 }
 
     /// The inner product of two vectors of length `n`. - Complexity: O(n).
     @inlinable

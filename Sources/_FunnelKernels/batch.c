@@ -84,6 +84,77 @@ FK_AVX2 static inline void rows4(int kind, const void *q, const void *a, const v
     }
 }
 
+FK_AVX512 static void l2_f32_4_avx512(const float *q, const float *a, const float *b, const float *c, const float *d,
+                                      size_t dim, float *out) {
+    __m512 sa = _mm512_setzero_ps(), sb = _mm512_setzero_ps(), sc = _mm512_setzero_ps(), sd = _mm512_setzero_ps();
+    size_t j = 0;
+    for (; j + 16 <= dim; j += 16) {
+        __m512 qv = _mm512_loadu_ps(q + j);
+        __m512 da = _mm512_sub_ps(_mm512_loadu_ps(a + j), qv), db = _mm512_sub_ps(_mm512_loadu_ps(b + j), qv);
+        __m512 dc = _mm512_sub_ps(_mm512_loadu_ps(c + j), qv), dd = _mm512_sub_ps(_mm512_loadu_ps(d + j), qv);
+        sa = _mm512_fmadd_ps(da, da, sa);
+        sb = _mm512_fmadd_ps(db, db, sb);
+        sc = _mm512_fmadd_ps(dc, dc, sc);
+        sd = _mm512_fmadd_ps(dd, dd, sd);
+    }
+    if (j < dim) {
+        __mmask16 m = fk_tail_mask16(dim - j);
+        __m512 qv = _mm512_maskz_loadu_ps(m, q + j);
+        __m512 da = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + j), qv), db = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, b + j), qv);
+        __m512 dc = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, c + j), qv), dd = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, d + j), qv);
+        sa = _mm512_fmadd_ps(da, da, sa);
+        sb = _mm512_fmadd_ps(db, db, sb);
+        sc = _mm512_fmadd_ps(dc, dc, sc);
+        sd = _mm512_fmadd_ps(dd, dd, sd);
+    }
+    out[0] = _mm512_reduce_add_ps(sa); out[1] = _mm512_reduce_add_ps(sb);
+    out[2] = _mm512_reduce_add_ps(sc); out[3] = _mm512_reduce_add_ps(sd);
+}
+
+FK_AVX512 static void dot_f32_4_avx512(const float *q, const float *a, const float *b, const float *c, const float *d,
+                                       size_t dim, float *out) {
+    __m512 sa = _mm512_setzero_ps(), sb = _mm512_setzero_ps(), sc = _mm512_setzero_ps(), sd = _mm512_setzero_ps();
+    size_t j = 0;
+    for (; j + 16 <= dim; j += 16) {
+        __m512 qv = _mm512_loadu_ps(q + j);
+        sa = _mm512_fmadd_ps(_mm512_loadu_ps(a + j), qv, sa);
+        sb = _mm512_fmadd_ps(_mm512_loadu_ps(b + j), qv, sb);
+        sc = _mm512_fmadd_ps(_mm512_loadu_ps(c + j), qv, sc);
+        sd = _mm512_fmadd_ps(_mm512_loadu_ps(d + j), qv, sd);
+    }
+    if (j < dim) {
+        __mmask16 m = fk_tail_mask16(dim - j);
+        __m512 qv = _mm512_maskz_loadu_ps(m, q + j);
+        sa = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + j), qv, sa);
+        sb = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b + j), qv, sb);
+        sc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, c + j), qv, sc);
+        sd = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, d + j), qv, sd);
+    }
+    out[0] = _mm512_reduce_add_ps(sa); out[1] = _mm512_reduce_add_ps(sb);
+    out[2] = _mm512_reduce_add_ps(sc); out[3] = _mm512_reduce_add_ps(sd);
+}
+
+/// Float rows (kinds 0 and 1) with the AVX-512 bodies; the same prefetching and tail as batch_avx2.
+FK_AVX512 static void batch_avx512(int kind, const void *q, const void *base, size_t stride, size_t offset,
+                                   const uint32_t *ids, size_t count, size_t dim, float *out) {
+    size_t bytes = row_bytes(kind, dim);
+    for (size_t i = 0; i < count && i < 4; i++) prefetch_row(ROW(i), bytes);
+    size_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+        for (size_t p = i + 4; p < count && p < i + 8; p++) prefetch_row(ROW(p), bytes);
+        if (kind == 0) l2_f32_4_avx512((const float *)q, (const float *)ROW(i), (const float *)ROW(i + 1), (const float *)ROW(i + 2), (const float *)ROW(i + 3), dim, out + i);
+        else dot_f32_4_avx512((const float *)q, (const float *)ROW(i), (const float *)ROW(i + 1), (const float *)ROW(i + 2), (const float *)ROW(i + 3), dim, out + i);
+    }
+    if (i < count) {
+        const float *r[4];
+        float tmp[4];
+        for (size_t p = 0; p < 4; p++) r[p] = (const float *)ROW(i + p < count ? i + p : count - 1);
+        if (kind == 0) l2_f32_4_avx512((const float *)q, r[0], r[1], r[2], r[3], dim, tmp);
+        else dot_f32_4_avx512((const float *)q, r[0], r[1], r[2], r[3], dim, tmp);
+        for (size_t p = 0; i + p < count; p++) out[i + p] = tmp[p];
+    }
+}
+
 FK_AVX2 static void batch_avx2(int kind, const void *q, const void *base, size_t stride, size_t offset,
                                const uint32_t *ids, size_t count, size_t dim, float *out) {
     size_t bytes = row_bytes(kind, dim);
@@ -108,6 +179,10 @@ FK_AVX2 static void batch_avx2(int kind, const void *q, const void *base, size_t
 void fk_distance_batch(int kind, const void *q, const void *base, size_t stride, size_t offset,
                        const uint32_t *ids, size_t count, size_t dim, float *out) {
 #if FK_X86
+    if (kind < 2 && fk_simd_level() >= 2) {
+        batch_avx512(kind, q, base, stride, offset, ids, count, dim, out);
+        return;
+    }
     if (fk_simd_level() && (kind < 2 || fk_half_simd())) {
         batch_avx2(kind, q, base, stride, offset, ids, count, dim, out);
         return;

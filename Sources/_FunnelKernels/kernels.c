@@ -4,24 +4,42 @@
 
 #include "simd.h"
 
+#include <string.h>
+
 static int fk_detected = 0;
 static int fk_level = 0;
 /// Set by `fk_force_scalar` on the calling thread only: a test of the scalar paths must not
 /// switch the kernels of code running on other threads meanwhile (their results would
 /// then mix SIMD and scalar summation orders).
 static _Thread_local int fk_forced_scalar __attribute__((tls_model("initial-exec"))) = 0;
+/// Set by `fk_force_level` on the calling thread only (-1: none).
+static _Thread_local int fk_forced_level __attribute__((tls_model("initial-exec"))) = -1;
 
 __attribute__((constructor)) static void fk_detect(void) {
 #if FK_X86
     __builtin_cpu_init();
     fk_detected = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+    if (fk_detected && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) fk_detected = 2;
 #else
     fk_detected = 0;
 #endif
     fk_level = fk_detected;
+    // FUNNEL_SIMD=scalar|avx2|avx512 caps the level (never above what the CPU has).
+    const char *want = getenv("FUNNEL_SIMD");
+    if (want) {
+        int cap = strcmp(want, "scalar") == 0 ? 0 : strcmp(want, "avx2") == 0 ? 1 : 2;
+        if (cap < fk_level) fk_level = cap;
+    }
 }
 
-int fk_simd_level(void) { return fk_forced_scalar ? 0 : fk_level; }
+int fk_simd_level(void) {
+    if (fk_forced_scalar) return 0;
+    if (fk_forced_level >= 0) return fk_forced_level < fk_detected ? fk_forced_level : fk_detected;
+    return fk_level;
+}
+int fk_simd_detected(void) { return fk_detected; }
+void fk_force_level(int level) { fk_forced_level = level; }
 void fk_force_scalar(int on) { fk_forced_scalar = on ? 1 : 0; }
 
 // MARK: - Scalar bodies (also the tails of the SIMD ones)
@@ -135,6 +153,50 @@ FK_AVX2 static float l2sq_f32_avx2(const float *a, const float *b, size_t n) {
     return s;
 }
 
+// MARK: - AVX-512 bodies (float): sixteen lanes, the tail under a mask
+
+FK_AVX512 static float dot_f32_avx512(const float *a, const float *b, size_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    if (i < n) {
+        __mmask16 m = fk_tail_mask16(n - i);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+FK_AVX512 static float l2sq_f32_avx512(const float *a, const float *b, size_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+        __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16));
+        __m512 d2 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32));
+        __m512 d3 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48));
+        s0 = _mm512_fmadd_ps(d0, d0, s0);
+        s1 = _mm512_fmadd_ps(d1, d1, s1);
+        s2 = _mm512_fmadd_ps(d2, d2, s2);
+        s3 = _mm512_fmadd_ps(d3, d3, s3);
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+        s0 = _mm512_fmadd_ps(d, d, s0);
+    }
+    if (i < n) {
+        __mmask16 m = fk_tail_mask16(n - i);
+        __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
+        s1 = _mm512_fmadd_ps(d, d, s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
 FK_AVX2 static int64_t dot_i8_avx2(const int8_t *a, const int8_t *b, size_t n) {
     __m256i acc = _mm256_setzero_si256();
     size_t i = 0;
@@ -215,13 +277,20 @@ FK_AVX2 static size_t affine_select_avx2(const float *x, const float *bias, floa
 
 #if FK_X86
 #define FK_DISPATCH(name, ...) (fk_simd_level() ? name##_avx2(__VA_ARGS__) : name##_scalar(__VA_ARGS__))
+#define FK_DISPATCH3(name, ...) (fk_simd_level() >= 2 ? name##_avx512(__VA_ARGS__) : FK_DISPATCH(name, __VA_ARGS__))
 #else
 #define FK_DISPATCH(name, ...) (name##_scalar(__VA_ARGS__))
 #endif
 
+#if FK_X86
+float fk_dot_f32(const float *a, const float *b, size_t n) { return FK_DISPATCH3(dot_f32, a, b, n); }
+float fk_l2sq_f32(const float *a, const float *b, size_t n) { return FK_DISPATCH3(l2sq_f32, a, b, n); }
+float fk_norm2_f32(const float *a, size_t n) { return FK_DISPATCH3(dot_f32, a, a, n); }
+#else
 float fk_dot_f32(const float *a, const float *b, size_t n) { return FK_DISPATCH(dot_f32, a, b, n); }
 float fk_l2sq_f32(const float *a, const float *b, size_t n) { return FK_DISPATCH(l2sq_f32, a, b, n); }
 float fk_norm2_f32(const float *a, size_t n) { return FK_DISPATCH(dot_f32, a, a, n); }
+#endif
 
 void fk_l2sq_f32_rows(const float *q, const float *base, size_t count, size_t dim,
                       size_t stride, float *out) {

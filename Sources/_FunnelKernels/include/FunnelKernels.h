@@ -13,8 +13,13 @@
 extern "C" {
 #endif
 
-/// 1 when the AVX2+FMA bodies are in use, 0 for the scalar ones.
+/// The kernel level in use: 2 AVX-512 (F, BW, VL, DQ) float bodies, 1 AVX2+FMA, 0 scalar.
+/// `FUNNEL_SIMD=scalar|avx2|avx512` in the environment caps it when the library loads.
 int fk_simd_level(void);
+/// The best level this CPU runs.
+int fk_simd_detected(void);
+/// Caps the level on the calling thread only (-1 restores detection). For tests.
+void fk_force_level(int level);
 
 /// CPU feature bits reported by `fk_cpu_features`.
 enum {
