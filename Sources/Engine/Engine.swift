@@ -48,32 +48,29 @@ public final class Engine: @unchecked Sendable {
             throw EngineError.corruptBundle(folder: bundle.folder, file: ModelBundle.File.manifest,
                                             reason: "an index bundle; the engine serves funnel bundles")
         }
-        func bad(_ file: String, _ reason: String) -> EngineError { .corruptBundle(folder: bundle.folder, file: file, reason: reason) }
-        func load<T>(_ file: String, _ body: () throws -> T) throws -> T {
-            do { return try body() } catch let e as EngineError { throw e } catch { throw bad(file, "\(error)") }
-        }
+        let bad = bundle.failure
         self.bundle = bundle
         self.name = name
         self.version = version
-        let catalog = try load(ModelBundle.File.catalog) { try ItemCatalog.load(from: bundle.path(ModelBundle.File.catalog)) }
+        let catalog = try bundle.reading(ModelBundle.File.catalog) { try ItemCatalog.load(from: bundle.path(ModelBundle.File.catalog)) }
         self.catalog = catalog
-        let (towers, userIDs, itemIDs) = try load(ModelBundle.File.towers) { try TwoTowerModel.load(from: bundle.path(ModelBundle.File.towers)) }
+        let (towers, userIDs, itemIDs) = try bundle.reading(ModelBundle.File.towers) { try TwoTowerModel.load(from: bundle.path(ModelBundle.File.towers)) }
         guard userIDs == catalog.userIDs, itemIDs == catalog.itemIDs else {
             throw bad(ModelBundle.File.towers, "its \(userIDs.count) users and \(itemIDs.count) items are not the catalog's "
                       + "\(catalog.userIDs.count) and \(catalog.itemIDs.count): the files come from different models")
         }
         self.towers = towers
-        let index = try load(ModelBundle.File.index) { try HNSWIndex.load(from: bundle.path(ModelBundle.File.index), mmap: true) }
+        let index = try bundle.reading(ModelBundle.File.index) { try HNSWIndex.load(from: bundle.path(ModelBundle.File.index), mmap: true) }
         self.index = index
         guard index.dimension == towers.parameters.dimension, index.count == itemIDs.count,
               (0..<itemIDs.count).allSatisfy({ index.contains(UInt64($0)) }) else {
             throw bad(ModelBundle.File.index, "\(index.count) vectors of dimension \(index.dimension), the towers embed "
                       + "\(itemIDs.count) items in \(towers.parameters.dimension): the files come from different models")
         }
-        let features = try load(ModelBundle.File.catalog) { try catalog.rankingFeatures() }
+        let features = try bundle.reading(ModelBundle.File.catalog) { try catalog.rankingFeatures() }
         self.features = features
         if bundle.has(ModelBundle.File.ranker) {
-            let r = try load(ModelBundle.File.ranker) { try GBDTModel.load(from: bundle.path(ModelBundle.File.ranker)) }
+            let r = try bundle.reading(ModelBundle.File.ranker) { try GBDTModel.load(from: bundle.path(ModelBundle.File.ranker)) }
             guard r.featureCount == features.count else {
                 throw bad(ModelBundle.File.ranker, "expects \(r.featureCount) features, the catalog gives \(features.count)")
             }

@@ -152,6 +152,14 @@ public struct ModelBundle: Sendable {
     public let manifest: Manifest
 
     public func path(_ file: String) -> String { "\(folder)/\(file)" }
+
+    /// The error for `file` of this bundle.
+    public func failure(_ file: String, _ reason: String) -> EngineError { .corruptBundle(folder: folder, file: file, reason: reason) }
+
+    /// Runs a loader of `file`, naming the file in whatever it throws.
+    public func reading<T>(_ file: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as EngineError { throw e } catch { throw failure(file, "\(error)") }
+    }
     public func has(_ file: String) -> Bool { manifest.files[file] != nil }
 
     // MARK: - Writing

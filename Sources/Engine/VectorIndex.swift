@@ -99,17 +99,14 @@ public final class VectorIndex: @unchecked Sendable {
         guard bundle.manifest.kind == .index else {
             throw EngineError.corruptBundle(folder: bundle.folder, file: ModelBundle.File.manifest, reason: "a funnel bundle; load it with Engine")
         }
-        func bad(_ file: String, _ reason: String) -> EngineError { .corruptBundle(folder: bundle.folder, file: file, reason: reason) }
-        func load<T>(_ file: String, _ body: () throws -> T) throws -> T {
-            do { return try body() } catch let e as EngineError { throw e } catch { throw bad(file, "\(error)") }
-        }
+        let bad = bundle.failure
         self.bundle = bundle
         self.name = name
         self.version = version
-        let catalog = try load(ModelBundle.File.catalog) { try ItemCatalog.load(from: bundle.path(ModelBundle.File.catalog)) }
+        let catalog = try bundle.reading(ModelBundle.File.catalog) { try ItemCatalog.load(from: bundle.path(ModelBundle.File.catalog)) }
         self.catalog = catalog
         let n = catalog.itemIDs.count
-        vectors = try load(Self.vectorsFile) {
+        vectors = try bundle.reading(Self.vectorsFile) {
             var (_, r) = try FunnelFile.read(bundle.path(Self.vectorsFile), magic: Self.vectorsMagic, versions: 1...1)
             let rows = try r.readCount("rows", max: n), columns = try r.readCount("columns", max: 1 << 16)
             guard rows == n, columns > 0 else { throw bad(Self.vectorsFile, "\(rows) x \(columns) vectors for \(n) items") }
@@ -117,7 +114,7 @@ public final class VectorIndex: @unchecked Sendable {
             guard values.count == rows * columns else { throw bad(Self.vectorsFile, "\(values.count) values for \(rows) x \(columns)") }
             return try Matrix(rows: rows, columns: columns, storage: values)
         }
-        let index = try load(ModelBundle.File.index) { try HNSWIndex.load(from: bundle.path(ModelBundle.File.index), mmap: true) }
+        let index = try bundle.reading(ModelBundle.File.index) { try HNSWIndex.load(from: bundle.path(ModelBundle.File.index), mmap: true) }
         guard index.dimension == vectors.columns, index.count == n, (0..<n).allSatisfy({ index.contains(UInt64($0)) }) else {
             throw bad(ModelBundle.File.index, "\(index.count) vectors of dimension \(index.dimension) for \(n) items of dimension \(vectors.columns)")
         }
