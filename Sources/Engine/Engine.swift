@@ -52,7 +52,7 @@ public final class Engine: @unchecked Sendable {
         self.bundle = bundle
         self.name = name
         self.version = version
-        let catalog = try bundle.reading(ModelBundle.File.catalog) { try ItemCatalog.load(from: bundle.path(ModelBundle.File.catalog)) }
+        let catalog = try bundle.loadCatalog()
         self.catalog = catalog
         let (towers, userIDs, itemIDs) = try bundle.reading(ModelBundle.File.towers) { try TwoTowerModel.load(from: bundle.path(ModelBundle.File.towers)) }
         guard userIDs == catalog.userIDs, itemIDs == catalog.itemIDs else {
@@ -60,13 +60,8 @@ public final class Engine: @unchecked Sendable {
                       + "\(catalog.userIDs.count) and \(catalog.itemIDs.count): the files come from different models")
         }
         self.towers = towers
-        let index = try bundle.reading(ModelBundle.File.index) { try HNSWIndex.load(from: bundle.path(ModelBundle.File.index), mmap: true) }
+        let index = try bundle.loadIndex(items: itemIDs.count, dimension: towers.parameters.dimension)
         self.index = index
-        guard index.dimension == towers.parameters.dimension, index.count == itemIDs.count,
-              (0..<itemIDs.count).allSatisfy({ index.contains(UInt64($0)) }) else {
-            throw bad(ModelBundle.File.index, "\(index.count) vectors of dimension \(index.dimension), the towers embed "
-                      + "\(itemIDs.count) items in \(towers.parameters.dimension): the files come from different models")
-        }
         let features = try bundle.reading(ModelBundle.File.catalog) { try catalog.rankingFeatures() }
         self.features = features
         if bundle.has(ModelBundle.File.ranker) {

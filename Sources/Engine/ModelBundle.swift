@@ -1,4 +1,5 @@
 import Foundation
+import HNSW
 import Persistence
 import Rerank
 import Serving
@@ -156,6 +157,22 @@ public struct ModelBundle: Sendable {
     /// The error for `file` of this bundle.
     public func failure(_ file: String, _ reason: String) -> EngineError { .corruptBundle(folder: folder, file: file, reason: reason) }
 
+    /// The bundle's catalog.
+    func loadCatalog() throws -> ItemCatalog {
+        try reading(File.catalog) { try ItemCatalog.load(from: path(File.catalog)) }
+    }
+
+    /// The bundle's index (mapped), checked to hold exactly `items` vectors of `dimension`,
+    /// ids 0..<items: an index from another bundle is refused here.
+    func loadIndex(items: Int, dimension: Int) throws -> HNSWIndex {
+        let index = try reading(File.index) { try HNSWIndex.load(from: path(File.index), mmap: true) }
+        guard index.dimension == dimension, index.count == items, (0..<items).allSatisfy({ index.contains(UInt64($0)) }) else {
+            throw failure(File.index, "\(index.count) vectors of dimension \(index.dimension), the bundle's other files describe "
+                          + "\(items) items of dimension \(dimension): the files come from different models")
+        }
+        return index
+    }
+
     /// Runs a loader of `file`, naming the file in whatever it throws.
     public func reading<T>(_ file: String, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let e as EngineError { throw e } catch { throw failure(file, "\(error)") }
@@ -212,10 +229,10 @@ public struct ModelBundle: Sendable {
 
     // MARK: - Reading
 
-    /// Opens a bundle: reads the manifest and checks every file it lists (present, of the
-    /// recorded size and checksum) before anything else reads them.
-    /// - Throws: `EngineError.corruptBundle` naming the file that is missing, truncated or altered.
-    public static func open(_ folder: String) throws -> ModelBundle {
+    /// Reads and checks a bundle's manifest alone (what kind of bundle, which files), without
+    /// reading the files it lists: `open` does that.
+    /// - Throws: `EngineError.corruptBundle` for a missing, unreadable or unsupported manifest.
+    public static func manifest(of folder: String) throws -> Manifest {
         let folder = folder.hasSuffix("/") ? String(folder.dropLast()) : folder
         let manifestPath = "\(folder)/\(File.manifest)"
         func bad(_ file: String, _ reason: String) -> EngineError { .corruptBundle(folder: folder, file: file, reason: reason) }
@@ -239,6 +256,16 @@ public struct ModelBundle: Sendable {
         do { try m.serving.validate() } catch { throw bad(File.manifest, "\(error)") }
         let required = m.kind == .funnel ? [File.towers, File.index, File.catalog] : [File.index, File.catalog]
         for file in required where m.files[file] == nil { throw bad(File.manifest, "lists no \(file)") }
+        return m
+    }
+
+    /// Opens a bundle: reads the manifest and checks every file it lists (present, of the
+    /// recorded size and checksum) before anything else reads them.
+    /// - Throws: `EngineError.corruptBundle` naming the file that is missing, truncated or altered.
+    public static func open(_ folder: String) throws -> ModelBundle {
+        let folder = folder.hasSuffix("/") ? String(folder.dropLast()) : folder
+        func bad(_ file: String, _ reason: String) -> EngineError { .corruptBundle(folder: folder, file: file, reason: reason) }
+        let m = try manifest(of: folder)
         for (file, expected) in m.files.sorted(by: { $0.key < $1.key }) {
             guard !file.contains("/"), !file.hasPrefix(".") else { throw bad(file, "not a file name of a bundle") }
             let path = "\(folder)/\(file)"

@@ -103,7 +103,7 @@ public final class VectorIndex: @unchecked Sendable {
         self.bundle = bundle
         self.name = name
         self.version = version
-        let catalog = try bundle.reading(ModelBundle.File.catalog) { try ItemCatalog.load(from: bundle.path(ModelBundle.File.catalog)) }
+        let catalog = try bundle.loadCatalog()
         self.catalog = catalog
         let n = catalog.itemIDs.count
         vectors = try bundle.reading(Self.vectorsFile) {
@@ -114,11 +114,7 @@ public final class VectorIndex: @unchecked Sendable {
             guard values.count == rows * columns else { throw bad(Self.vectorsFile, "\(values.count) values for \(rows) x \(columns)") }
             return try Matrix(rows: rows, columns: columns, storage: values)
         }
-        let index = try bundle.reading(ModelBundle.File.index) { try HNSWIndex.load(from: bundle.path(ModelBundle.File.index), mmap: true) }
-        guard index.dimension == vectors.columns, index.count == n, (0..<n).allSatisfy({ index.contains(UInt64($0)) }) else {
-            throw bad(ModelBundle.File.index, "\(index.count) vectors of dimension \(index.dimension) for \(n) items of dimension \(vectors.columns)")
-        }
-        self.index = index
+        index = try bundle.loadIndex(items: n, dimension: vectors.columns)
         exact = try ExactIndex(vectors: vectors, metric: index.parameters.metric)
         rows = Dictionary(catalog.itemIDs.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
     }
@@ -136,13 +132,26 @@ public final class VectorIndex: @unchecked Sendable {
     /// - Throws: `EngineError.invalidRequest` for a vector of the wrong dimension or with
     ///   non-finite values, or k outside 1...`Engine.maxK`.
     public func search(vector: [Float], k: Int, ef: Int? = nil, filter: ItemFilter = ItemFilter(), exclude: Set<Int> = []) throws -> EngineAnswer {
+        try search(vector: vector, k: k, ef: ef, allowed: try allowed(filter), exclude: exclude)
+    }
+
+    /// The items `filter` lets through, as a table for `search(vector:k:ef:allowed:)` (nil:
+    /// every item): computed once, it serves any number of queries with the same filter.
+    /// - Complexity: O(items x clauses).
+    public func allowed(_ filter: ItemFilter) throws -> [Bool]? {
+        filter.isEmpty ? nil : try filter.allowed(in: catalog.attributes)
+    }
+
+    /// `search(vector:k:ef:filter:)` with the filter's table already made.
+    public func search(vector: [Float], k: Int, ef: Int? = nil, allowed table: [Bool]?, exclude: Set<Int> = []) throws -> EngineAnswer {
+        guard table.map({ $0.count == count }) ?? true else { throw EngineError.invalidRequest("an allowed table of \(table!.count) items for \(count)") }
         guard (1...Engine.maxK).contains(k) else { throw EngineError.invalidRequest("k must be in 1...\(Engine.maxK), got \(k)") }
         guard vector.count == dimension else { throw EngineError.invalidRequest("the vector has \(vector.count) values, the index \(dimension) dimensions") }
         if let bad = vector.firstIndex(where: { !$0.isFinite }) { throw EngineError.invalidRequest("the vector holds \(vector[bad]) at position \(bad)") }
         let ef = ef ?? bundle.manifest.serving.ef
         guard (1...100_000).contains(ef) else { throw EngineError.invalidRequest("ef must be in 1...100000, got \(ef)") }
         let t0 = Clock.now()
-        var allowed = filter.isEmpty ? nil : try filter.allowed(in: catalog.attributes)
+        var allowed = table
         for i in exclude where i < count {
             if allowed == nil { allowed = [Bool](repeating: true, count: count) }
             allowed![i] = false

@@ -152,10 +152,7 @@ struct AnnBench: ParsableCommand {
             if let model {
                 // The bundle's own index and vectors: what it serves is what is measured.
                 let options = try ModelOptions.parse(["--model", model, "--registry", registry])
-                var isDirectory: ObjCBool = false
-                let folder = FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) && isDirectory.boolValue
-                    ? model : ModelRegistry(root: registry).folder(model, try ModelRegistry(root: registry).current(model))
-                if try ModelBundle.open(folder).manifest.kind == .index {
+                if try options.kind() == .index {
                     let v = try options.vectorIndex()
                     (baseM, bundleIndex) = (v.vectors, v.index)
                     guard let query else { throw ValidationError("an index bundle is measured with --query FILE") }
@@ -169,7 +166,7 @@ struct AnnBench: ParsableCommand {
                     }
                 }
                 metric = bundleIndex!.parameters.metric
-                print("bundle \(folder): its HNSW index (M \(bundleIndex!.parameters.M), \(bundleIndex!.parameters.quantization.rawValue))")
+                print("bundle \(try options.resolve().folder): its HNSW index (M \(bundleIndex!.parameters.M), \(bundleIndex!.parameters.quantization.rawValue))")
             } else {
                 baseM = try VectorFile.readMatrix(base!, limit: maxBase)
                 queries = try VectorFile.readMatrix(query!, limit: maxQueries)

@@ -93,7 +93,8 @@ struct IndexCommand: ParsableCommand {
             switch (queries, item) {
             case (let file?, nil):
                 let (q, _) = try VectorIndex.readVectors(file)
-                for r in 0..<q.rows { answers.append(try index.search(vector: Array(q.row(r)), k: k, ef: ef, filter: filter)) }
+                let allowed = try index.allowed(filter)
+                for r in 0..<q.rows { answers.append(try index.search(vector: Array(q.row(r)), k: k, ef: ef, allowed: allowed)) }
             case (nil, let id?):
                 answers.append(try index.similar(item: id, k: k, ef: ef, filter: filter))
             default:
@@ -110,12 +111,7 @@ struct IndexCommand: ParsableCommand {
 extension ModelOptions {
     /// The index bundle for the model.
     func vectorIndex() throws -> VectorIndex {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), isDirectory.boolValue {
-            return try VectorIndex(folder: model)
-        }
-        let registry = ModelRegistry(root: root)
-        let v = try registry.current(model)
-        return try VectorIndex(folder: registry.folder(model, v), name: model, version: "v\(v.version)")
+        let (folder, name, version) = try resolve()
+        return try VectorIndex(folder: folder, name: name, version: version)
     }
 }

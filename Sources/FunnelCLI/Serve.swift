@@ -46,12 +46,11 @@ struct Serve: AsyncParsableCommand {
 
         // The served versions: production (or the folder), and the canary when there is one.
         let model = modelOptions.model, root = modelOptions.root
-        if try isIndexBundle() { return try await serveIndex(prometheus) }
+        if try modelOptions.kind() == .index { return try await serveIndex(prometheus) }
         // A bundle folder serves as it is; a registry model follows the registry: a promote,
         // canary, shadow or rollback takes effect while serving (see `LiveModels`).
         let live: LiveModels?, fixed: Engine?
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), isDirectory.boolValue {
+        if modelOptions.isFolder {
             fixed = try Engine(folder: model, version: model)
             live = nil
         } else {
@@ -158,15 +157,6 @@ struct Serve: AsyncParsableCommand {
         }
         let application = Application(router: app, configuration: .init(address: .hostname(host, port: port)))
         try await application.runService()
-    }
-
-    /// Whether the model is an index-only bundle (`funnel index build`).
-    func isIndexBundle() throws -> Bool {
-        var isDirectory: ObjCBool = false
-        let model = modelOptions.model
-        let folder = FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) && isDirectory.boolValue
-            ? model : try { let r = ModelRegistry(root: modelOptions.root); return r.folder(model, try r.current(model)) }()
-        return try ModelBundle.open(folder).manifest.kind == .index
     }
 
     /// An index bundle over HTTP:

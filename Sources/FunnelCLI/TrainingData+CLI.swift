@@ -47,12 +47,27 @@ struct ModelOptions: ParsableArguments {
 
     var root: String { rootAlias ?? registry }
 
+    /// Whether `--model` names a bundle folder rather than a registry model.
+    var isFolder: Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) && isDirectory.boolValue
+    }
+
+    /// The bundle folder `--model` stands for, with its registry name and version when it
+    /// came from the registry (the version `user` is routed to, when given).
+    func resolve(user: String? = nil) throws -> (folder: String, name: String?, version: String?) {
+        if isFolder { return (model, nil, nil) }
+        let registry = ModelRegistry(root: root)
+        let v = try user.map { try registry.route(model, userID: $0).version } ?? registry.current(model)
+        return (registry.folder(model, v), model, "v\(v.version)")
+    }
+
+    /// The kind of bundle `--model` stands for (read from its manifest alone).
+    func kind() throws -> ModelBundle.Kind { try ModelBundle.manifest(of: try resolve().folder).kind }
+
     /// The engine for the model (the version `user` is routed to, when given).
     func engine(user: String? = nil, inline: Bool = false) throws -> Engine {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), isDirectory.boolValue {
-            return try Engine(folder: model, inline: inline)
-        }
-        return try Engine.fromRegistry(root, name: model, user: user, inline: inline)
+        let (folder, name, version) = try resolve(user: user)
+        return try Engine(folder: folder, name: name, version: version, inline: inline)
     }
 }

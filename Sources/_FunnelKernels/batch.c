@@ -134,45 +134,40 @@ FK_AVX512 static void dot_f32_4_avx512(const float *q, const float *a, const flo
     out[2] = _mm512_reduce_add_ps(sc); out[3] = _mm512_reduce_add_ps(sd);
 }
 
-/// Float rows (kinds 0 and 1) with the AVX-512 bodies; the same prefetching and tail as batch_avx2.
+/// Float rows (kinds 0 and 1) with the AVX-512 bodies.
+FK_AVX512 static inline void rows4_avx512(int kind, const void *q, const void *a, const void *b, const void *c, const void *d,
+                                          size_t dim, float *out) {
+    if (kind == 0) l2_f32_4_avx512((const float *)q, a, b, c, d, dim, out);
+    else dot_f32_4_avx512((const float *)q, a, b, c, d, dim, out);
+}
+
+// The batch loop shared by every level: prefetch the next rows, four rows per kernel call,
+// and one to three rows left done by the four-row kernel with the last row repeated
+// (cheaper than a call per row). ROWS4 is the level's four-row kernel.
+#define FK_BATCH_LOOP(ROWS4)                                                                   \
+    size_t bytes = row_bytes(kind, dim);                                                       \
+    for (size_t i = 0; i < count && i < 4; i++) prefetch_row(ROW(i), bytes);                  \
+    size_t i = 0;                                                                              \
+    for (; i + 4 <= count; i += 4) {                                                           \
+        for (size_t p = i + 4; p < count && p < i + 8; p++) prefetch_row(ROW(p), bytes);       \
+        ROWS4(kind, q, ROW(i), ROW(i + 1), ROW(i + 2), ROW(i + 3), dim, out + i);              \
+    }                                                                                          \
+    if (i < count) {                                                                           \
+        const void *r[4];                                                                      \
+        float tmp[4];                                                                          \
+        for (size_t p = 0; p < 4; p++) r[p] = ROW(i + p < count ? i + p : count - 1);          \
+        ROWS4(kind, q, r[0], r[1], r[2], r[3], dim, tmp);                                      \
+        for (size_t p = 0; i + p < count; p++) out[i + p] = tmp[p];                            \
+    }
+
 FK_AVX512 static void batch_avx512(int kind, const void *q, const void *base, size_t stride, size_t offset,
                                    const uint32_t *ids, size_t count, size_t dim, float *out) {
-    size_t bytes = row_bytes(kind, dim);
-    for (size_t i = 0; i < count && i < 4; i++) prefetch_row(ROW(i), bytes);
-    size_t i = 0;
-    for (; i + 4 <= count; i += 4) {
-        for (size_t p = i + 4; p < count && p < i + 8; p++) prefetch_row(ROW(p), bytes);
-        if (kind == 0) l2_f32_4_avx512((const float *)q, (const float *)ROW(i), (const float *)ROW(i + 1), (const float *)ROW(i + 2), (const float *)ROW(i + 3), dim, out + i);
-        else dot_f32_4_avx512((const float *)q, (const float *)ROW(i), (const float *)ROW(i + 1), (const float *)ROW(i + 2), (const float *)ROW(i + 3), dim, out + i);
-    }
-    if (i < count) {
-        const float *r[4];
-        float tmp[4];
-        for (size_t p = 0; p < 4; p++) r[p] = (const float *)ROW(i + p < count ? i + p : count - 1);
-        if (kind == 0) l2_f32_4_avx512((const float *)q, r[0], r[1], r[2], r[3], dim, tmp);
-        else dot_f32_4_avx512((const float *)q, r[0], r[1], r[2], r[3], dim, tmp);
-        for (size_t p = 0; i + p < count; p++) out[i + p] = tmp[p];
-    }
+    FK_BATCH_LOOP(rows4_avx512)
 }
 
 FK_AVX2 static void batch_avx2(int kind, const void *q, const void *base, size_t stride, size_t offset,
                                const uint32_t *ids, size_t count, size_t dim, float *out) {
-    size_t bytes = row_bytes(kind, dim);
-    for (size_t i = 0; i < count && i < 4; i++) prefetch_row(ROW(i), bytes);
-    size_t i = 0;
-    for (; i + 4 <= count; i += 4) {
-        for (size_t p = i + 4; p < count && p < i + 8; p++) prefetch_row(ROW(p), bytes);
-        rows4(kind, q, ROW(i), ROW(i + 1), ROW(i + 2), ROW(i + 3), dim, out + i);
-    }
-    if (i < count) {
-        // One to three rows left: the four-row kernel with the last row repeated (cheaper
-        // than a call per row).
-        const void *r[4];
-        float tmp[4];
-        for (size_t p = 0; p < 4; p++) r[p] = ROW(i + p < count ? i + p : count - 1);
-        rows4(kind, q, r[0], r[1], r[2], r[3], dim, tmp);
-        for (size_t p = 0; i + p < count; p++) out[i + p] = tmp[p];
-    }
+    FK_BATCH_LOOP(rows4)
 }
 #endif
 
