@@ -19,6 +19,7 @@
 //   Serving                        the Recommender: stage budgets, deadline, fallbacks, circuit breakers
 //   Engine                         the workflows joining the stages: data sources, the funnel trainer,
 //                                  model bundles, the serving engine, retraining, evaluation
+//   FunnelServer                   the HTTP API (hummingbird): /v1 queries, live writes, registry operations
 //   Funnel                         umbrella: `import Funnel` gives the whole stack
 //   funnel (FunnelCLI)             the command line
 import PackageDescription
@@ -38,10 +39,13 @@ let package = Package(
         .library(name: "Serving", targets: ["Serving"]),
         .library(name: "Registry", targets: ["Registry"]),
         .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "FunnelServer", targets: ["FunnelServer"]),
         .executable(name: "funnel", targets: ["FunnelCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
@@ -101,14 +105,23 @@ let package = Package(
             dependencies: ["LinearAlgebra", "Persistence", "Datasets", "HNSW", "GBDT", "TwoTower", "Candidates", "Features", "Rerank", "TextSearch", "Registry", "Serving"]
         ),
         .target(
+            name: "FunnelServer",
+            dependencies: ["Engine", "Registry",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "HTTPTypes", package: "swift-http-types"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Metrics", package: "swift-metrics")]
+        ),
+        .target(
             name: "Funnel",
             dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "Candidates", "Rerank", "TextSearch", "Features", "Registry", "Serving", "Engine"]
         ),
         .executableTarget(
             name: "FunnelCLI",
             dependencies: [
-                "Funnel",
+                "Funnel", "FunnelServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -142,6 +155,10 @@ let package = Package(
             .product(name: "MetricsTestKit", package: "swift-metrics"),
         ]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry"]),
+        .testTarget(name: "FunnelServerTests", dependencies: [
+            "FunnelServer", "Engine", "Registry", "Datasets", "_TestSupport",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Registry", "Serving", "TwoTower", "Datasets", "HNSW", "GBDT", "Persistence", "LinearAlgebra", "_TestSupport"]),
     ],
     swiftLanguageModes: [.v5]

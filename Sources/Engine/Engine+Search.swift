@@ -26,12 +26,22 @@ extension Engine {
         guard !BM25Index.tokenize(text).isEmpty else { throw EngineError.invalidRequest("the query '\(text)' has no words") }
         guard (1...Self.maxK).contains(candidates) else { throw EngineError.invalidRequest("candidates must be in 1...\(Self.maxK)") }
         let t0 = Clock.now()
-        let hits = lexical.search(text, k: max(candidates, k))
+        // BM25 documents to items; items deleted (or changed: their old document) left out.
+        let hits: [(id: Int, score: Double)] = state.read {
+            var seen = Set<Int>()
+            return lexical.search(text, k: max(candidates, k) + lexicalItem.count - liveCatalog.itemIDs.count + pipeline.deletedCount)
+                .compactMap { hit in
+                    let item = lexicalItem[hit.id]
+                    guard live.document[item, default: item] == hit.id, !pipeline.isDeleted(item), seen.insert(item).inserted else { return nil }
+                    return (item, hit.score)
+                }
+                .prefix(max(candidates, k)).map { $0 }
+        }
         var answer = EngineAnswer(model: name, version: version, path: [], latencyUs: 0, stagesUs: [:], items: [])
         answer.query = text
         guard !hits.isEmpty else { return answer }
         var lists = [hits.map(\.id)]
-        let vectors = pipeline.itemVectors
+        let vectors = pipeline.reading { v, _ in v }
         var q = [Float](repeating: 0, count: vectors.columns)
         for hit in hits.prefix(3) { for c in 0..<vectors.columns { q[c] += vectors[hit.id, c] } }
         let norm = q.reduce(0) { $0 + $1 * $1 }.squareRoot()
@@ -47,7 +57,8 @@ extension Engine {
         let fused = reciprocalRankFusion(lists, limit: max(candidates, k))
         let t1 = Clock.now()
         let request = FunnelRequest(user: nil, vector: q)
-        let list = fused.enumerated().map { (position, f) -> RankedItem in
+        let features = self.features
+        let list = fused.filter { !pipeline.isDeleted($0.id) }.enumerated().map { (position, f) -> RankedItem in
             var x = RankedItem(id: f.id, score: f.score, category: features.items.primaryCategory(f.id), createdAt: features.items.created(f.id))
             x.retrievalRank = position
             x.retrievalScore = similarity[f.id] ?? Double(Distance.dot(q, vectors.row(f.id)))
@@ -63,14 +74,14 @@ extension Engine {
         config.freshness = nil
         // An item whose title is the query (same words) is what was asked for: it leads.
         let words = BM25Index.tokenize(text)
-        if let titles = catalog.titles {
+        if let titles = state.read({ liveCatalog.titles }) {
             config.rules.pinned = hits.prefix(10).map(\.id).filter { BM25Index.tokenize(titles[$0]) == words }
         }
         let final = pipeline.explain(request, pipeline.rerank(request, ranked, k: k, override: config))
         answer.path.append("rerank")
         let t3 = Clock.now()
         let lexicalRank = Dictionary(hits.enumerated().map { ($0.element.id, $0.offset + 1) }, uniquingKeysWith: { a, _ in a })
-        answer.items = final.map { served($0, lexicalRank: lexicalRank[$0.id]) }
+        answer.items = served(final, lexicalRank: lexicalRank)
         answer.latencyUs = (t3 - t0) * 1e6
         answer.stagesUs = ["retrieval": (t1 - t0) * 1e6, "ranking": (t2 - t1) * 1e6, "rerank": (t3 - t2) * 1e6]
         return answer

@@ -20,19 +20,32 @@ import TwoTower
 /// Thread-safe: every method may be called from many threads at once.
 public final class Engine: @unchecked Sendable {
     public let bundle: ModelBundle
-    public let catalog: ItemCatalog
+    /// The catalog as served: the bundle's, plus the items written while serving.
+    public var catalog: ItemCatalog { state.read { liveCatalog } }
     public let towers: TwoTowerModel
     public let index: HNSWIndex
     public let ranker: GBDTModel?
-    public let features: RankingFeatures
+    /// The ranking features as served (live interactions and items included).
+    public var features: RankingFeatures { pipeline.reading { $1 } }
     public let pipeline: FunnelPipeline
     /// The registry name and version this engine serves as (shown in answers).
     public let name: String?
     public let version: String?
     public let userVectors: Matrix
-    let userRows: [String: Int]
-    let itemRows: [String: Int]
-    let lexical: BM25Index
+    // Engine-level state that live writes change (see Engine+Live.swift), under `state`.
+    // Lock order: `state` before the pipeline's own lock, never the other way.
+    let state = ReadWriteLock()
+    var liveCatalog: ItemCatalog
+    var userRows: [String: Int]
+    var itemRows: [String: Int]
+    var lexical: BM25Index
+    /// The item of each BM25 document (an item changed while serving gets a new document).
+    var lexicalItem: [Int]
+    var live = LiveItems()
+    /// The last write-ahead log record applied (kept by `LiveService` under its lock).
+    var liveSequence: UInt64 = 0
+    /// Serializes live writes (readers never wait on it).
+    let writer = NSLock()
 
     /// The largest k a request may ask for.
     public static let maxK = 10_000
@@ -41,9 +54,10 @@ public final class Engine: @unchecked Sendable {
     /// - Parameters:
     ///   - metrics: where the pipeline's stage timers go (labels carry the version when several serve).
     ///   - inline: run the stages on the caller's thread without budgets (offline work).
+    ///   - writable: take live writes (the index is loaded into memory instead of mmapped read-only).
     /// - Throws: `EngineError.corruptBundle` naming the file that is missing, corrupt or disagrees.
     public init(bundle: ModelBundle, name: String? = nil, version: String? = nil, metrics: StageMetrics? = nil,
-                inline: Bool = false) throws {
+                inline: Bool = false, writable: Bool = false) throws {
         guard bundle.manifest.kind == .funnel else {
             throw EngineError.corruptBundle(folder: bundle.folder, file: ModelBundle.File.manifest,
                                             reason: "an index bundle; the engine serves funnel bundles")
@@ -53,17 +67,16 @@ public final class Engine: @unchecked Sendable {
         self.name = name
         self.version = version
         let catalog = try bundle.loadCatalog()
-        self.catalog = catalog
+        self.liveCatalog = catalog
         let (towers, userIDs, itemIDs) = try bundle.reading(ModelBundle.File.towers) { try TwoTowerModel.load(from: bundle.path(ModelBundle.File.towers)) }
         guard userIDs == catalog.userIDs, itemIDs == catalog.itemIDs else {
             throw bad(ModelBundle.File.towers, "its \(userIDs.count) users and \(itemIDs.count) items are not the catalog's "
                       + "\(catalog.userIDs.count) and \(catalog.itemIDs.count): the files come from different models")
         }
         self.towers = towers
-        let index = try bundle.loadIndex(items: itemIDs.count, dimension: towers.parameters.dimension)
+        let index = try bundle.loadIndex(items: itemIDs.count, dimension: towers.parameters.dimension, writable: writable)
         self.index = index
         let features = try bundle.reading(ModelBundle.File.catalog) { try catalog.rankingFeatures() }
-        self.features = features
         if bundle.has(ModelBundle.File.ranker) {
             let r = try bundle.reading(ModelBundle.File.ranker) { try GBDTModel.load(from: bundle.path(ModelBundle.File.ranker)) }
             guard r.featureCount == features.count else {
@@ -84,12 +97,13 @@ public final class Engine: @unchecked Sendable {
         var bm25 = BM25Index()
         for text in catalog.searchText { bm25.add(text) }
         lexical = bm25
+        lexicalItem = Array(0..<catalog.searchText.count)
     }
 
     /// Opens the bundle in `folder` and loads it.
     public convenience init(folder: String, name: String? = nil, version: String? = nil, metrics: StageMetrics? = nil,
-                            inline: Bool = false) throws {
-        try self.init(bundle: try ModelBundle.open(folder), name: name, version: version, metrics: metrics, inline: inline)
+                            inline: Bool = false, writable: Bool = false) throws {
+        try self.init(bundle: try ModelBundle.open(folder), name: name, version: version, metrics: metrics, inline: inline, writable: writable)
     }
 
     /// Loads the version of `name` a registry serves (production, else the newest), or the
@@ -100,9 +114,12 @@ public final class Engine: @unchecked Sendable {
         return try Engine(folder: registry.folder(name, v), name: name, version: "v\(v.version)", inline: inline)
     }
 
-    public var itemCount: Int { catalog.itemIDs.count }
-    public func knows(user: String) -> Bool { userRows[user] != nil }
-    public func item(_ id: String) -> Int? { itemRows[id] }
+    public var itemCount: Int { state.read { liveCatalog.itemIDs.count } }
+    public func knows(user: String) -> Bool { state.read { userRows[user] != nil } }
+    /// An item's row, nil for an unknown or deleted item.
+    public func item(_ id: String) -> Int? {
+        state.read { itemRows[id] }.flatMap { pipeline.isDeleted($0) ? nil : $0 }
+    }
 
     // MARK: - Recommendations
 
@@ -112,23 +129,52 @@ public final class Engine: @unchecked Sendable {
     /// - Throws: `EngineError.unknown` for an unknown user with no touched items or an
     ///   unknown item id; `EngineError.invalidRequest` for k outside 1...maxK.
     public func recommend(user: String, k: Int, touched: [String] = [], exclude: [String] = [],
-                          includeSeen: Bool = false) throws -> EngineAnswer {
+                          includeSeen: Bool = false, filter: ItemFilter = ItemFilter()) throws -> EngineAnswer {
         try check(k: k)
-        var excluded = Set(try exclude.map { try row(item: $0) })
-        let request: FunnelRequest
-        if let u = userRows[user] {
-            if !includeSeen { excluded.formUnion(features.statistics.history(u, before: features.now &+ 1)) }
+        let (u, excludedRows, touchedRows) = try state.read {
+            (userRows[user], try exclude.map { try row(item: $0) }, try touched.map { try row(item: $0) })
+        }
+        var excluded = Set(excludedRows)
+        var request: FunnelRequest
+        // A user's history: the log's and what they did while serving.
+        let history = u.map { u in pipeline.reading { Array($1.history(u)) } } ?? []
+        if !includeSeen { excluded.formUnion(history); excluded.formUnion(touchedRows) }
+        if let u, u < userVectors.rows {
             request = FunnelRequest(user: u, vector: Array(userVectors.row(u)), exclude: excluded)
-        } else if !touched.isEmpty {
-            let items = try touched.map { try row(item: $0) }
-            if !includeSeen { excluded.formUnion(items) }
-            request = FunnelRequest(user: nil, vector: try towers.userVector(touched: items), exclude: excluded)
+        } else if !(touchedRows + history).isEmpty {
+            // A user the model has not seen: the items they touched (given, or recorded while serving).
+            request = FunnelRequest(user: u, vector: pooled(touchedRows + history), exclude: excluded)
         } else {
             throw EngineError.unknown(kind: "user", id: user)
         }
+        if !filter.isEmpty { request.allowed = try pipeline.reading { try filter.allowed(in: $1.items) } }
         var answer = try answer(pipeline.recommend(request, k: k))
         answer.user = user
         return answer
+    }
+
+    /// The funnel's top `k` for a query vector in the item-embedding space (a caller's own
+    /// user or query embedding): retrieval, ranking without a user history, re-ranking.
+    /// - Throws: `EngineError.invalidRequest` for a vector of another dimension or holding NaN.
+    public func query(vector: [Float], k: Int, exclude: [String] = [], filter: ItemFilter = ItemFilter()) throws -> EngineAnswer {
+        try check(k: k)
+        guard vector.count == index.dimension else {
+            throw EngineError.invalidRequest("the vector has \(vector.count) values, the model's embeddings \(index.dimension)")
+        }
+        guard vector.allSatisfy(\.isFinite) else { throw EngineError.invalidRequest("the vector holds NaN or an infinity") }
+        var request = FunnelRequest(user: nil, vector: vector, exclude: Set(try state.read { try exclude.map { try row(item: $0) } }))
+        if !filter.isEmpty { request.allowed = try pipeline.reading { try filter.allowed(in: $1.items) } }
+        return try answer(pipeline.recommend(request, k: k))
+    }
+
+    /// The normalized mean of the items' embeddings: the query of a user known by what they touched.
+    func pooled(_ items: [Int32]) -> [Float] {
+        pipeline.reading { vectors, _ in
+            var mean = [Float](repeating: 0, count: vectors.columns)
+            for i in items { for c in mean.indices { mean[c] += vectors[Int(i), c] } }
+            let norm = max(mean.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
+            return mean.map { $0 / norm }
+        }
     }
 
     /// The funnel's top `k` for a user the model has never seen, from their attributes
@@ -139,7 +185,7 @@ public final class Engine: @unchecked Sendable {
         try check(k: k)
         guard attributes.keys.lookup(user) != nil else { throw EngineError.unknown(kind: "user", id: "\(user) (not in the attribute table)") }
         let old = towers.users.features
-        var ids = Vocabulary(catalog.userIDs)
+        var ids = Vocabulary(Array(catalog.userIDs.prefix(towers.users.features.count)))
         let row = Int(ids.intern(user))
         let (grown, uncoded) = old.appending(table: attributes.aligned(to: ids).table, from: old.count)
         let vector = try towers.userVector(features: grown, row: row)
@@ -155,11 +201,12 @@ public final class Engine: @unchecked Sendable {
 
     /// Items nearest to `item` in the item-embedding space, re-ranked (MMR, category cap)
     /// without freshness or the ranker (which was trained for users, not items).
-    public func similar(item: String, k: Int) throws -> EngineAnswer {
+    public func similar(item: String, k: Int, filter: ItemFilter = ItemFilter()) throws -> EngineAnswer {
         try check(k: k)
-        let i = try row(item: item)
+        let i = try state.read { try row(item: item) }
         let t0 = Clock.now()
-        let request = FunnelRequest(user: nil, vector: Array(pipeline.itemVectors.row(Int(i))), exclude: [i])
+        var request = FunnelRequest(user: nil, vector: pipeline.reading { v, _ in v.row(Int(i)) }, exclude: [i])
+        if !filter.isEmpty { request.allowed = try pipeline.reading { try filter.allowed(in: $1.items) } }
         let candidates = try pipeline.retrieve(request, count: max(pipeline.config.candidates, k))
         let t1 = Clock.now()
         var config = pipeline.config
@@ -167,7 +214,7 @@ public final class Engine: @unchecked Sendable {
         let list = pipeline.rerank(request, candidates, k: k, override: config)
         let t2 = Clock.now()
         var answer = EngineAnswer(model: name, version: version, path: ["hnsw", "rerank"], latencyUs: (t2 - t0) * 1e6,
-                                  stagesUs: ["retrieval": (t1 - t0) * 1e6, "rerank": (t2 - t1) * 1e6], items: list.map { served($0) })
+                                  stagesUs: ["retrieval": (t1 - t0) * 1e6, "rerank": (t2 - t1) * 1e6], items: served(list))
         answer.query = item
         return answer
     }
@@ -178,20 +225,26 @@ public final class Engine: @unchecked Sendable {
         guard (1...Self.maxK).contains(k) else { throw EngineError.invalidRequest("k must be in 1...\(Self.maxK), got \(k)") }
     }
 
+    /// An item's row (call under `state`): unknown and deleted items are refused.
     func row(item: String) throws -> Int32 {
-        guard let i = itemRows[item] else { throw EngineError.unknown(kind: "item", id: item) }
+        guard let i = itemRows[item], !pipeline.isDeleted(i) else { throw EngineError.unknown(kind: "item", id: item) }
         return Int32(i)
     }
 
     func answer(_ r: Recommendation) -> EngineAnswer {
         EngineAnswer(model: name, version: version, path: r.path, latencyUs: r.totalSeconds * 1e6,
                      stagesUs: Dictionary(r.stageSeconds.map { ($0.stage, $0.seconds * 1e6) }, uniquingKeysWith: +),
-                     items: r.items.map { served($0) })
+                     items: served(r.items))
     }
 
-    /// A ranked item as it is shown: named, categorized, explained.
-    public func served(_ x: RankedItem, lexicalRank: Int? = nil) -> ServedItem {
-        let names = features.items.categoryNames
+    /// Ranked items as they are shown: named, categorized, explained.
+    public func served(_ list: [RankedItem], lexicalRank: [Int: Int] = [:]) -> [ServedItem] {
+        let names = pipeline.reading { $1.items.categoryNames }
+        return state.read { list.map { served($0, names: names, lexicalRank: lexicalRank[$0.id]) } }
+    }
+
+    func served(_ x: RankedItem, names: [String], lexicalRank: Int?) -> ServedItem {
+        let catalog = liveCatalog
         let contributions = x.contributions.map { ServedItem.Contribution(feature: $0.feature, value: $0.value) }
         let rules = x.explanation
         return ServedItem(

@@ -26,6 +26,15 @@ public struct ServedItem: Codable, Sendable, Equatable {
         /// What freshness, MMR and the business rules did.
         public var rules: [String]?
 
+        public init(retrievalRank: Int? = nil, retrievalScore: Double? = nil, lexicalRank: Int? = nil,
+                    rankerContributions: [Contribution]? = nil, rules: [String]? = nil) {
+            self.retrievalRank = retrievalRank
+            self.retrievalScore = retrievalScore
+            self.lexicalRank = lexicalRank
+            self.rankerContributions = rankerContributions
+            self.rules = rules
+        }
+
         enum CodingKeys: String, CodingKey {
             case retrievalRank = "retrieval_rank", retrievalScore = "retrieval_score", lexicalRank = "lexical_rank"
             case rankerContributions = "ranker_contributions", rules

@@ -26,20 +26,27 @@ public final class LiveModels: @unchecked Sendable {
 
     public let root: String
     public let name: String
+    public let writable: Bool
     private let lock = NSLock()
     private var current: Snapshot
     private var signature: String
     private var failure: String?
     private var poller: Thread?
     private var stopping = false
+    /// Runs on newly loaded versions before they serve, under `swapLock` (which live writes
+    /// also take, so that no write falls between a replay and the swap).
+    public var beforeSwap: (@Sendable ([Engine]) throws -> Void)?
+    public let swapLock = NSLock()
 
     /// Loads what the registry serves now.
     /// - Throws: `RegistryError` for an unknown model, `EngineError` when a version fails to load.
-    public init(root: String, name: String) throws {
+    /// - Parameter writable: the versions take live writes (see `Engine.init(writable:)`).
+    public init(root: String, name: String, writable: Bool = false) throws {
         self.root = root
         self.name = name
+        self.writable = writable
         signature = Self.signature(of: ModelRegistry(root: root).manifestFile)
-        current = try Self.load(root: root, name: name, reuse: [:])
+        current = try Self.load(root: root, name: name, reuse: [:], writable: writable)
     }
 
     deinit { stop() }
@@ -67,11 +74,16 @@ public final class LiveModels: @unchecked Sendable {
         let sig = Self.signature(of: ModelRegistry(root: root).manifestFile)
         guard sig != lock.withLock({ signature }) else { return false }
         do {
-            let next = try Self.load(root: root, name: name, reuse: snapshot.versions)
-            lock.withLock {
-                current = next
-                signature = sig
-                failure = nil
+            let old = snapshot.versions
+            let next = try Self.load(root: root, name: name, reuse: old, writable: writable)
+            let fresh = next.versions.filter { old[$0.key] !== $0.value }.map(\.value)
+            try swapLock.withLock {
+                try beforeSwap?(fresh)
+                lock.withLock {
+                    current = next
+                    signature = sig
+                    failure = nil
+                }
             }
             return true
         } catch {
@@ -106,12 +118,12 @@ public final class LiveModels: @unchecked Sendable {
 
     // MARK: - Loading
 
-    static func load(root: String, name: String, reuse: [String: Engine]) throws -> Snapshot {
+    static func load(root: String, name: String, reuse: [String: Engine], writable: Bool) throws -> Snapshot {
         let registry = ModelRegistry(root: root)
         let versions = try registry.versions(of: name)
         func engine(_ v: ModelVersion) throws -> Engine {
             if let e = reuse["v\(v.version)"] { return e }
-            return try Engine(folder: registry.folder(name, v), name: name, version: "v\(v.version)")
+            return try Engine(folder: registry.folder(name, v), name: name, version: "v\(v.version)", writable: writable)
         }
         let production = try engine(try registry.current(name))
         var loaded = [production.version!: production]

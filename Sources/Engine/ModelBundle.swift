@@ -164,8 +164,9 @@ public struct ModelBundle: Sendable {
 
     /// The bundle's index (mapped), checked to hold exactly `items` vectors of `dimension`,
     /// ids 0..<items: an index from another bundle is refused here.
-    func loadIndex(items: Int, dimension: Int) throws -> HNSWIndex {
-        let index = try reading(File.index) { try HNSWIndex.load(from: path(File.index), mmap: true) }
+    /// - Parameter writable: load into memory (live writes change the index) rather than mmap it read-only.
+    func loadIndex(items: Int, dimension: Int, writable: Bool = false) throws -> HNSWIndex {
+        let index = try reading(File.index) { try HNSWIndex.load(from: path(File.index), mmap: !writable) }
         guard index.dimension == dimension, index.count == items, (0..<items).allSatisfy({ index.contains(UInt64($0)) }) else {
             throw failure(File.index, "\(index.count) vectors of dimension \(index.dimension), the bundle's other files describe "
                           + "\(items) items of dimension \(dimension): the files come from different models")

@@ -79,6 +79,18 @@ public final class ExactIndex: @unchecked Sendable {
         try vectors.append(rows: b)
     }
 
+    /// Replaces the vector at `position` (a live update of one item).
+    /// - Throws: `ExactSearchError` for a position outside the index, another dimension or a non-finite value.
+    public func replace(_ position: Int, with vector: [Float]) throws {
+        guard (0..<count).contains(position) else { throw ExactSearchError.invalidArgument("position \(position) outside 0..<\(count)") }
+        guard vector.count == dimension else { throw ExactSearchError.dimensionMismatch(expected: dimension, got: vector.count) }
+        if let c = vector.firstIndex(where: { !$0.isFinite }) { throw ExactSearchError.nonFinite(what: "vector", row: 0, column: c) }
+        var b = try Matrix(rows: 1, columns: dimension, storage: vector)
+        if metric == .cosine { b.normalizeRows() }
+        for c in 0..<dimension { vectors[position, c] = b[0, c] }
+        squaredNorms[position] = b.rowSquaredNorms()[0]
+    }
+
     // MARK: - One query
 
     /// The `k` nearest stored vectors to `query`, nearest first.

@@ -17,16 +17,16 @@ public enum FeaturesError: Error, CustomStringConvertible, Equatable {
 /// The item attributes ranking and re-ranking read: categories (one or several per item),
 /// creation time, and numeric attributes that become ranker features as they are.
 public struct ItemAttributes: Sendable {
-    public let count: Int
-    public let categoryNames: [String]
+    public internal(set) var count: Int
+    public internal(set) var categoryNames: [String]
     /// Item i's categories are `categoryCodes[categoryOffsets[i] ..< categoryOffsets[i + 1]]`.
-    public let categoryOffsets: [Int32]
-    public let categoryCodes: [Int32]
+    public internal(set) var categoryOffsets: [Int32]
+    public internal(set) var categoryCodes: [Int32]
     /// Unix seconds; `Timestamp.missing` where unknown. Nil when the catalog has no dates.
-    public let createdAt: [Int64]?
+    public internal(set) var createdAt: [Int64]?
     public let numericNames: [String]
     /// `numericValues[f][i]`: attribute f of item i (NaN where missing).
-    public let numericValues: [[Float]]
+    public internal(set) var numericValues: [[Float]]
 
     public init(count: Int, categories: [[Int32]], categoryNames: [String], createdAt: [Int64]? = nil,
                 numeric: [(name: String, values: [Float])] = []) throws {
@@ -127,7 +127,7 @@ public struct ItemAttributes: Sendable {
 public struct RankingFeatures: Sendable {
     public static let baseNames = ["tower_score", "retrieval_rank", "log_popularity", "log_recent_popularity",
                                    "item_age_days", "category_affinity", "log_user_activity", "item_mean_rating"]
-    public let items: ItemAttributes
+    public internal(set) var items: ItemAttributes
     public let statistics: InteractionStatistics
     /// "Now" for serving: item ages are measured from it. Default: the last event of the log.
     public var now: Int64
@@ -135,10 +135,15 @@ public struct RankingFeatures: Sendable {
     public var count: Int { Self.baseNames.count + items.numericNames.count }
 
     /// Each item's log(1 + interactions) now (precomputed; popular-item fallbacks order by it).
-    public let logPopularity: [Float]
-    // Current values, precomputed.
-    let logRecent: [Float]
-    let meanRating: [Float]
+    public internal(set) var logPopularity: [Float]
+    // Current values, precomputed (and moved by live interactions, see `record`).
+    var logRecent: [Float]
+    var meanRating: [Float]
+    /// Interactions recorded while serving (see `record`), per user and per item.
+    var liveHistory: [Int: [Int32]] = [:]
+    var liveCounts: [Int: LiveCount] = [:]
+    /// Users the features answer for: the statistics' users and those added while serving.
+    public internal(set) var userCount: Int
 
     public init(items: ItemAttributes, statistics: InteractionStatistics, now: Int64? = nil) throws {
         guard items.count == statistics.itemCount else {
@@ -151,6 +156,7 @@ public struct RankingFeatures: Sendable {
         logPopularity = (0..<items.count).map { Float(log1p(Double(statistics.popularity($0, before: t)))) }
         logRecent = (0..<items.count).map { Float(log1p(Double(statistics.recentPopularity($0, before: t)))) }
         meanRating = (0..<items.count).map { statistics.meanWeight($0, before: t) }
+        userCount = statistics.userCount
     }
 
     /// Writes `candidates.count` rows of `count` features into `out` (row-major).
@@ -164,8 +170,8 @@ public struct RankingFeatures: Sendable {
         if out.count != n * d { out = [Float](repeating: 0, count: n * d) }
         // The user's category shares (dense: one slot per category) and activity.
         var history: ArraySlice<Int32> = []
-        if let user, user >= 0, user < statistics.userCount {
-            history = statistics.history(user, before: time ?? (now &+ 1))
+        if let user, user >= 0 {
+            history = time == nil ? self.history(user) : (user < statistics.userCount ? statistics.history(user, before: time!) : [])
         }
         var shares = [Float](repeating: 0, count: history.isEmpty ? 0 : items.categoryNames.count)
         if !history.isEmpty {
@@ -184,7 +190,7 @@ public struct RankingFeatures: Sendable {
                 let row = o.baseAddress! + rank * d
                 row[0] = Float(candidate.retrievalScore ?? candidate.score)
                 row[1] = Float(candidate.retrievalRank ?? rank)
-                if let time {
+                if let time, i < statistics.itemCount {
                     row[2] = Float(log1p(Double(statistics.popularity(i, before: time))))
                     row[3] = Float(log1p(Double(statistics.recentPopularity(i, before: time))))
                     row[7] = statistics.meanWeight(i, before: time)

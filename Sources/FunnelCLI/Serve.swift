@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Funnel
+import FunnelServer
+import Logging
 import Hummingbird
 import Metrics
 import Prometheus
@@ -18,7 +20,7 @@ import Prometheus
 /// every request after the real answer is sent; `funnel_shadow_shared_items_total` over
 /// `funnel_shadow_compared_items_total` is how much of the served lists it would have kept.
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Serve a model bundle's funnel over HTTP, with metrics for Prometheus.")
+    static let configuration = CommandConfiguration(abstract: "Serve a model bundle's funnel over HTTP (the /v1 API, live writes, registry operations), with metrics for Prometheus.")
 
     @OptionGroup var modelOptions: ModelOptions
     @Option var host: String = "127.0.0.1"
@@ -26,12 +28,19 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest k a request may ask for.") var maxK: Int = 100
     @Option(help: "Requests run through the funnel at once (default: twice the cores); the rest wait their turn, so that stage budgets measure the stages, not the queue.")
     var workers: Int?
+    @Option(help: "The write-ahead log of live writes (default: <registry root>/<model>.wal, or <folder>.wal for a bundle folder).")
+    var wal: String?
+    @Flag(help: "Take no live writes (no write-ahead log).") var readOnly = false
+    @Option(help: "Largest request body in bytes.") var maxBodyBytes: Int = 1 << 20
+    @Option(help: "Write and admin routes need this key (Authorization: Bearer KEY); default: the FUNNEL_API_KEY environment variable.")
+    var apiKey: String?
     @Option(name: .customLong("movielens"), help: .hidden) var movielens: String?
 
     func validate() throws {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1...65535, got \(port)") }
         guard (1...Engine.maxK).contains(maxK) else { throw ValidationError("--max-k must be in 1...\(Engine.maxK)") }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
+        guard (1...(1 << 30)).contains(maxBodyBytes) else { throw ValidationError("--max-body-bytes must be in 1...\(1 << 30)") }
     }
 
     func run() async throws {
@@ -43,120 +52,47 @@ struct Serve: AsyncParsableCommand {
             .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
         ]
         MetricsSystem.bootstrap(factory)
-
-        // The served versions: production (or the folder), and the canary when there is one.
-        let model = modelOptions.model, root = modelOptions.root
         if try modelOptions.kind() == .index { return try await serveIndex(prometheus) }
+
+        setvbuf(stdout, nil, _IOLBF, 0)  // lines reach a log file as they are printed
+        let model = modelOptions.model, root = modelOptions.root
+        let logger = Logger(label: "funnel.serve")
         // A bundle folder serves as it is; a registry model follows the registry: a promote,
         // canary, shadow or rollback takes effect while serving (see `LiveModels`).
-        let live: LiveModels?, fixed: Engine?
+        let service: LiveService
+        let walPath = readOnly ? nil : (wal ?? (modelOptions.isFolder ? "\(model.hasSuffix("/") ? String(model.dropLast()) : model).wal" : "\(root)/\(model).wal"))
         if modelOptions.isFolder {
-            fixed = try Engine(folder: model, version: model)
-            live = nil
+            service = try LiveService(fixed: try Engine(folder: model, version: model, writable: walPath != nil), logPath: walPath)
         } else {
-            live = try LiveModels(root: root, name: model)
-            fixed = nil
-            live!.startPolling(every: 1) { models, changed in
+            let live = try LiveModels(root: root, name: model, writable: walPath != nil)
+            service = try LiveService(models: live, logPath: walPath)
+            live.startPolling(every: 1) { models, changed in
                 if changed {
-                    print("registry changed: now serving \(models.snapshot.versions.keys.sorted().joined(separator: ", "))")
+                    logger.info("registry changed: now serving \(models.snapshot.versions.keys.sorted().joined(separator: ", "))")
                 } else if let e = models.lastError {
-                    print("registry changed, but the new versions were refused (still serving the old): \(e)")
+                    logger.error("registry changed, but the new versions were refused (still serving the old): \(e)")
                 }
             }
         }
-        @Sendable func engine(for user: String, pinned: String?) throws -> Engine {
-            if let fixed { return fixed }
-            if let pinned {
-                guard let e = live!.version(pinned) else { throw EngineError.unknown(kind: "version", id: pinned) }
-                return e
-            }
-            return live!.route(user)
+        if let log = service.log {
+            var line = "write-ahead log \(log.path): \(service.replayed) writes replayed"
+            if let r = log.repaired { line += "; cut a torn tail of \(r.bytes) bytes at offset \(r.offset) (a write that was never acknowledged)" }
+            print(line)
+            for f in service.replayFailures.prefix(10) { print("  skipped: \(f)") }
         }
-        @Sendable func loadedVersions() -> [String] { fixed.map { [$0.version ?? model] } ?? live!.snapshot.versions.keys.sorted() }
-        let maxK = maxK
-        print("serving \(model) (\(loadedVersions().joined(separator: ", "))) on http://\(host):\(port)")
-
-        // A bounded pool: more requests in flight than cores would only make each stage wait
-        // for a core, trip its budget and open its circuit breaker under load.
-        let pool = OperationQueue()
-        pool.maxConcurrentOperationCount = workers ?? 2 * ProcessInfo.processInfo.activeProcessorCount
-        pool.qualityOfService = .userInitiated
-        /// Runs `work` in the pool and answers with its JSON, or with the error it names.
-        @Sendable func answer(_ work: @escaping @Sendable () throws -> EngineAnswer) async -> Response {
-            do {
-                let body = try await withCheckedThrowingContinuation { (done: CheckedContinuation<Data, Error>) in
-                    pool.addOperation {
-                        done.resume(with: Result {
-                            let encoder = JSONEncoder()
-                            encoder.outputFormatting = [.sortedKeys]
-                            return try encoder.encode(try work())
-                        })
-                    }
-                }
-                return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
-            } catch let e as EngineError {
-                if case .unknown = e { return Self.error(.notFound, "\(e)") }
-                return Self.error(.badRequest, "\(e)")
-            } catch let e as ServingError {
-                return Self.error(.badRequest, "\(e)")
-            } catch let e as HTTPError {
-                return Self.error(.badRequest, e.body ?? "\(e)")
-            } catch {
-                return Self.error(.internalServerError, "\(error)")
-            }
-        }
-        @Sendable func k(_ request: Request) throws -> Int {
-            guard let raw = request.uri.queryParameters.get("k") else { return 10 }
-            guard let k = Int(raw), (1...maxK).contains(k) else {
-                throw HTTPError(.badRequest, message: "k must be an integer in 1...\(maxK), got '\(raw)'")
-            }
-            return k
-        }
-        @Sendable func ids(_ request: Request, _ name: String) -> [String] {
-            request.uri.queryParameters.get(name).map { $0.split(separator: ",").map(String.init) } ?? []
-        }
-
-        let app = Router()
-        app.get("health") { _, _ -> String in "ok \(loadedVersions().joined(separator: " "))\n" }
-        app.get("readyz") { _, _ -> String in "ready \(loadedVersions().joined(separator: " "))\n" }
-        app.get("metrics") { _, _ -> String in prometheus.emitToString() }
-        app.get("recommend") { request, _ -> Response in
-            guard let user = request.uri.queryParameters.get("user"), !user.isEmpty else {
-                return Self.error(.badRequest, "missing query parameter 'user'")
-            }
-            return await answer {
-                let k = try k(request), touched = ids(request, "touched"), exclude = ids(request, "exclude")
-                let engine = try engine(for: user, pinned: request.uri.queryParameters.get("version"))
-                let r = try engine.recommend(user: user, k: k, touched: touched, exclude: exclude)
-                if let se = live?.snapshot.shadow, se !== engine {
-                    let sv = se.version ?? "shadow"
-                    // The shadow's turn comes after the answer is on its way.
-                    let shown = Set(r.items.map(\.item))
-                    pool.addOperation {
-                        guard let s = try? se.recommend(user: user, k: k, touched: touched, exclude: exclude) else { return }
-                        Counter(label: "funnel_shadow_requests_total", dimensions: [("version", sv)]).increment()
-                        Counter(label: "funnel_shadow_compared_items_total", dimensions: [("version", sv)]).increment(by: shown.count)
-                        Counter(label: "funnel_shadow_shared_items_total", dimensions: [("version", sv)])
-                            .increment(by: s.items.filter { shown.contains($0.item) }.count)
-                    }
-                }
-                return r
-            }
-        }
-        app.get("similar") { request, _ -> Response in
-            guard let item = request.uri.queryParameters.get("item"), !item.isEmpty else {
-                return Self.error(.badRequest, "missing query parameter 'item'")
-            }
-            return await answer { try engine(for: "", pinned: request.uri.queryParameters.get("version")).similar(item: item, k: try k(request)) }
-        }
-        app.get("search") { request, _ -> Response in
-            guard let q = request.uri.queryParameters.get("q"), !q.isEmpty else { return Self.error(.badRequest, "missing query parameter 'q'") }
-            let modeName = request.uri.queryParameters.get("mode") ?? "hybrid"
-            guard let mode = SearchMode(rawValue: modeName) else { return Self.error(.badRequest, "mode must be lexical or hybrid, got '\(modeName)'") }
-            return await answer { try engine(for: "", pinned: request.uri.queryParameters.get("version")).search(q, k: try k(request), mode: mode) }
-        }
-        let application = Application(router: app, configuration: .init(address: .hostname(host, port: port)))
-        try await application.runService()
+        var settings = ServerSettings()
+        settings.host = host
+        settings.port = port
+        settings.maxK = maxK
+        if let workers { settings.workers = workers }
+        settings.maxBodyBytes = maxBodyBytes
+        settings.apiKey = apiKey ?? ProcessInfo.processInfo.environment["FUNNEL_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        let name = modelOptions.isFolder ? ((model as NSString).lastPathComponent) : model
+        let server = FunnelServer(service: service, name: name, registryRoot: modelOptions.isFolder ? nil : root, settings: settings,
+                                  metrics: { prometheus.emitToString() }, logger: logger)
+        let versions = service.engines.compactMap(\.version).sorted().joined(separator: ", ")
+        print("serving \(name) (\(versions)) on http://\(host):\(port)  (API under /v1/models/\(name), document at /openapi.json)")
+        try await server.run()
     }
 
     /// An index bundle over HTTP:

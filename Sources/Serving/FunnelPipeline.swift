@@ -67,12 +67,24 @@ public struct FunnelRequest: Sendable {
     /// Replays a past request: features and freshness see only events before this time
     /// (offline evaluation and ranker training). Nil: now.
     public var asOf: Int64?
+    /// Only items whose entry is true may be returned (a request's attribute filter); nil: all.
+    /// Items past its end (added after it was made) are not allowed.
+    public var allowed: [Bool]?
 
-    public init(user: Int?, vector: [Float]?, exclude: Set<Int32> = [], asOf: Int64? = nil) {
+    public init(user: Int?, vector: [Float]?, exclude: Set<Int32> = [], asOf: Int64? = nil, allowed: [Bool]? = nil) {
+        self.allowed = allowed
         self.user = user
         self.vector = vector
         self.exclude = exclude
         self.asOf = asOf
+    }
+}
+
+extension FunnelRequest {
+    /// Whether `item` may be returned: not excluded, and allowed by the filter.
+    @inline(__always)
+    func allows(_ item: Int) -> Bool {
+        !exclude.contains(Int32(item)) && (allowed.map { item < $0.count && $0[item] } ?? true)
     }
 }
 
@@ -84,15 +96,22 @@ public struct FunnelRequest: Sendable {
 /// the ranking features' item tables.
 public final class FunnelPipeline: @unchecked Sendable {
     public let index: HNSWIndex
-    public let itemVectors: Matrix
-    public let features: RankingFeatures
+    public private(set) var itemVectors: Matrix
+    public private(set) var features: RankingFeatures
     public let ranker: GBDTModel?
     public let config: PipelineConfig
     let predictor: GBDTPredictor?
     let exact: ExactIndex
-    let popularOrder: [Int]
+    var popularOrder: [Int]
     /// Unit item vectors minus their mean, renormalized (MMR's similarity space).
-    let centeredVectors: Matrix
+    var centeredVectors: Matrix
+    var centerMean: [Float]
+    /// Items deleted while serving: no stage returns them.
+    public private(set) var deleted: Set<Int32> = []
+    /// Stages read under it; live writes (`setItem`, `removeItem`, `record`) take it alone.
+    /// Every stage takes it itself (a stage past its budget may still be running after the
+    /// answer went out), so no locked section calls another.
+    let state = ReadWriteLock()
     public private(set) var recommender: Recommender<FunnelRequest>!
 
     /// - Throws: `ServingError.invalidModel` when the index, vectors, features and ranker disagree in size.
@@ -115,13 +134,15 @@ public final class FunnelPipeline: @unchecked Sendable {
         predictor = ranker.map { GBDTPredictor($0) }
         exact = try ExactIndex(vectors: itemVectors, metric: .innerProduct)
         var centered = itemVectors
+        var mean = [Float](repeating: 0, count: itemVectors.columns)
         if itemVectors.rows > 0 {
-            var mean = [Float](repeating: 0, count: itemVectors.columns)
             for r in 0..<itemVectors.rows { for c in 0..<itemVectors.columns { mean[c] += itemVectors[r, c] } }
-            for r in 0..<itemVectors.rows { for c in 0..<itemVectors.columns { centered[r, c] -= mean[c] / Float(itemVectors.rows) } }
+            for c in mean.indices { mean[c] /= Float(itemVectors.rows) }
+            for r in 0..<itemVectors.rows { for c in 0..<itemVectors.columns { centered[r, c] -= mean[c] } }
             centered.normalizeRows()
         }
         centeredVectors = centered
+        centerMean = mean
         let pop = features.logPopularity
         popularOrder = (0..<pop.count).sorted { pop[$0] != pop[$1] ? pop[$0] > pop[$1] : $0 < $1 }
         typealias R = Recommender<FunnelRequest>
@@ -173,8 +194,9 @@ public final class FunnelPipeline: @unchecked Sendable {
     ///   holding NaN or an infinity.
     public func validate(_ request: FunnelRequest, k: Int) throws {
         guard k >= 1 else { throw ServingError.invalidInput("k must be at least 1, got \(k)") }
-        if let u = request.user, !(0..<features.statistics.userCount).contains(u) {
-            throw ServingError.invalidInput("user \(u) is outside the \(features.statistics.userCount) known users")
+        let users = state.read { features.userCount }
+        if let u = request.user, !(0..<users).contains(u) {
+            throw ServingError.invalidInput("user \(u) is outside the \(users) known users")
         }
         if let v = request.vector {
             guard v.count == index.dimension else {
@@ -198,42 +220,51 @@ public final class FunnelPipeline: @unchecked Sendable {
     /// Stage 1: the `count` most similar items by HNSW, excluded items left out.
     public func retrieve(_ request: FunnelRequest, count: Int) throws -> [RankedItem] {
         guard let v = request.vector else { throw ServingError.invalidInput("no query vector") }
-        let want = count + request.exclude.count
-        let found = try index.search(v, k: want, ef: max(config.ef, want))
-        var out = [RankedItem]()
-        out.reserveCapacity(count)
-        for n in found where !request.exclude.contains(Int32(n.id)) {
-            out.append(item(n.id, score: Double(1 - n.distance), rank: out.count))
-            if out.count == count { break }
+        return try state.read {
+            let want = count + request.exclude.count
+            let filter = request.allowed.map { allowed in SearchFilter { $0 < allowed.count && allowed[Int($0)] } }
+            let found = try index.search(v, k: want, ef: max(config.ef, want), filter: filter)
+            var out = [RankedItem]()
+            out.reserveCapacity(count)
+            for n in found where !request.exclude.contains(Int32(n.id)) {
+                out.append(item(n.id, score: Double(1 - n.distance), rank: out.count))
+                if out.count == count { break }
+            }
+            return out
         }
-        return out
     }
 
     /// The retrieval fallback: exact inner-product search over the item vectors.
     public func retrieveExact(_ request: FunnelRequest, count: Int) throws -> [RankedItem] {
         guard let v = request.vector else { throw ServingError.invalidInput("no query vector") }
-        let found = try exact.search(v, k: min(itemVectors.rows, count + request.exclude.count))
-        return found.filter { !request.exclude.contains(Int32($0.id)) }.prefix(count).enumerated()
-            .map { item($0.element.id, score: Double(-$0.element.distance), rank: $0.offset) }
+        return try state.read {
+            let found = try exact.search(v, k: request.allowed == nil ? min(itemVectors.rows, count + request.exclude.count + deleted.count) : itemVectors.rows)
+            return found.filter { request.allows($0.id) && !deleted.contains(Int32($0.id)) }.prefix(count).enumerated()
+                .map { item($0.element.id, score: Double(-$0.element.distance), rank: $0.offset) }
+        }
     }
 
     /// The last resort: most popular items, excluded ones left out.
     public func popular(_ request: FunnelRequest, count: Int) -> [RankedItem] {
-        var out = [RankedItem]()
-        for i in popularOrder where !request.exclude.contains(Int32(i)) {
-            out.append(item(i, score: Double(features.logPopularity[i]), rank: out.count))
-            if out.count == count { break }
+        state.read {
+            var out = [RankedItem]()
+            for i in popularOrder where request.allows(i) && !deleted.contains(Int32(i)) {
+                out.append(item(i, score: Double(features.logPopularity[i]), rank: out.count))
+                if out.count == count { break }
+            }
+            return out
         }
-        return out
     }
 
     /// Stage 2: GBDT scores of the candidates' features, best first (ties by id).
     public func rank(_ request: FunnelRequest, _ candidates: [RankedItem]) throws -> [RankedItem] {
         guard let predictor else { throw ServingError.invalidModel("no ranker") }
         var x = [Float]()
-        features.compute(user: request.user, candidates: candidates, asOf: request.asOf, into: &x)
+        let d = state.read {
+            features.compute(user: request.user, candidates: candidates, asOf: request.asOf, into: &x)
+            return features.count
+        }
         var scores = [Double](repeating: 0, count: candidates.count)
-        let d = features.count
         x.withUnsafeBufferPointer { xp in
             scores.withUnsafeMutableBufferPointer { predictor.predict(xp.baseAddress!, rows: candidates.count, stride: d, into: $0.baseAddress!) }
         }
@@ -257,13 +288,15 @@ public final class FunnelPipeline: @unchecked Sendable {
     public func explain(_ request: FunnelRequest, _ items: [RankedItem]) -> [RankedItem] {
         guard let ranker, config.explanations > 0 else { return items }
         var x = [Float]()
-        features.compute(user: request.user, candidates: items, asOf: request.asOf, into: &x)
-        let d = features.count
+        let (d, names) = state.read {
+            features.compute(user: request.user, candidates: items, asOf: request.asOf, into: &x)
+            return (features.count, features.names)
+        }
         var out = items
         for i in out.indices where out[i].rankerScore != nil {
             guard let e = try? ranker.explain(Array(x[i * d..<(i + 1) * d])) else { continue }
             out[i].contributions = e.top(config.explanations).map {
-                FeatureContribution(feature: features.names[$0.feature], value: $0.contribution)
+                FeatureContribution(feature: names[$0.feature], value: $0.contribution)
             }
         }
         return out
@@ -273,6 +306,10 @@ public final class FunnelPipeline: @unchecked Sendable {
     /// share a scale) and decayed by age, then MMR, then the business rules.
     /// - Parameter override: other re-ranking knobs for this call (e.g. an MMR lambda sweep).
     public func rerank(_ request: FunnelRequest, _ ranked: [RankedItem], k: Int, override: PipelineConfig? = nil) -> [RankedItem] {
+        state.read { rerankLocked(request, ranked, k: k, override: override) }
+    }
+
+    func rerankLocked(_ request: FunnelRequest, _ ranked: [RankedItem], k: Int, override: PipelineConfig?) -> [RankedItem] {
         let config = override ?? self.config
         let top = Array(ranked.prefix(max(config.mmrPool, k)))
         guard !top.isEmpty else { return [] }
@@ -298,5 +335,74 @@ public final class FunnelPipeline: @unchecked Sendable {
             for i in list.indices { list[i].score = (n - Double(i)) / n }
         }
         return config.rules.apply(list, k: k)
+    }
+}
+
+// MARK: - Live writes
+
+extension FunnelPipeline {
+    /// Reads the pipeline's per-item state (vectors, features) consistently with live writes.
+    public func reading<T>(_ body: (_ itemVectors: Matrix, _ features: RankingFeatures) throws -> T) rethrows -> T {
+        try state.read { try body(itemVectors, features) }
+    }
+
+    /// Sets item `item`'s vector and attributes, or appends a new item when `item` is the
+    /// item count; the item is then in every stage (the index, the exact fallback, the
+    /// ranker's features, MMR's space) for the next request. An item deleted before comes back.
+    /// - Throws: `ServingError.invalidInput` for an item past the end, a vector of another
+    ///   dimension or holding NaN, or attributes the catalog cannot hold. Nothing changes then.
+    public func setItem(_ item: Int, vector: [Float], attributes: ItemAttributeRow) throws {
+        guard vector.count == index.dimension else {
+            throw ServingError.invalidInput("the item vector has \(vector.count) values, the index \(index.dimension) dimensions")
+        }
+        if let bad = vector.firstIndex(where: { !$0.isFinite }) { throw ServingError.invalidInput("the item vector holds \(vector[bad]) at \(bad)") }
+        try state.write {
+            let n = itemVectors.rows
+            guard (0...n).contains(item) else { throw ServingError.invalidInput("item \(item) outside 0...\(n)") }
+            // Checked before anything changes (ItemAttributes.set throws before it writes).
+            do { try features.setItem(item, attributes) } catch { throw ServingError.invalidInput("\(error)") }
+            var centered = zip(vector, centerMean).map { $0 - $1 }
+            let norm = centered.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            if norm > 0 { centered = centered.map { $0 / norm } }
+            if item == n {
+                try itemVectors.append(rows: Matrix(rows: 1, columns: vector.count, storage: vector))
+                try centeredVectors.append(rows: Matrix(rows: 1, columns: vector.count, storage: centered))
+                try exact.add(Matrix(rows: 1, columns: vector.count, storage: vector))
+                popularOrder.append(item)
+            } else {
+                for c in 0..<vector.count {
+                    itemVectors[item, c] = vector[c]
+                    centeredVectors[item, c] = centered[c]
+                }
+                try exact.replace(item, with: vector)
+            }
+            deleted.remove(Int32(item))
+            try index.update(UInt64(item), vector: vector)
+        }
+    }
+
+    /// Deletes an item while serving: no stage returns it again (until it is set again).
+    public func removeItem(_ item: Int) throws {
+        try state.write {
+            guard (0..<itemVectors.rows).contains(item) else { throw ServingError.invalidInput("item \(item) outside 0..<\(itemVectors.rows)") }
+            guard !deleted.contains(Int32(item)) else { return }
+            deleted.insert(Int32(item))
+            if index.contains(UInt64(item)) { try index.remove(UInt64(item)) }
+        }
+    }
+
+    public func isDeleted(_ item: Int) -> Bool { state.read { deleted.contains(Int32(item)) } }
+    public var deletedCount: Int { state.read { deleted.count } }
+
+    /// Adds a user first seen while serving; returns their index (for `FunnelRequest.user`).
+    public func addUser() -> Int { state.write { features.addUser() } }
+
+    /// Records interactions that happened now (see `RankingFeatures.record`).
+    public func record(_ events: [(user: Int, item: Int, weight: Float?)]) throws {
+        try state.write {
+            for e in events {
+                do { try features.record(user: e.user, item: e.item, weight: e.weight) } catch { throw ServingError.invalidInput("\(error)") }
+            }
+        }
     }
 }

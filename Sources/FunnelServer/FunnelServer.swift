@@ -1,0 +1,481 @@
+import Engine
+import Foundation
+
+import HTTPTypes
+import Hummingbird
+import Logging
+import Metrics
+
+import Registry
+
+/// The knobs of `funnel serve` (flags, a config file, or `FUNNEL_*` environment variables).
+public struct ServerSettings: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// Largest k a request may ask for.
+    public var maxK = 100
+    /// Requests run through the funnel at once (default twice the cores).
+    public var workers = 2 * ProcessInfo.processInfo.activeProcessorCount
+    /// Largest request body, in bytes.
+    public var maxBodyBytes = 1 << 20
+    /// Largest number of interactions in one write.
+    public var maxBatch = 10_000
+    /// Write and admin routes need `Authorization: Bearer KEY` (or `X-API-Key: KEY`) when set.
+    public var apiKey: String?
+    public init() {}
+}
+
+/// The errors the API answers with: `{"error": {"code", "message"}}` and a status.
+public struct APIError: Error, Sendable {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var message: String
+
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    static func badRequest(_ m: String) -> APIError { APIError(.badRequest, "invalid_argument", m) }
+    static func notFound(_ m: String) -> APIError { APIError(.notFound, "not_found", m) }
+
+    /// The API error for an error of the engine, the registry or the server.
+    static func from(_ error: Error) -> APIError {
+        switch error {
+        case let e as APIError: return e
+        case let e as EngineError:
+            if case .unknown = e { return .notFound("\(e)") }
+            if case .corruptBundle = e { return APIError(.conflict, "refused", "\(e)") }
+            return .badRequest("\(e)")
+        case let e as RegistryError:
+            switch e {
+            case .unknownModel, .unknownVersion: return .notFound("\(e)")
+            case .invalidTransition: return APIError(.conflict, "conflict", "\(e)")
+            case .corrupt: return APIError(.internalServerError, "internal", "\(e)")
+            }
+        case let e as DecodingError: return .badRequest("the body is not the JSON this route takes: \(Self.describe(e))")
+        case let e as HTTPError:
+            if e.status == .contentTooLarge { return APIError(.contentTooLarge, "too_large", e.body ?? "the request body is too large") }
+            return APIError(e.status, e.status == .notFound ? "not_found" : "http_error", e.body ?? e.status.reasonPhrase)
+        default:
+            return APIError(.internalServerError, "internal", "\(error)")
+        }
+    }
+
+    static func describe(_ e: DecodingError) -> String {
+        func path(_ c: DecodingError.Context) -> String {
+            c.codingPath.isEmpty ? "" : " at " + c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch e {
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c): return c.debugDescription + path(c)
+        case .keyNotFound(let k, let c): return "missing field '\(k.stringValue)'" + path(c)
+        @unknown default: return "\(e)"
+        }
+    }
+
+    var response: Response {
+        let body = try! JSONSerialization.data(withJSONObject: ["error": ["code": code, "message": message]], options: [.sortedKeys])
+        return Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
+
+/// Funnel's HTTP API over one served model (see `openapi.json`, served at `/openapi.json`).
+public final class FunnelServer: @unchecked Sendable {
+    public let service: LiveService
+    public let name: String
+    public let settings: ServerSettings
+    let registryRoot: String?
+    let metricsText: @Sendable () -> String
+    let logger: Logger
+    let pool = OperationQueue()
+
+    /// - Parameters:
+    ///   - name: the model's name in the API (`/v1/models/{name}`).
+    ///   - registryRoot: the registry the model comes from (admin routes change it); nil for a bundle folder.
+    ///   - metrics: the Prometheus text of `/metrics`.
+    public init(service: LiveService, name: String, registryRoot: String?, settings: ServerSettings,
+                metrics: @escaping @Sendable () -> String, logger: Logger = Logger(label: "funnel.server")) {
+        self.service = service
+        self.name = name
+        self.registryRoot = registryRoot
+        self.settings = settings
+        self.metricsText = metrics
+        self.logger = logger
+        pool.maxConcurrentOperationCount = max(1, settings.workers)
+        pool.qualityOfService = .userInitiated
+    }
+
+    /// Serves until the process is stopped.
+    public func run() async throws {
+        let app = Application(router: router(), configuration: .init(address: .hostname(settings.host, port: settings.port)), logger: logger)
+        try await app.runService()
+    }
+
+    /// The routes (also what tests drive).
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: APIMiddleware(logger: logger))
+        router.get("livez") { _, _ in Self.json(["status": "ok"]) }
+        router.get("health") { [self] _, _ -> String in "ok \(versions().joined(separator: " "))\n" }
+        router.get("readyz") { [self] _, _ -> Response in
+            let v = versions()
+            return v.isEmpty ? APIError(.serviceUnavailable, "not_ready", "no validated model is loaded").response
+                             : Self.json(["status": "ready", "model": name, "versions": v] as [String: Any])
+        }
+        router.get("metrics") { [self] _, _ -> String in metricsText() }
+        router.get("openapi.json") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+        }
+
+        // The routes of before /v1, kept for scripts (production model of the served name).
+        router.get("recommend") { [self] request, _ in try await recommendGET(request, pinned: nil) }
+        router.get("similar") { [self] request, _ -> Response in
+            let item = try required(request, "item")
+            return try await answer { try self.service.engine(for: "", pinned: request.uri.queryParameters.get("version")).similar(item: item, k: try self.k(request)) }
+        }
+        router.get("search") { [self] request, _ in try await search(request) }
+
+        let v1 = router.group("v1")
+        v1.get("models") { [self] _, _ in Self.encode(["models": [try describe()]]) }
+        let model = v1.group("models/:name")
+        model.get("") { [self] _, context in try check(context); return Self.encode(try describe()) }
+        model.get("recommend") { [self] request, context in try check(context); return try await recommendGET(request, pinned: nil) }
+        model.post("recommend") { [self] request, context in try check(context); return try await recommendPOST(request, context, pinned: nil) }
+        model.get("versions/:version/recommend") { [self] request, context in
+            try check(context)
+            return try await recommendGET(request, pinned: try version(context))
+        }
+        model.post("versions/:version/recommend") { [self] request, context in
+            try check(context)
+            return try await recommendPOST(request, context, pinned: try version(context))
+        }
+        model.get("items/:item/similar") { [self] request, context -> Response in
+            try check(context)
+            let item = try context.parameters.require("item")
+            let k = try k(request)
+            let filter = try ItemFilter.parse(request.uri.queryParameters.getAll("filter").map { String($0) })
+            return try await answer { try self.service.engine(for: "").similar(item: item, k: k, filter: filter) }
+        }
+        model.get("search") { [self] request, context in try check(context); return try await search(request) }
+        model.post("query") { [self] request, context -> Response in
+            try check(context)
+            let body = try await decode(QueryBody.self, request, context)
+            let k = try checkK(body.k ?? 10)
+            let filter = try ItemFilter.parse(body.filter ?? [])
+            return try await answer { try self.service.engine(for: "").query(vector: body.vector, k: k, exclude: body.exclude ?? [], filter: filter) }
+        }
+
+        // Catalog and interaction writes.
+        model.put("items/:item") { [self] request, context -> Response in
+            try check(context, write: request)
+            let id = try context.parameters.require("item")
+            let attributes = try await decode([String: AttributeValue].self, request, context)
+            let sequence = try await service.write(.upsert(item: id, attributes: attributes))
+            return Self.encode(WriteAnswer(sequence: sequence, item: try service.production.itemRecord(id)))
+        }
+        model.get("items/:item") { [self] _, context -> Response in
+            try check(context)
+            return Self.encode(try service.production.itemRecord(try context.parameters.require("item")))
+        }
+        model.delete("items/:item") { [self] request, context -> Response in
+            try check(context, write: request)
+            let id = try context.parameters.require("item")
+            let sequence = try await service.write(.delete(item: id))
+            return Self.encode(WriteAnswer(sequence: sequence, item: nil))
+        }
+        model.post("interactions") { [self] request, context -> Response in
+            try check(context, write: request)
+            let list = try await decode([LiveInteraction].self, request, context)
+            guard (1...settings.maxBatch).contains(list.count) else {
+                throw APIError.badRequest("a write holds 1...\(settings.maxBatch) interactions, got \(list.count)")
+            }
+            let sequence = try await service.write(.interactions(list))
+            return Self.encode(WriteAnswer(sequence: sequence, item: nil, accepted: list.count))
+        }
+
+        // Registry operations: the running server follows them at once.
+        model.post("versions/:version/promote") { [self] request, context -> Response in
+            try check(context, write: request)
+            let v = try versionNumber(context)
+            let body = try await decodeOptional(PromoteBody.self, request, context)
+            if let f = body?.canary, !(f > 0 && f < 1) { throw APIError.badRequest("canary must be in (0, 1), got \(f)") }
+            try registry().promote(name, version: v, canaryFraction: body?.canary)
+            return try afterRegistryChange()
+        }
+        model.post("versions/:version/shadow") { [self] request, context -> Response in
+            try check(context, write: request)
+            try registry().shadow(name, version: try versionNumber(context))
+            return try afterRegistryChange()
+        }
+        model.post("rollback") { [self] request, context -> Response in
+            try check(context, write: request)
+            _ = try registry().rollback(name)
+            return try afterRegistryChange()
+        }
+        return router
+    }
+
+    // MARK: - Handlers
+
+    func recommendGET(_ request: Request, pinned: String?) async throws -> Response {
+        let q = request.uri.queryParameters
+        let user = try required(request, "user")
+        let body = RecommendBody(user: user, k: try k(request), touched: ids(request, "touched"), exclude: ids(request, "exclude"),
+                                 filter: q.getAll("filter").map { String($0) }, explain: try flag(request, "explain"),
+                                 includeSeen: try flag(request, "include_seen"))
+        return try await recommend(body, pinned: pinned ?? q.get("version").map { String($0) })
+    }
+
+    func recommendPOST(_ request: Request, _ context: BasicRequestContext, pinned: String?) async throws -> Response {
+        let body = try await decode(RecommendBody.self, request, context)
+        return try await recommend(body, pinned: pinned)
+    }
+
+    func recommend(_ body: RecommendBody, pinned: String?) async throws -> Response {
+        guard !body.user.isEmpty else { throw APIError.badRequest("'user' must not be empty") }
+        let k = try checkK(body.k ?? 10)
+        let filter = try ItemFilter.parse(body.filter ?? [])
+        let engine = try service.engine(for: body.user, pinned: pinned)
+        let explain = body.explain ?? true
+        let shadow = pinned == nil ? service.models?.snapshot.shadow : nil
+        let response = try await answer {
+            var a = try engine.recommend(user: body.user, k: k, touched: body.touched ?? [], exclude: body.exclude ?? [],
+                                         includeSeen: body.includeSeen ?? false, filter: filter)
+            if !explain { for i in a.items.indices { a.items[i].explanation = .init() } }
+            return a
+        }
+        if let shadow, shadow !== engine {
+            // The shadow's turn comes after the answer is on its way.
+            pool.addOperation {
+                let sv = shadow.version ?? "shadow"
+                guard let s = try? shadow.recommend(user: body.user, k: k, touched: body.touched ?? [], exclude: body.exclude ?? []),
+                      let r = try? engine.recommend(user: body.user, k: k, touched: body.touched ?? [], exclude: body.exclude ?? []) else { return }
+                let shown = Set(r.items.map(\.item))
+                Counter(label: "funnel_shadow_requests_total", dimensions: [("version", sv)]).increment()
+                Counter(label: "funnel_shadow_compared_items_total", dimensions: [("version", sv)]).increment(by: shown.count)
+                Counter(label: "funnel_shadow_shared_items_total", dimensions: [("version", sv)]).increment(by: s.items.filter { shown.contains($0.item) }.count)
+            }
+        }
+        return response
+    }
+
+    func search(_ request: Request) async throws -> Response {
+        let q = try required(request, "q")
+        let modeName = request.uri.queryParameters.get("mode") ?? "hybrid"
+        guard let mode = SearchMode(rawValue: modeName) else { throw APIError.badRequest("mode must be lexical or hybrid, got '\(modeName)'") }
+        let k = try k(request)
+        let pinned = request.uri.queryParameters.get("version").map { String($0) }
+        return try await answer { try self.service.engine(for: "", pinned: pinned).search(q, k: k, mode: mode) }
+    }
+
+    func afterRegistryChange() throws -> Response {
+        if let models = service.models {
+            models.refresh()
+            if let e = models.lastError { throw APIError(.conflict, "refused", "the registry changed, but the new versions were refused (the old keep serving): \(e)") }
+        }
+        return Self.encode(try describe())
+    }
+
+    // MARK: - Models
+
+    struct ModelDescription: Encodable {
+        struct Version: Encodable {
+            var version: Int
+            var state: String
+            var canaryFraction: Double?
+            var loaded: Bool
+            var created: Int64
+            var metrics: [String: Double]
+            enum CodingKeys: String, CodingKey { case version, state, loaded, created, metrics, canaryFraction = "canary_fraction" }
+        }
+        var name: String
+        var serving: [String]
+        var versions: [Version]
+        var lastError: String?
+        var writesLogged: Int
+        enum CodingKeys: String, CodingKey { case name, serving, versions, lastError = "last_error", writesLogged = "writes_logged" }
+    }
+
+    func describe() throws -> ModelDescription {
+        let loaded = Set(versions())
+        var list = [ModelDescription.Version]()
+        if registryRoot != nil {
+            for v in try registry().versions(of: name) {
+                list.append(.init(version: v.version, state: v.state.rawValue, canaryFraction: v.canaryFraction, loaded: loaded.contains("v\(v.version)"),
+                                  created: v.created, metrics: v.metrics))
+            }
+        }
+        return ModelDescription(name: name, serving: loaded.sorted(), versions: list, lastError: service.models?.lastError, writesLogged: service.logged)
+    }
+
+    func versions() -> [String] {
+        if let f = service.fixed { return [f.version ?? name] }
+        return service.models!.snapshot.versions.keys.sorted()
+    }
+
+    func registry() throws -> ModelRegistry {
+        guard let registryRoot else { throw APIError(.conflict, "not_a_registry_model", "this server serves a bundle folder, not a registry model") }
+        return ModelRegistry(root: registryRoot)
+    }
+
+    // MARK: - Parameters
+
+    func check(_ context: BasicRequestContext, write request: Request? = nil) throws {
+        let n = try context.parameters.require("name")
+        guard n == name else { throw APIError.notFound("no model '\(n)' is served here (this server serves '\(name)')") }
+        if let request, let key = settings.apiKey {
+            let bearer = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 }
+            let given = bearer ?? request.headers[HTTPField.Name("X-API-Key")!]
+            guard given == key else { throw APIError(.unauthorized, "unauthenticated", "this route needs the API key (Authorization: Bearer KEY)") }
+        }
+    }
+
+    func version(_ context: BasicRequestContext) throws -> String { "v\(try versionNumber(context))" }
+
+    func versionNumber(_ context: BasicRequestContext) throws -> Int {
+        let raw = try context.parameters.require("version")
+        let digits = raw.hasPrefix("v") ? String(raw.dropFirst()) : raw
+        guard let v = Int(digits), v >= 1 else { throw APIError.badRequest("a version is a positive integer (3 or v3), got '\(raw)'") }
+        return v
+    }
+
+    func required(_ request: Request, _ name: String) throws -> String {
+        guard let v = request.uri.queryParameters.get(name), !v.isEmpty else { throw APIError.badRequest("missing query parameter '\(name)'") }
+        return String(v)
+    }
+
+    func k(_ request: Request) throws -> Int {
+        guard let raw = request.uri.queryParameters.get("k") else { return 10 }
+        guard let k = Int(raw) else { throw APIError.badRequest("k must be an integer in 1...\(settings.maxK), got '\(raw)'") }
+        return try checkK(k)
+    }
+
+    func checkK(_ k: Int) throws -> Int {
+        guard (1...settings.maxK).contains(k) else { throw APIError.badRequest("k must be an integer in 1...\(settings.maxK), got \(k)") }
+        return k
+    }
+
+    func flag(_ request: Request, _ name: String) throws -> Bool? {
+        guard let raw = request.uri.queryParameters.get(name) else { return nil }
+        switch raw.lowercased() {
+        case "true", "1", "yes": return true
+        case "false", "0", "no": return false
+        default: throw APIError.badRequest("\(name) must be true or false, got '\(raw)'")
+        }
+    }
+
+    func ids(_ request: Request, _ name: String) -> [String] {
+        request.uri.queryParameters.getAll(name).flatMap { $0.split(separator: ",").map(String.init) }
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext) async throws -> T {
+        guard let value = try await decodeOptional(type, request, context) else { throw APIError.badRequest("this route takes a JSON body") }
+        return value
+    }
+
+    func decodeOptional<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext) async throws -> T? {
+        var request = request
+        let buffer: ByteBuffer
+        do { buffer = try await request.collectBody(upTo: settings.maxBodyBytes) } catch {
+            throw APIError(.contentTooLarge, "too_large", "the request body is over the \(settings.maxBodyBytes)-byte limit")
+        }
+        guard buffer.readableBytes > 0 else { return nil }
+        do { return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView)) } catch let e as DecodingError {
+            throw APIError.badRequest("the body is not the JSON this route takes: \(APIError.describe(e))")
+        } catch let e as EngineError {
+            throw APIError.badRequest("\(e)")
+        } catch {
+            throw APIError.badRequest("the body is not JSON: \(error)")
+        }
+    }
+
+    // MARK: - Answers
+
+    /// Runs `work` in the bounded pool (requests beyond `workers` wait their turn, so that
+    /// stage budgets measure the stages, not the queue) and answers with its JSON.
+    func answer<T: Encodable & Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> Response {
+        let body = try await withCheckedThrowingContinuation { (done: CheckedContinuation<Data, Error>) in
+            pool.addOperation {
+                done.resume(with: Result {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys]
+                    return try encoder.encode(try work())
+                })
+            }
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    static func encode<T: Encodable>(_ value: T) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(value) else { return APIError(.internalServerError, "internal", "could not encode the answer").response }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func json(_ object: [String: Any]) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+// MARK: - Bodies
+
+struct RecommendBody: Codable, Sendable {
+    var user: String
+    var k: Int?
+    var touched: [String]?
+    var exclude: [String]?
+    /// Clauses as in the query string: `category=A|B`, `category!=C`, `price>=10`, `created>=2024-01-01`.
+    var filter: [String]?
+    var explain: Bool?
+    var includeSeen: Bool?
+    enum CodingKeys: String, CodingKey { case user, k, touched, exclude, filter, explain, includeSeen = "include_seen" }
+}
+
+struct QueryBody: Codable, Sendable {
+    var vector: [Float]
+    var k: Int?
+    var exclude: [String]?
+    var filter: [String]?
+}
+
+struct PromoteBody: Codable, Sendable {
+    var canary: Double?
+}
+
+struct WriteAnswer: Encodable {
+    /// The write's sequence in the write-ahead log (durable when answered).
+    var sequence: UInt64
+    var item: ItemRecord?
+    var accepted: Int?
+}
+
+/// Request ids, JSON errors for everything thrown, HTTP metrics and access logs.
+struct APIMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let name = HTTPField.Name("X-Request-ID")!
+        let id = request.headers[name].flatMap { $0.count <= 200 ? $0 : nil } ?? UUID().uuidString
+        let start = DispatchTime.now().uptimeNanoseconds
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            let e = APIError.from(error)
+            if e.status.code >= 500 { logger.error("request failed", metadata: ["request_id": "\(id)", "path": "\(request.uri.path)", "error": "\(e.message)"]) }
+            response = e.response
+        }
+        response.headers[name] = id
+        let route = context.endpointPath ?? "unmatched"
+        let status = String(response.status.code)
+        Counter(label: "funnel_http_requests_total", dimensions: [("route", route), ("method", request.method.rawValue), ("status", status)]).increment()
+        Timer(label: "funnel_http_request_duration_seconds", dimensions: [("route", route)], preferredDisplayUnit: .seconds)
+            .recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
+        logger.debug("\(request.method) \(request.uri.path) \(status)", metadata: ["request_id": "\(id)"])
+        return response
+    }
+}

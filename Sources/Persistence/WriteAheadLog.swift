@@ -1,0 +1,292 @@
+import _FunnelKernels
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An append-only log of checksummed records, made durable before they are acknowledged,
+/// with group commit: records appended while a flush is under way go to disk together in
+/// the next write and `fdatasync`, so many writers share one sync.
+///
+/// File: a 16-byte header ("FNLWALOG", format version, CRC-32C of both), then records of
+/// `length: u32 | sequence: u64 | crc: u32 | payload`, the CRC-32C covering length,
+/// sequence and payload. Sequences start at 1 and grow by one.
+///
+/// Opening reads every record. A record cut short or failing its checksum at the end (a
+/// crash during a write) is a torn tail: it was never acknowledged, so it is cut off and
+/// reported in `repaired`. A bad record followed by good ones is corruption, not a torn
+/// tail: opening refuses the file rather than drop acknowledged writes.
+///
+/// After a sync, `onDurable` runs on the flush thread with the records of that sync, in
+/// sequence order, before their writers are answered: state applied there is applied in log
+/// order, as a replay applies it.
+public final class WriteAheadLog: @unchecked Sendable {
+    public struct Record: Sendable {
+        public var sequence: UInt64
+        public var payload: [UInt8]
+    }
+
+    public static let magic = Array("FNLWALOG".utf8)
+    public static let formatVersion: UInt32 = 1
+    /// The largest payload a record may hold (checked before reading one).
+    public static let maxPayload = 64 << 20
+    static let headerSize = 16, recordHeader = 16
+
+    public let path: String
+    /// The records found at open, in order.
+    public let recovered: [Record]
+    /// What opening cut off: the offset of the torn tail and its length in bytes (nil: none).
+    public let repaired: (offset: Int, bytes: Int)?
+    /// The last sequence written (0 for an empty log).
+    public var lastSequence: UInt64 { lock.withLock { next - 1 } }
+
+    private let fd: Int32
+    private let lock = NSLock()
+    private let wake = NSCondition()
+    private var next: UInt64
+    private var pending: [(record: Record, done: (Result<UInt64, Error>) -> Void)] = []
+    private var flushing = false
+    private var failure: Error?
+    private var closed = false
+    private var thread: Thread?
+    private let onDurable: @Sendable ([Record]) -> Void
+
+    /// Opens (or creates) the log at `path`.
+    /// - Throws: `PersistenceError` for a file that is not a log, a newer format, or
+    ///   corruption before the last record.
+    public init(path: String, onDurable: @escaping @Sendable ([Record]) -> Void = { _ in }) throws {
+        self.path = path
+        self.onDurable = onDurable
+        var st = stat()
+        if stat(path, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
+            throw PersistenceError.corrupt(path: path, reason: "not a regular file")
+        }
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw PersistenceError.io(path: path, operation: "open", errno: errno) }
+        self.fd = fd
+        do {
+            let (records, good, size) = try Self.scan(fd: fd, path: path)
+            recovered = records
+            next = (records.last?.sequence ?? 0) + 1
+            if size == 0 {
+                var header = Self.magic
+                withUnsafeBytes(of: Self.formatVersion.littleEndian) { header.append(contentsOf: $0) }
+                let crc = header.withUnsafeBytes { fk_crc32c(0, $0.baseAddress, $0.count) }
+                withUnsafeBytes(of: crc.littleEndian) { header.append(contentsOf: $0) }
+                try Self.writeAll(fd: fd, header, path: path)
+                guard fsync(fd) == 0 else { throw PersistenceError.io(path: path, operation: "fsync", errno: errno) }
+                Self.syncDirectory(of: path)
+                repaired = nil
+            } else if good < size {
+                guard ftruncate(fd, off_t(good)) == 0, fsync(fd) == 0 else {
+                    throw PersistenceError.io(path: path, operation: "cutting the torn tail", errno: errno)
+                }
+                repaired = (good, size - good)
+            } else {
+                repaired = nil
+            }
+            guard lseek(fd, 0, SEEK_END) >= 0 else { throw PersistenceError.io(path: path, operation: "seek", errno: errno) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        let t = Thread { [unowned self] in self.flushLoop() }
+        t.name = "funnel-wal"
+        thread = t
+        t.start()
+    }
+
+    deinit {
+        wake.lock()
+        closed = true
+        wake.signal()
+        wake.unlock()
+        while lock.withLock({ flushing || !pending.isEmpty }) { usleep(1000) }
+        close(fd)
+    }
+
+    /// Appends a record; `done` gets its sequence once it is on disk (and `onDurable` ran),
+    /// or the error that stopped the log (after which every append fails).
+    public func append(_ payload: [UInt8], done: @escaping (Result<UInt64, Error>) -> Void) {
+        guard payload.count <= Self.maxPayload else {
+            done(.failure(PersistenceError.corrupt(path: path, reason: "a record of \(payload.count) bytes is over the \(Self.maxPayload)-byte limit")))
+            return
+        }
+        wake.lock()
+        if let failure {
+            wake.unlock()
+            done(.failure(failure))
+            return
+        }
+        let record = Record(sequence: lock.withLock { defer { next += 1 }; return next }, payload: payload)
+        lock.withLock { pending.append((record, done)) }
+        wake.signal()
+        wake.unlock()
+    }
+
+    /// Appends a record and waits until it is durable.
+    @discardableResult
+    public func append(_ payload: [UInt8]) throws -> UInt64 {
+        let done = DispatchSemaphore(value: 0)
+        var result: Result<UInt64, Error>!
+        append(payload) { result = $0; done.signal() }
+        done.wait()
+        return try result.get()
+    }
+
+    /// Appends a record and suspends until it is durable.
+    public func append(_ payload: [UInt8]) async throws -> UInt64 {
+        try await withCheckedThrowingContinuation { c in append(payload) { c.resume(with: $0) } }
+    }
+
+    /// Replaces the log's contents by `records` (compaction): written to a new file, synced,
+    /// renamed over the log. Appends wait meanwhile; later sequences continue from the old ones.
+    public func rewrite(keeping records: [Record]) throws {
+        wake.lock()
+        defer { wake.unlock() }
+        while lock.withLock({ flushing || !pending.isEmpty }) { wake.unlock(); usleep(500); wake.lock() }
+        let tmp = path + ".compact"
+        let out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard out >= 0 else { throw PersistenceError.io(path: tmp, operation: "open", errno: errno) }
+        defer { close(out) }
+        var bytes = [UInt8]()
+        bytes.append(contentsOf: Self.magic)
+        withUnsafeBytes(of: Self.formatVersion.littleEndian) { bytes.append(contentsOf: $0) }
+        let crc = bytes.withUnsafeBytes { fk_crc32c(0, $0.baseAddress, $0.count) }
+        withUnsafeBytes(of: crc.littleEndian) { bytes.append(contentsOf: $0) }
+        for r in records { Self.encode(r, into: &bytes) }
+        try Self.writeAll(fd: out, bytes, path: tmp)
+        guard fsync(out) == 0, rename(tmp, path) == 0 else { throw PersistenceError.io(path: path, operation: "open", errno: errno) }
+        Self.syncDirectory(of: path)
+        // The descriptor still points at the old inode: reopen by path.
+        let fresh = open(path, O_RDWR | O_CLOEXEC)
+        guard fresh >= 0, dup2(fresh, fd) >= 0 else { throw PersistenceError.io(path: path, operation: "open", errno: errno) }
+        close(fresh)
+        lseek(fd, 0, SEEK_END)
+    }
+
+    // MARK: - Flushing
+
+    private func flushLoop() {
+        while true {
+            wake.lock()
+            while lock.withLock({ pending.isEmpty }) && !closed { wake.wait() }
+            if closed && lock.withLock({ pending.isEmpty }) { wake.unlock(); return }
+            let batch = lock.withLock { () -> [(record: Record, done: (Result<UInt64, Error>) -> Void)] in
+                flushing = true
+                defer { pending.removeAll(keepingCapacity: true) }
+                return pending
+            }
+            wake.unlock()
+            var bytes = [UInt8]()
+            for (r, _) in batch { Self.encode(r, into: &bytes) }
+            var error: Error? = nil
+            do {
+                try Self.writeAll(fd: fd, bytes, path: path)
+                if fdatasync(fd) != 0 { throw PersistenceError.io(path: path, operation: "fdatasync", errno: errno) }
+            } catch let e {
+                error = e
+                wake.lock()
+                failure = e
+                wake.unlock()
+            }
+            if error == nil { onDurable(batch.map(\.record)) }
+            for (r, done) in batch { done(error.map { .failure($0) } ?? .success(r.sequence)) }
+            lock.withLock { flushing = false }
+        }
+    }
+
+    // MARK: - Format
+
+    static func encode(_ r: Record, into bytes: inout [UInt8]) {
+        var head = [UInt8]()
+        withUnsafeBytes(of: UInt32(r.payload.count).littleEndian) { head.append(contentsOf: $0) }
+        withUnsafeBytes(of: r.sequence.littleEndian) { head.append(contentsOf: $0) }
+        var crc = head.withUnsafeBytes { fk_crc32c(0, $0.baseAddress, $0.count) }
+        crc = r.payload.withUnsafeBytes { fk_crc32c(crc, $0.baseAddress, $0.count) }
+        bytes.append(contentsOf: head)
+        withUnsafeBytes(of: crc.littleEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: r.payload)
+    }
+
+    /// Reads every record: (records, end of the last good one, file size).
+    static func scan(fd: Int32, path: String) throws -> ([Record], Int, Int) {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw PersistenceError.io(path: path, operation: "open", errno: errno) }
+        let size = Int(st.st_size)
+        if size == 0 { return ([], 0, 0) }
+        var bytes = [UInt8](repeating: 0, count: size)
+        let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, size, 0) }
+        guard got == size else { throw PersistenceError.corrupt(path: path, reason: "read \(got) of \(size) bytes") }
+        guard size >= headerSize, Array(bytes[0..<8]) == magic else {
+            throw PersistenceError.corrupt(path: path, reason: "not a Funnel write-ahead log (no FNLWALOG header)")
+        }
+        func u32(_ at: Int) -> UInt32 { bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt32.self) }.littleEndian }
+        func u64(_ at: Int) -> UInt64 { bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt64.self) }.littleEndian }
+        let headCRC = bytes.withUnsafeBytes { fk_crc32c(0, $0.baseAddress, 12) }
+        guard u32(12) == headCRC else { throw PersistenceError.corrupt(path: path, reason: "header checksum mismatch") }
+        let version = u32(8)
+        guard version >= 1, version <= formatVersion else {
+            throw PersistenceError.corrupt(path: path, reason: "format version \(version); this build reads 1...\(formatVersion)")
+        }
+        var records = [Record](), at = headerSize
+        var expected: UInt64? = nil
+        while at < size {
+            // A record that does not fit, or fails its checksum, ends the good part.
+            guard size - at >= recordHeader else { break }
+            let length = Int(u32(at))
+            guard length <= maxPayload, size - at - recordHeader >= length else { break }
+            let crc = bytes.withUnsafeBytes { p -> UInt32 in
+                let c = fk_crc32c(0, p.baseAddress! + at, 12)
+                return fk_crc32c(c, p.baseAddress! + at + recordHeader, length)
+            }
+            guard crc == u32(at + 12) else { break }
+            let sequence = u64(at + 4)
+            if let e = expected, sequence != e {
+                throw PersistenceError.corrupt(path: path, reason: "record at offset \(at) has sequence \(sequence), expected \(e)")
+            }
+            expected = sequence + 1
+            records.append(Record(sequence: sequence, payload: Array(bytes[(at + recordHeader)..<(at + recordHeader + length)])))
+            at += recordHeader + length
+        }
+        if at < size {
+            // A torn tail is one partial record. Anything that reads as a good record after
+            // the bad one means acknowledged records would be lost: refuse.
+            var probe = at + 1
+            while probe + recordHeader <= size {
+                let length = Int(u32(probe))
+                if length <= maxPayload, size - probe - recordHeader >= length, length > 0 {
+                    let crc = bytes.withUnsafeBytes { p -> UInt32 in
+                        let c = fk_crc32c(0, p.baseAddress! + probe, 12)
+                        return fk_crc32c(c, p.baseAddress! + probe + recordHeader, length)
+                    }
+                    if crc == u32(probe + 12) {
+                        throw PersistenceError.corrupt(path: path, reason: "a damaged record at offset \(at) is followed by good records (from offset \(probe)): not a torn tail; refusing to cut acknowledged writes")
+                    }
+                }
+                probe += 1
+            }
+        }
+        return (records, at, size)
+    }
+
+    static func writeAll(fd: Int32, _ bytes: [UInt8], path: String) throws {
+        var done = 0
+        try bytes.withUnsafeBytes { p in
+            while done < p.count {
+                let n = write(fd, p.baseAddress! + done, p.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw PersistenceError.io(path: path, operation: "write", errno: errno)
+                }
+                done += n
+            }
+        }
+    }
+
+    static func syncDirectory(of path: String) {
+        let dir = (path as NSString).deletingLastPathComponent
+        let d = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if d >= 0 { fsync(d); close(d) }
+    }
+}
