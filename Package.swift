@@ -139,7 +139,7 @@ let package = Package(
 
         // MARK: - Unit test bundles
 
-        .target(name: "_TestSupport", path: "Tests/_TestSupport"),
+        .target(name: "_TestSupport", dependencies: ["Engine", "Datasets", "TwoTower"], path: "Tests/_TestSupport"),
 
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra", "_FunnelKernels"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra", "_TestSupport"]),
@@ -156,8 +156,9 @@ let package = Package(
         ]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry"]),
         .testTarget(name: "FunnelServerTests", dependencies: [
-            "FunnelServer", "Engine", "Registry", "Datasets", "_TestSupport",
+            "FunnelServer", "Engine", "Registry", "Datasets", "LinearAlgebra", "_TestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Registry", "Serving", "TwoTower", "Datasets", "HNSW", "GBDT", "Persistence", "LinearAlgebra", "_TestSupport"]),
     ],

@@ -464,6 +464,14 @@ struct APIMiddleware: RouterMiddleware {
         var response: Response
         do {
             response = try await next(request, context)
+        } catch let e as HTTPError where e.status == .notFound {
+            // The router's own 404 (handlers throw APIError): no route matched.
+            // No route: 405 when the path is the API's under another method.
+            let methods = Routes.methods(for: request.uri.path)
+            response = methods.isEmpty
+                ? APIError(.notFound, "no_route", "no route \(request.method) \(request.uri.path)").response
+                : APIError(.methodNotAllowed, "method_not_allowed", "\(request.uri.path) takes \(methods.sorted().joined(separator: ", "))").response
+            if !methods.isEmpty { response.headers[.allow] = methods.sorted().joined(separator: ", ") }
         } catch {
             let e = APIError.from(error)
             if e.status.code >= 500 { logger.error("request failed", metadata: ["request_id": "\(id)", "path": "\(request.uri.path)", "error": "\(e.message)"]) }
@@ -477,5 +485,26 @@ struct APIMiddleware: RouterMiddleware {
             .recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
         logger.debug("\(request.method) \(request.uri.path) \(status)", metadata: ["request_id": "\(id)"])
         return response
+    }
+}
+
+/// The API's paths and methods, read from the OpenAPI document (for 405 answers).
+enum Routes {
+    static let table: [(parts: [String], methods: Set<String>)] = {
+        guard let doc = try? JSONSerialization.jsonObject(with: Data(OpenAPIDocument.json.utf8)) as? [String: Any],
+              let paths = doc["paths"] as? [String: [String: Any]] else { return [] }
+        return paths.map { path, item in
+            (path.split(separator: "/").map(String.init), Set(item.keys.filter { $0 != "parameters" }.map { $0.uppercased() }))
+        }
+    }()
+
+    /// The methods the API takes on `path` (empty: not an API path).
+    static func methods(for path: String) -> Set<String> {
+        let parts = path.split(separator: "/").map(String.init)
+        var out = Set<String>()
+        for route in table where route.parts.count == parts.count {
+            if zip(route.parts, parts).allSatisfy({ $0.hasPrefix("{") || $0 == $1 }) { out.formUnion(route.methods) }
+        }
+        return out
     }
 }

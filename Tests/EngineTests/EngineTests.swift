@@ -7,49 +7,7 @@ import Registry
 import Serving
 import Testing
 import TwoTower
-
-/// A small generated catalog written as CSV files, with a schema that names a title, a
-/// multi-valued category column (the tags), a creation time and a numeric attribute.
-struct CSVCatalog {
-    let folder: String
-    let catalog: SyntheticCatalog
-    let schema: FeatureSchema
-
-    init(users: Int = 200, items: Int = 400, interactions: Int = 8_000, seed: UInt64 = 7) throws {
-        folder = NSTemporaryDirectory() + "funnel-engine-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        var config = SyntheticCatalog.Config()
-        config.users = users
-        config.items = items
-        config.interactions = interactions
-        config.categories = 8
-        config.tags = 30
-        config.seed = seed
-        catalog = SyntheticCatalog.generate(config, threads: 1)
-        try catalog.writeCSV(to: folder)
-        var s = DataSource.syntheticSchema
-        s.items?.category = "tags"
-        schema = s
-    }
-
-    var source: DataSource {
-        .csv(interactions: "\(folder)/interactions.csv", items: "\(folder)/items.csv", users: "\(folder)/users.csv", schema: schema)
-    }
-
-    static func config() -> FunnelTrainingConfig {
-        var c = FunnelTrainingConfig()
-        c.towers.epochs = 2
-        c.towers.dimension = 16
-        c.towers.batchSize = 256
-        c.ranker.rounds = 20
-        c.ranker.minDataInLeaf = 20
-        c.baselines = false
-        c.indexThreads = 1
-        return c
-    }
-
-    func remove() { try? FileManager.default.removeItem(atPath: folder) }
-}
+import _TestSupport
 
 @Suite("Engine") struct EngineTests {
     @Test("a bundle answers exactly as the funnel that wrote it")

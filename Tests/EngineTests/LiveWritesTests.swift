@@ -1,0 +1,166 @@
+import Datasets
+import Engine
+import Foundation
+import LinearAlgebra
+import Registry
+import Serving
+import Testing
+import TwoTower
+import _TestSupport
+
+/// Live writes against independent oracles: the item tower's batch embedding of the same
+/// attributes, brute-force neighbours, popularity counted by hand from the log, and a
+/// second engine that replays the write-ahead log.
+@Suite("Live writes") struct LiveWritesTests {
+    static func exactNeighbours(_ e: Engine, of q: [Float], k: Int) -> [Int] {
+        e.pipeline.reading { v, _ in
+            (0..<v.rows).map { (i: $0, s: Distance.dot(q, v.row($0))) }.sorted { $0.s > $1.s }.prefix(k).map(\.i)
+        }
+    }
+
+    @Test("an item written with another item's attributes gets that item's attribute-only embedding, and is found by its neighbours")
+    func upsertEmbedsFromAttributes() throws {
+        let w = try TrainedWorld()
+        defer { w.cat.remove() }
+        let e = try w.engine()
+        let source = "i17"
+        let row = try e.upsert(item: "copy-of-i17", attributes: w.rows[source]!)
+        #expect(row == 300 && e.itemCount == 301)
+        // Oracle: the batch embedding of every known item with its id hidden.
+        let attributeOnly = e.towers.embedAll(e.towers.items, withoutID: true)
+        let written = e.pipeline.reading { v, _ in v.row(row) }
+        let expected = attributeOnly.row(e.item(source)!)
+        #expect(zip(written, expected).allSatisfy { abs($0 - $1) < 1e-4 })
+
+        // The index has it: searching its own vector finds it first; its retrieval is the
+        // exact top of the brute-force ranking.
+        let found = try e.pipeline.retrieve(FunnelRequest(user: nil, vector: written), count: 10)
+        #expect(found.first?.id == row)
+        let exact = Set(Self.exactNeighbours(e, of: written, k: 10))
+        #expect(Set(found.map(\.id)).intersection(exact).count >= 9)
+        // Its nearest neighbour's neighbours hold it (when it is in that item's exact top 10).
+        let nearest = Self.exactNeighbours(e, of: written, k: 2)[1]
+        let back = e.pipeline.reading { v, _ in v.row(nearest) }
+        if Self.exactNeighbours(e, of: back, k: 11).contains(row) {
+            let similar = try e.similar(item: e.catalog.itemIDs[nearest], k: 10)
+            let candidates = try e.pipeline.retrieve(FunnelRequest(user: nil, vector: back, exclude: [Int32(nearest)]), count: 10)
+            #expect(candidates.contains { $0.id == row })
+            #expect(similar.items.count == 10)
+        }
+        // Search finds it by its title; reading it back gives what was written.
+        let title = { if case .string(let t)? = w.rows[source]!["title"] { return t } else { return "" } }()
+        let record = try e.itemRecord("copy-of-i17")
+        #expect(record.title == title && record.live && record.attributes == w.rows[source]!)
+        let hits = try e.search(title, k: 5, mode: .lexical)
+        #expect(hits.items.prefix(2).contains { $0.item == "copy-of-i17" })
+        // A bad write changes nothing.
+        #expect(throws: EngineError.self) { try e.upsert(item: "x", attributes: ["colour": .string("red")]) }
+        #expect(throws: EngineError.self) { try e.upsert(item: "x", attributes: ["price": .string("cheap")]) }
+        #expect(e.itemCount == 301 && e.item("x") == nil)
+    }
+
+    @Test("a deleted item never comes back, from any route, until it is written again")
+    func deleteIsEverywhere() throws {
+        let w = try TrainedWorld()
+        defer { w.cat.remove() }
+        let e = try w.engine()
+        // The item most often recommended to the first 40 users.
+        var counts = [String: Int]()
+        for u in 0..<40 { for x in try e.recommend(user: "u\(u)", k: 10).items { counts[x.item, default: 0] += 1 } }
+        let victim = counts.max { $0.value < $1.value }!.key
+        let title = try e.itemRecord(victim).title!
+        try e.delete(item: victim)
+        for u in 0..<150 { #expect(!(try e.recommend(user: "u\(u)", k: 20).items.contains { $0.item == victim })) }
+        for i in stride(from: 0, to: 300, by: 7) where "i\(i)" != victim {
+            #expect(!(try e.similar(item: "i\(i)", k: 20).items.contains { $0.item == victim }))
+        }
+        #expect(!(try e.search(title, k: 20).items.contains { $0.item == victim }))
+        // The fallbacks too: exact search and popular items.
+        let q = e.pipeline.reading { v, _ in v.row(e.pipeline.reading { _, _ in 0 }) }
+        #expect(!(try e.pipeline.retrieveExact(FunnelRequest(user: nil, vector: q), count: 300).contains { $0.id == Int(e.catalog.itemIDs.firstIndex(of: victim)!) }))
+        #expect(!e.pipeline.popular(FunnelRequest(user: nil, vector: nil), count: 300).contains { e.catalog.itemIDs[$0.id] == victim })
+        #expect(throws: EngineError.self) { try e.itemRecord(victim) }
+        #expect(throws: EngineError.self) { try e.delete(item: victim) }
+        try e.upsert(item: victim, attributes: w.rows[victim]!)
+        #expect(try e.itemRecord(victim).item == victim)
+    }
+
+    @Test("interactions move the user's history and the item's popularity at once; a new user is served from what they touched")
+    func interactions() throws {
+        let w = try TrainedWorld()
+        defer { w.cat.remove() }
+        let e = try w.engine()
+        let first = try e.recommend(user: "u3", k: 5).items.map(\.item)
+        try e.record([LiveInteraction(user: "u3", item: first[0]), LiveInteraction(user: "u3", item: first[1], weight: 5)])
+        let next = try e.recommend(user: "u3", k: 5).items.map(\.item)
+        #expect(!next.contains(first[0]) && !next.contains(first[1]))
+
+        // Popularity: log(1 + count) where the count is taken by hand from the bundle's log.
+        let item = e.item(first[0])!
+        let log = e.catalog.log
+        let base = (0..<log.count).filter { log.itemIndex[$0] == Int32(item) }.count
+        #expect(abs(e.features.logPopularity[item] - Float(log1p(Double(base + 1)))) < 1e-6)
+
+        // A user nobody has seen: from the items they touched, those items left out.
+        #expect(throws: EngineError.self) { try e.recommend(user: "stranger", k: 5) }
+        try e.record([LiveInteraction(user: "stranger", item: "i10"), LiveInteraction(user: "stranger", item: "i11")])
+        let a = try e.recommend(user: "stranger", k: 10)
+        #expect(a.items.count == 10 && !a.items.contains { $0.item == "i10" || $0.item == "i11" })
+        // The same query vector as a request giving those items as touched: the same candidates.
+        let b = try e.recommend(user: "someone-else", k: 10, touched: ["i10", "i11"])
+        #expect(Set(a.items.map(\.item)).intersection(b.items.map(\.item)).count >= 5)
+        #expect(throws: EngineError.self) { try e.record([LiveInteraction(user: "x", item: "no-such-item")]) }
+    }
+
+    @Test("a second engine replaying the write-ahead log answers exactly as the one that took the writes")
+    func replay() throws {
+        let w = try TrainedWorld()
+        defer { w.cat.remove() }
+        let path = "\(w.cat.folder)/live.wal"
+        let live = try LiveService(fixed: try w.engine(), logPath: path)
+        try live.writeAndWait(.upsert(item: "n1", attributes: w.rows["i5"]!))
+        try live.writeAndWait(.upsert(item: "n2", attributes: w.rows["i9"]!))
+        try live.writeAndWait(.interactions([LiveInteraction(user: "u1", item: "n1"), LiveInteraction(user: "newbie", item: "n2")]))
+        try live.writeAndWait(.delete(item: "i12"))
+        try live.writeAndWait(.upsert(item: "i20", attributes: ["title": .string("renamed twenty")]))
+        // A write the engine refuses is not logged.
+        #expect(throws: EngineError.self) { try live.writeAndWait(.delete(item: "no-such-item")) }
+        #expect(live.logged == 5)
+
+        let again = try LiveService(fixed: try w.engine(), logPath: path)
+        #expect(again.replayed == 5 && again.replayFailures.isEmpty)
+        let (a, b) = (live.fixed!, again.fixed!)
+        for user in ["u1", "u2", "u40", "newbie"] {
+            #expect(try a.recommend(user: user, k: 10).items == b.recommend(user: user, k: 10).items)
+        }
+        #expect(try a.similar(item: "n1", k: 10).items == b.similar(item: "n1", k: 10).items)
+        #expect(try b.itemRecord("i20").title == "renamed twenty")
+        #expect(throws: EngineError.self) { try b.itemRecord("i12") }
+    }
+
+    @Test("a version promoted after live writes serves them: the log is replayed onto it before it swaps in")
+    func newVersionGetsTheLog() throws {
+        let w = try TrainedWorld()
+        defer { w.cat.remove() }
+        let root = "\(w.cat.folder)/registry"
+        let registry = ModelRegistry(root: root)
+        func copy() throws -> String {
+            let c = "\(w.cat.folder)/copy-\(UUID().uuidString)"
+            try FileManager.default.copyItem(atPath: w.folder, toPath: c)
+            return c
+        }
+        let v1 = try registry.register("shop", from: try copy(), dataFingerprint: "x", metrics: [:])
+        try registry.promote("shop", version: v1.version)
+        let models = try LiveModels(root: root, name: "shop", writable: true)
+        let live = try LiveService(models: models, logPath: "\(root)/shop.wal")
+        try live.writeAndWait(.upsert(item: "fresh", attributes: w.rows["i3"]!))
+        try live.writeAndWait(.interactions([LiveInteraction(user: "u7", item: "fresh")]))
+        let v2 = try registry.register("shop", from: try copy(), dataFingerprint: "x", metrics: [:])
+        try registry.promote("shop", version: v2.version)
+        #expect(models.refresh())
+        let served = try live.engine(for: "u7")
+        #expect(served.version == "v2")
+        #expect(try served.itemRecord("fresh").live)
+        #expect(!(try served.recommend(user: "u7", k: 50).items.contains { $0.item == "fresh" }))
+    }
+}
