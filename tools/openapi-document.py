@@ -26,7 +26,7 @@ rec_params=[q("user",{"type":"string","minLength":1},"The user id",True),K,
   q("include_seen",{"type":"boolean"},"Allow items the user has interacted with")]
 answer=resp("The ranked items, the model and version that answered, the path taken and per-stage times", S("Answer"))
 name=p("name","The served model's name")
-ver={"name":"version","in":"path","required":True,"schema":{"type":"string","pattern":"^v?[0-9]+$"},"description":"A version: 3 or v3"}
+ver={"name":"version","in":"path","required":True,"schema":{"type":"string","pattern":"^v?[1-9][0-9]{0,8}$"},"description":"A version: 3 or v3"}
 item=p("item","An item id")
 W={"401":err("The route needs the API key"),"503":err("Not ready")}
 def body(schema, required=True): return {"required":required,"content":{"application/json":{"schema":schema}}}
@@ -73,7 +73,7 @@ schemas={
  "Interaction":{"type":"object","required":["user","item"],"properties":{"user":{"type":"string","minLength":1},"item":{"type":"string","minLength":1},"timestamp":{"type":"integer","description":"Unix seconds (default now)"},"weight":num}},
  "RecommendRequest":{"type":"object","required":["user"],"properties":{"user":{"type":"string","minLength":1},"k":{"type":"integer","minimum":1,"maximum":100},"touched":{"type":"array","items":{"type":"string"}},"exclude":{"type":"array","items":{"type":"string"}},"filter":{"type":"array","items":{"type":"string"}},"explain":{"type":"boolean"},"include_seen":{"type":"boolean"}}},
  "QueryRequest":{"type":"object","required":["vector"],"properties":{"vector":{"type":"array","items":num},"k":{"type":"integer","minimum":1,"maximum":100},"exclude":{"type":"array","items":{"type":"string"}},"filter":{"type":"array","items":{"type":"string"}}}},
- "PromoteRequest":{"type":"object","properties":{"canary":{"type":"number","exclusiveMinimum":0,"exclusiveMaximum":1}}},
+ "PromoteRequest":{"type":"object","properties":{"canary":{"type":"number","minimum":0,"exclusiveMinimum":True,"maximum":1,"exclusiveMaximum":True}}},
  "ModelVersion":{"type":"object","required":["version","state","loaded","created","metrics"],"properties":{"version":{"type":"integer"},"state":{"type":"string","enum":["staging","canary","production","shadow","archived"]},"canary_fraction":num,"loaded":{"type":"boolean"},"created":{"type":"integer"},"metrics":{"type":"object","additionalProperties":num}}},
  "Model":{"type":"object","required":["name","serving","versions","writes_logged"],"properties":{"name":{"type":"string"},"serving":{"type":"array","items":{"type":"string"}},"versions":{"type":"array","items":S("ModelVersion")},"last_error":{"type":"string"},"writes_logged":{"type":"integer"}}},
 }

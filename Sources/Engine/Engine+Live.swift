@@ -116,9 +116,8 @@ public enum LiveChange: Codable, Sendable, Equatable {
 struct LiveItems {
     /// The BM25 document of an item whose text changed while serving.
     var document: [Int: Int] = [:]
-    /// The item tower's features grown by the items added while serving, and the tower over them.
+    /// The item tower's features grown by the items added while serving.
     var features: EntityFeatures?
-    var tower: Tower?
     /// Each live item's row in `features` (an item written twice has the newer row).
     var featureRow: [Int: Int] = [:]
     /// The attributes each live write gave.
@@ -158,7 +157,7 @@ extension Engine {
         let (existing, trained) = state.read { (itemRows[id], itemRows[id].map { $0 < towers.items.features.count } ?? false) }
         // The embedding: trained items keep theirs; others come from their attributes.
         var vector: [Float]
-        var grown: (EntityFeatures, Tower, Int)? = nil
+        var grown: (EntityFeatures, Int)? = nil
         if let existing, trained {
             vector = pipeline.reading { v, _ in v.row(existing) }
         } else {
@@ -166,10 +165,8 @@ extension Engine {
             var ids = Vocabulary((0..<base.count).map { "\u{1}\($0)" })  // rows only: the id is hidden
             ids.intern(id)
             let (features, _) = base.appending(table: one.aligned(to: ids).table, from: base.count)
-            let tower = try towers.items.grown(to: features, seed: towers.parameters.seed)
-            var rng = SeededGenerator(seed: 0)
-            vector = tower.forward([Int32(base.count)], idDropout: 1, rng: &rng)
-            grown = (features, tower, base.count)
+            vector = try towers.items.embed(features, row: base.count, hideID: true)
+            grown = (features, base.count)
         }
         guard vector.allSatisfy(\.isFinite) else { throw EngineError.invalidRequest("item '\(id)': its attributes give a non-finite embedding") }
 
@@ -197,9 +194,8 @@ extension Engine {
             let document = lexical.add(text)
             lexicalItem.append(item)
             live.document[item] = document
-            if let (features, tower, featureRow) = grown {
+            if let (features, featureRow) = grown {
                 live.features = features
-                live.tower = tower
                 live.featureRow[item] = featureRow
             }
             live.given[item] = attributes

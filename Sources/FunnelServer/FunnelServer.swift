@@ -385,6 +385,8 @@ public final class FunnelServer: @unchecked Sendable {
             throw APIError.badRequest("the body is not the JSON this route takes: \(APIError.describe(e))")
         } catch let e as EngineError {
             throw APIError.badRequest("\(e)")
+        } catch let e as APIError {
+            throw e
         } catch {
             throw APIError.badRequest("the body is not JSON: \(error)")
         }
@@ -443,6 +445,17 @@ struct QueryBody: Codable, Sendable {
 
 struct PromoteBody: Codable, Sendable {
     var canary: Double?
+
+    enum CodingKeys: String, CodingKey { case canary }
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        // Absent: a full promote. Present, it must be a number (null is no fraction).
+        if c.contains(.canary), try c.decodeNil(forKey: .canary) {
+            throw APIError.badRequest("canary must be a number in (0, 1), got null")
+        }
+        canary = try c.decodeIfPresent(Double.self, forKey: .canary)
+    }
 }
 
 struct WriteAnswer: Encodable {

@@ -277,8 +277,10 @@ public enum OpenAPIDocument {
       "PromoteRequest": {
         "properties": {
           "canary": {
-            "exclusiveMaximum": 1,
-            "exclusiveMinimum": 0,
+            "exclusiveMaximum": true,
+            "exclusiveMinimum": true,
+            "maximum": 1,
+            "minimum": 0,
             "type": "number"
           }
         },
@@ -1686,7 +1688,7 @@ public enum OpenAPIDocument {
           "name": "version",
           "required": true,
           "schema": {
-            "pattern": "^v?[0-9]+$",
+            "pattern": "^v?[1-9][0-9]{0,8}$",
             "type": "string"
           }
         }
@@ -1896,7 +1898,7 @@ public enum OpenAPIDocument {
           "name": "version",
           "required": true,
           "schema": {
-            "pattern": "^v?[0-9]+$",
+            "pattern": "^v?[1-9][0-9]{0,8}$",
             "type": "string"
           }
         }
@@ -1966,7 +1968,7 @@ public enum OpenAPIDocument {
           "name": "version",
           "required": true,
           "schema": {
-            "pattern": "^v?[0-9]+$",
+            "pattern": "^v?[1-9][0-9]{0,8}$",
             "type": "string"
           }
         }

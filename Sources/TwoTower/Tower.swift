@@ -455,3 +455,53 @@ extension TwoTowerModel {
                              gap: gap + [Double](repeating: 100, count: added), step: step)
     }
 }
+
+extension Tower {
+    /// The embedding of row `row` of `features` (this tower's fields, possibly with more rows
+    /// and larger vocabularies: an entity written after training), computed without touching
+    /// the tower's training buffers, so many threads may call it at once. A code the tower
+    /// has no table row for (a value first seen after training) reads as unknown, like a
+    /// missing value; `hideID` hides the id as id dropout does.
+    /// - Throws: `TwoTowerError.invalidData` for a row outside `features` or fields that differ.
+    public func embed(_ features: EntityFeatures, row: Int, hideID: Bool = true) throws -> [Float] {
+        guard (0..<features.count).contains(row) else {
+            throw TwoTowerError.invalidData("row \(row) is outside the \(features.count) entities of the features")
+        }
+        guard features.fields.count == self.features.fields.count,
+              zip(features.fields, self.features.fields).allSatisfy({ $0.name == $1.name && $0.kind == $1.kind && $0.dimension == $1.dimension }) else {
+            throw TwoTowerError.invalidData("the features' fields are not this tower's")
+        }
+        var x = [Float](repeating: 0, count: widths[0])
+        for (fi, f) in features.fields.enumerated() {
+            let off = fieldOffsets[fi], d = f.dimension
+            if f.kind.isDense {
+                x[off] = f.values[row]
+                continue
+            }
+            let table = tables[fi], rowsInTable = table.count / max(d, 1)
+            var lo = Int(f.offsets[row])
+            let hi = Int(f.offsets[row + 1])
+            if hideID && f.kind == .id { lo = hi }
+            let known = (lo..<hi).map { Int(f.codes[$0]) }.filter { $0 >= 0 && $0 < rowsInTable }
+            if known.isEmpty {
+                for j in 0..<d { x[off + j] = table[j] }  // row 0: unknown
+                continue
+            }
+            let scale: Float = f.kind.pooling == .sum ? 1 : 1 / Float(known.count)
+            for c in known { for j in 0..<d { x[off + j] += table[c * d + j] * scale } }
+        }
+        var h = x
+        for (li, layer) in layers.enumerated() {
+            var y = layer.b
+            let lin = widths[li], lout = widths[li + 1]
+            for i in 0..<lin where h[i] != 0 {
+                let hi = h[i]
+                for j in 0..<lout { y[j] += hi * layer.w[i * lout + j] }
+            }
+            if li < layers.count - 1 { for j in y.indices where y[j] < 0 { y[j] = 0 } }
+            h = y
+        }
+        let n = max(h.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
+        return h.map { $0 / n }
+    }
+}
