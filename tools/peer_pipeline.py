@@ -41,15 +41,11 @@ def read_ragged_ivecs(path):
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dir")
-    ap.add_argument("--funnel-json", help="funnel pipeline-bench --json output, for the ratio table")
-    args = ap.parse_args()
+def build(d):
+    """The peer pipeline over an export folder: (retrieve, rank, rerank, data)."""
     import hnswlib
     import lightgbm as lgb
 
-    d = args.dir
     p = json.load(open(f"{d}/params.json"))
     items = read_fvecs(f"{d}/items.fvecs")
     queries = read_fvecs(f"{d}/requests.fvecs")
@@ -137,6 +133,18 @@ def main():
                 break
         return out
 
+    data = dict(items=items, queries=queries, histories=histories, params=p)
+    return retrieve, rank, rerank, data
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dir")
+    ap.add_argument("--funnel-json", help="funnel pipeline-bench --json output, for the ratio table")
+    args = ap.parse_args()
+    retrieve, rank, rerank, data = build(args.dir)
+    d, p, items, queries, histories = args.dir, data["params"], data["items"], data["queries"], data["histories"]
+    cand = p["candidates"]
     # Candidate recall against exact search (same exclusions), first 200 requests, as Funnel reports it.
     found = wanted = 0
     for r in range(min(200, len(queries))):

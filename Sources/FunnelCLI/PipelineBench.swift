@@ -32,6 +32,7 @@ struct PipelineBench: ParsableCommand {
     @Flag(help: "Run the stages on the calling thread (no budget hand-off) instead of serving with budgets.") var inline = false
     @Option(help: "Write the data, the ranker's training set and the requests for tools/peer-pipeline here.") var export: String?
     @Option(help: "Write the latencies as JSON.") var json: String?
+    @Option(help: "Also write the trained funnel as a bundle folder here (what `funnel serve` serves; tools/serve-bench).") var bundle: String?
     @Flag(help: "Also time the parts of the stages (retrieval, features, GBDT scoring; re-ranking with parts switched off).")
     var breakdown = false
     @Option var seed: UInt64 = 42
@@ -94,9 +95,13 @@ struct PipelineBench: ParsableCommand {
             // The requests: users round-robin, everything they have seen excluded, served now.
             let requestUsers = (0..<requests).map { $0 % users }
             let excludes = requestUsers.map { Set(statistics.history($0, before: end &+ 1)) }
+            if let bundle {
+                try funnel.writeBundle(to: bundle)
+                print("wrote the bundle to \(bundle)/")
+            }
             if let export {
                 try exportPeerData(to: export, features: features, itemVectors: itemVectors,
-                                   userVectors: userVectors, requestUsers: requestUsers, ranker: funnel.rankerData!, config: config_)
+                                   userVectors: userVectors, requestUsers: requestUsers, userIDs: funnel.catalog.userIDs, ranker: funnel.rankerData!, config: config_)
                 print("wrote the peer's data to \(export)/")
             }
             if breakdown {
@@ -164,7 +169,8 @@ struct PipelineBench: ParsableCommand {
                 out[stage] = ["p50_us": quantile(s, 0.5) * 1e6, "p99_us": quantile(s, 0.99) * 1e6]
             }
             rows.append(["total", fmt(quantile(totals, 0.5) * 1e6, 0), fmt(quantile(totals, 0.99) * 1e6, 0)])
-            out["total"] = ["p50_us": quantile(totals, 0.5) * 1e6, "p99_us": quantile(totals, 0.99) * 1e6]
+            out["total"] = ["p50_us": quantile(totals, 0.5) * 1e6, "p99_us": quantile(totals, 0.99) * 1e6,
+                            "mean_us": totals.reduce(0, +) / Double(max(1, totals.count)) * 1e6]
             printAligned(header: ["stage", "p50 us", "p99 us"], rows: rows)
             for (path, count) in paths.sorted(by: { $0.value > $1.value }) { print("  \(count) x \(path)") }
             if let json {
@@ -185,13 +191,15 @@ struct PipelineBench: ParsableCommand {
     /// ranker training set (trained again there with LightGBM, same parameters), the same
     /// requests and exclusions.
     func exportPeerData(to dir: String, features: RankingFeatures, itemVectors: Matrix,
-                        userVectors: Matrix, requestUsers: [Int], ranker data: LabeledData,
+                        userVectors: Matrix, requestUsers: [Int], userIDs: [String], ranker data: LabeledData,
                         config: PipelineConfig) throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try VectorFile.writeFvecs(itemVectors, to: "\(dir)/items.fvecs")
         var q = Matrix(rows: requestUsers.count, columns: userVectors.columns)
         for (r, u) in requestUsers.enumerated() { for c in 0..<userVectors.columns { q[r, c] = userVectors[u, c] } }
         try VectorFile.writeFvecs(q, to: "\(dir)/requests.fvecs")
+        // The catalog's id of each request's user (an HTTP request names its user).
+        try AtomicFile.write(Array(requestUsers.map { userIDs[$0] }.joined(separator: "\n").utf8) + [10], to: "\(dir)/request_users.txt")
         // Per item, the item-only features as they are now: log_popularity, log_recent_popularity,
         // item_age_days, item_mean_rating, price; and the primary category and creation time.
         let n = itemVectors.rows
