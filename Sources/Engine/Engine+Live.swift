@@ -199,6 +199,7 @@ extension Engine {
                 live.featureRow[item] = featureRow
             }
             live.given[item] = attributes
+            itemWrites.add(1, ordering: .releasing)
             return item
         }
     }
@@ -285,6 +286,7 @@ extension Engine {
         try state.write {
             let i = try row(item: id)
             try pipeline.removeItem(Int(i))
+            itemWrites.add(1, ordering: .releasing)
         }
     }
 
@@ -341,6 +343,7 @@ extension Engine {
             try pipeline.record(events)
             for (x, e) in zip(interactions, events) {
                 live.interactions.append((Int32(e.user), Int32(e.item), x.timestamp ?? now, e.weight))
+                userWrites[x.user, default: 0] += 1
             }
         }
     }

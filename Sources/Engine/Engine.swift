@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import Synchronization
 import GBDT
 import HNSW
 import LinearAlgebra
@@ -44,6 +45,10 @@ public final class Engine: @unchecked Sendable {
     var live = LiveItems()
     /// The last write-ahead log record applied (kept by `LiveService` under its lock).
     var liveSequence: UInt64 = 0
+    /// Bumped by every item write (upsert, delete) and by each user's interactions: what a
+    /// cached answer was computed at (see `freshness(of:)`).
+    let itemWrites = Atomic<UInt64>(0)
+    var userWrites: [String: UInt64] = [:]
     /// Serializes live writes (readers never wait on it).
     let writer = NSLock()
 
@@ -151,6 +156,13 @@ public final class Engine: @unchecked Sendable {
         var answer = try answer(pipeline.recommend(request, k: k))
         answer.user = user
         return answer
+    }
+
+    /// The write counters an answer for `user` depends on: item writes, then the user's own
+    /// interactions. A cached answer is still the engine's answer while both are unchanged
+    /// (interactions move other users' ranking statistics too, which a cache's TTL bounds).
+    public func freshness(of user: String) -> (items: UInt64, user: UInt64) {
+        (itemWrites.load(ordering: .acquiring), state.read { userWrites[user] ?? 0 })
     }
 
     /// The funnel's top `k` for a query vector in the item-embedding space (a caller's own

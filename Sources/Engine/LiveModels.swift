@@ -37,6 +37,7 @@ public final class LiveModels: @unchecked Sendable {
     /// also take, so that no write falls between a replay and the swap).
     public var beforeSwap: (@Sendable ([Engine]) throws -> Void)?
     public let swapLock = NSLock()
+    private let refreshing = NSLock()
 
     /// Loads what the registry serves now.
     /// - Throws: `RegistryError` for an unknown model, `EngineError` when a version fails to load.
@@ -71,6 +72,9 @@ public final class LiveModels: @unchecked Sendable {
     /// - Returns: true when a new set of versions now serves.
     @discardableResult
     public func refresh() -> Bool {
+        // One refresh at a time (the poll and an admin request may both ask).
+        refreshing.lock()
+        defer { refreshing.unlock() }
         let sig = Self.signature(of: ModelRegistry(root: root).manifestFile)
         guard sig != lock.withLock({ signature }) else { return false }
         do {

@@ -32,6 +32,7 @@ struct PipelineBench: ParsableCommand {
     @Flag(help: "Run the stages on the calling thread (no budget hand-off) instead of serving with budgets.") var inline = false
     @Option(help: "Write the data, the ranker's training set and the requests for tools/peer-pipeline here.") var export: String?
     @Option(help: "Write the latencies as JSON.") var json: String?
+    @Option(help: "Also measure throughput with this many threads issuing requests at once (in-process capacity).") var concurrent: Int?
     @Option(help: "Also write the trained funnel as a bundle folder here (what `funnel serve` serves; tools/serve-bench).") var bundle: String?
     @Flag(help: "Also time the parts of the stages (retrieval, features, GBDT scoring; re-ranking with parts switched off).")
     var breakdown = false
@@ -159,6 +160,18 @@ struct PipelineBench: ParsableCommand {
                 paths[r.path.joined(separator: " > "), default: 0] += 1
                 checksum &+= r.items.first?.id ?? 0
             }
+            var concurrentRate: Double? = nil
+            if let concurrent, concurrent > 1 {
+                let t0 = now()
+                DispatchQueue.concurrentPerform(iterations: concurrent) { w in
+                    for n in stride(from: w, to: requestUsers.count, by: concurrent) {
+                        let u = requestUsers[n]
+                        _ = try? pipeline.recommend(FunnelRequest(user: u, vector: Array(userVectors.row(u)), exclude: excludes[n]), k: k)
+                    }
+                }
+                concurrentRate = Double(requestUsers.count) / (now() - t0)
+                print("in-process throughput, \(concurrent) threads at once: \(fmt(concurrentRate!, 0)) requests/s")
+            }
             totals.sort()
             print("\(requests) requests, one at a time on one thread (\(inline ? "inline" : "served: each stage under its budget on a stage-executor thread")):")
             var rows = [[String]]()
@@ -178,6 +191,7 @@ struct PipelineBench: ParsableCommand {
                                  "trees": ranker.trees.count, "features": features.count, "k": k, "mmr_lambda": lambda,
                                  "mmr_pool": mmrPool, "inline": inline, "quantization": quantization] as [String: Any]
                 out["candidate_recall"] = candidateRecall
+                if let concurrentRate { out["concurrent"] = ["threads": concurrent!, "requests_per_second": concurrentRate] }
                 out["machine"] = MachineReport.current.json
                 out["paths"] = paths
                 let bytes = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])

@@ -34,9 +34,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest request body in bytes.") var maxBodyBytes: Int = 1 << 20
     @Option(help: "Write and admin routes need this key (Authorization: Bearer KEY); default: the FUNNEL_API_KEY environment variable.")
     var apiKey: String?
+    @Option(help: "Recommendation answers kept in the result cache (0: no cache). An answer is used while no item was written and the user has no new interaction, for at most --cache-ttl seconds.")
+    var cacheEntries: Int = 10_000
+    @Option(help: "Seconds a cached answer may be used at most (other users' interactions move popularity features).")
+    var cacheTtl: Double = 10
     @Option(name: .customLong("movielens"), help: .hidden) var movielens: String?
 
     func validate() throws {
+        guard (0...10_000_000).contains(cacheEntries) else { throw ValidationError("--cache-entries must be in 0...10000000") }
+        guard cacheTtl.isFinite, cacheTtl > 0 else { throw ValidationError("--cache-ttl must be a positive number of seconds") }
         guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1...65535, got \(port)") }
         guard (1...Engine.maxK).contains(maxK) else { throw ValidationError("--max-k must be in 1...\(Engine.maxK)") }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
@@ -86,6 +92,8 @@ struct Serve: AsyncParsableCommand {
         settings.maxK = maxK
         if let workers { settings.workers = workers }
         settings.maxBodyBytes = maxBodyBytes
+        settings.cacheEntries = cacheEntries
+        settings.cacheTTL = cacheTtl
         settings.apiKey = apiKey ?? ProcessInfo.processInfo.environment["FUNNEL_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         let name = modelOptions.isFolder ? ((model as NSString).lastPathComponent) : model
         let server = FunnelServer(service: service, name: name, registryRoot: modelOptions.isFolder ? nil : root, settings: settings,

@@ -22,6 +22,9 @@ public struct ServerSettings: Sendable {
     public var maxBatch = 10_000
     /// Write and admin routes need `Authorization: Bearer KEY` (or `X-API-Key: KEY`) when set.
     public var apiKey: String?
+    /// Recommendation answers cached (0: no cache), and for how long at most (seconds).
+    public var cacheEntries = 10_000
+    public var cacheTTL = 10.0
     public init() {}
 }
 
@@ -89,6 +92,7 @@ public final class FunnelServer: @unchecked Sendable {
     let metricsText: @Sendable () -> String
     let logger: Logger
     let pool = OperationQueue()
+    let cache: ResultCache?
 
     /// - Parameters:
     ///   - name: the model's name in the API (`/v1/models/{name}`).
@@ -102,6 +106,7 @@ public final class FunnelServer: @unchecked Sendable {
         self.settings = settings
         self.metricsText = metrics
         self.logger = logger
+        cache = settings.cacheEntries > 0 ? ResultCache(capacity: settings.cacheEntries, ttl: settings.cacheTTL) : nil
         pool.maxConcurrentOperationCount = max(1, settings.workers)
         pool.qualityOfService = .userInitiated
     }
@@ -201,17 +206,17 @@ public final class FunnelServer: @unchecked Sendable {
             let body = try await decodeOptional(PromoteBody.self, request, context)
             if let f = body?.canary, !(f > 0 && f < 1) { throw APIError.badRequest("canary must be in (0, 1), got \(f)") }
             try registry().promote(name, version: v, canaryFraction: body?.canary)
-            return try afterRegistryChange()
+            return try await afterRegistryChange()
         }
         model.post("versions/:version/shadow") { [self] request, context -> Response in
             try check(context, write: request)
             try registry().shadow(name, version: try versionNumber(context))
-            return try afterRegistryChange()
+            return try await afterRegistryChange()
         }
         model.post("rollback") { [self] request, context -> Response in
             try check(context, write: request)
             _ = try registry().rollback(name)
-            return try afterRegistryChange()
+            return try await afterRegistryChange()
         }
         return router
     }
@@ -239,12 +244,18 @@ public final class FunnelServer: @unchecked Sendable {
         let engine = try service.engine(for: body.user, pinned: pinned)
         let explain = body.explain ?? true
         let shadow = pinned == nil ? service.models?.snapshot.shadow : nil
-        let response = try await answer {
+        let key = [engine.version ?? "", body.user, String(k), (body.touched ?? []).joined(separator: ","), (body.exclude ?? []).joined(separator: ","),
+                   (body.filter ?? []).joined(separator: "\u{2}"), String(explain), String(body.includeSeen ?? false)].joined(separator: "\u{1}")
+        if let cache, let hit = cache.get(key, engine: engine, user: body.user) { return Self.jsonResponse(hit) }
+        let fresh = engine.freshness(of: body.user)
+        let data = try await answerBody {
             var a = try engine.recommend(user: body.user, k: k, touched: body.touched ?? [], exclude: body.exclude ?? [],
                                          includeSeen: body.includeSeen ?? false, filter: filter)
             if !explain { for i in a.items.indices { a.items[i].explanation = .init() } }
             return a
         }
+        cache?.put(key, engine: engine, fresh: fresh, body: data)
+        let response = Self.jsonResponse(data)
         if let shadow, shadow !== engine {
             // The shadow's turn comes after the answer is on its way.
             pool.addOperation {
@@ -269,9 +280,15 @@ public final class FunnelServer: @unchecked Sendable {
         return try await answer { try self.service.engine(for: "", pinned: pinned).search(q, k: k, mode: mode) }
     }
 
-    func afterRegistryChange() throws -> Response {
+    func afterRegistryChange() async throws -> Response {
         if let models = service.models {
-            models.refresh()
+            // Loading a version takes a while: off the event loop.
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().async {
+                    models.refresh()
+                    done.resume()
+                }
+            }
             if let e = models.lastError { throw APIError(.conflict, "refused", "the registry changed, but the new versions were refused (the old keep serving): \(e)") }
         }
         return Self.encode(try describe())
@@ -397,7 +414,15 @@ public final class FunnelServer: @unchecked Sendable {
     /// Runs `work` in the bounded pool (requests beyond `workers` wait their turn, so that
     /// stage budgets measure the stages, not the queue) and answers with its JSON.
     func answer<T: Encodable & Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> Response {
-        let body = try await withCheckedThrowingContinuation { (done: CheckedContinuation<Data, Error>) in
+        Self.jsonResponse(try await answerBody(work))
+    }
+
+    static func jsonResponse(_ body: Data) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    func answerBody<T: Encodable & Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> Data {
+        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Data, Error>) in
             pool.addOperation {
                 done.resume(with: Result {
                     let encoder = JSONEncoder()
@@ -406,7 +431,6 @@ public final class FunnelServer: @unchecked Sendable {
                 })
             }
         }
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     static func encode<T: Encodable>(_ value: T) -> Response {

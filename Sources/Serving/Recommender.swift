@@ -132,8 +132,12 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
             box.set(Result { try work() })
             done.signal()
         }
-        let pollEnd = start.uptimeNanoseconds + UInt64(max(0, min(budget, pollBeforeSleep)) * 1e9)
-        while !box.isReady && DispatchTime.now().uptimeNanoseconds < pollEnd { sched_yield() }
+        // Polling saves the wake-up of a sleeping thread, but only when a core is spare: under
+        // load, a caller spinning beside its stage takes a core from another request's work.
+        if Load.spare {
+            let pollEnd = start.uptimeNanoseconds + UInt64(max(0, min(budget, pollBeforeSleep)) * 1e9)
+            while !box.isReady && DispatchTime.now().uptimeNanoseconds < pollEnd { sched_yield() }
+        }
         if box.isReady { return box.get() }
         guard done.wait(timeout: start + max(0, budget)) == .success else { return nil }
         return box.get()
@@ -141,6 +145,8 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
 
     /// The top `k` items for `request`. Never throws: every failure has a fallback.
     public func recommend(_ request: Request, k: Int) -> Recommendation {
+        Load.inFlight.add(1, ordering: .relaxed)
+        defer { Load.inFlight.subtract(1, ordering: .relaxed) }
         let start = DispatchTime.now().uptimeNanoseconds
         func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         var path = [String](), stages = [(String, Double)]()
@@ -241,6 +247,14 @@ final class ResultBox<T>: @unchecked Sendable {
     var isReady: Bool { ready.load(ordering: .acquiring) }
 }
 
+/// How many requests are in the funnel at once, process-wide: waits spin only while fewer
+/// requests than half the cores run (each request holds a caller and a stage thread).
+enum Load {
+    static let inFlight = Atomic<Int>(0)
+    static let cores = ProcessInfo.processInfo.activeProcessorCount
+    static var spare: Bool { 2 * inFlight.load(ordering: .relaxed) <= cores }
+}
+
 /// Threads for stages that run under a budget while their caller waits.
 ///
 /// The global dispatch queue is the wrong place for them: when every worker of its pool is
@@ -297,7 +311,7 @@ public final class StageExecutor: @unchecked Sendable {
     private func work() {
         condition.lock()
         while true {
-            if jobs.isEmpty && pollBeforeSleep > 0 {
+            if jobs.isEmpty && pollBeforeSleep > 0 && Load.spare {
                 polling += 1
                 condition.unlock()
                 let end = DispatchTime.now().uptimeNanoseconds + UInt64(pollBeforeSleep * 1e9)

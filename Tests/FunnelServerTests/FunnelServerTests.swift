@@ -170,6 +170,39 @@ import _TestSupport
         }
     }
 
+    @Test("the result cache answers as the engine does, and no write it depends on is missed")
+    func cache() async throws {
+        let f = try Fixture()
+        defer { f.world.cat.remove() }
+        let engine = try f.server.service.engine(for: "u4")
+        let direct = { (k: Int) throws -> [String] in try engine.recommend(user: "u4", k: k).items.map(\.item) }
+        let expected = try direct(8)
+        try await f.app.test(.router) { client in
+            var first = [String]()
+            for _ in 0..<3 {  // a miss, then hits: the same answer as the engine's
+                try await client.execute(uri: "/v1/models/shop/recommend?user=u4&k=8", method: .get) { r in
+                    first = Self.items(r)
+                    #expect(first == expected)
+                }
+            }
+            // Another k, another entry.
+            try await client.execute(uri: "/v1/models/shop/recommend?user=u4&k=3", method: .get) { r in #expect(Self.items(r) == Array(first.prefix(3))) }
+            // The user's interaction: their cached answers are stale at once.
+            let seen = ByteBuffer(string: #"[{"user": "u4", "item": "\#(first[0])"}]"#)
+            try await client.execute(uri: "/v1/models/shop/interactions", method: .post, body: seen) { r in #expect(r.status == .ok) }
+            let after = try direct(8)
+            try await client.execute(uri: "/v1/models/shop/recommend?user=u4&k=8", method: .get) { r in
+                #expect(!Self.items(r).contains(first[0]))
+                #expect(Self.items(r) == after)
+            }
+            // An item write: every cached answer is stale (here, a deleted item never comes back).
+            var other = [String]()
+            try await client.execute(uri: "/v1/models/shop/recommend?user=u6&k=8", method: .get) { r in other = Self.items(r) }
+            try await client.execute(uri: "/v1/models/shop/items/\(other[1])", method: .delete) { r in #expect(r.status == .ok) }
+            try await client.execute(uri: "/v1/models/shop/recommend?user=u6&k=8", method: .get) { r in #expect(!Self.items(r).contains(other[1])) }
+        }
+    }
+
     @Test("write routes need the API key when one is set; bodies over the limit are 413")
     func keyAndLimits() async throws {
         let f = try Fixture(apiKey: "s3cret", maxBody: 2_000)
