@@ -38,7 +38,7 @@ public final class LiveService: @unchecked Sendable {
         self.log = log
         box.service = self
         records = log.recovered
-        try applyLock.withLock {
+        applyLock.withLock {
             for e in engines { replay(e) }
         }
         replayed = records.count
