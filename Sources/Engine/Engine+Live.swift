@@ -204,6 +204,23 @@ extension Engine {
         }
     }
 
+    /// An item write's attributes as CSV fields in `itemColumns` order (what a CSV of new
+    /// items would hold), after the adapter's derived columns.
+    func fields(item id: String, attributes: [String: AttributeValue]) throws -> ([String], [String: AttributeValue]) {
+        let specs = itemColumns
+        var attributes = attributes
+        if bundle.manifest.schema?.items == DataSource.movieLensSchema.items, attributes["year"] == nil, case .string(let d)? = attributes["release_date"],
+           let t = Timestamp.parse(d) {
+            attributes["year"] = .number(Double(Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: Date(timeIntervalSince1970: Double(t))).year!))
+        }
+        let fields = specs.map { spec -> String in
+            var separator: Character = "|"
+            if case .multiCategorical(let s) = spec.kind { separator = s }
+            return attributes[spec.name]?.field(separator: separator) ?? ""
+        }
+        return (fields, attributes)
+    }
+
     /// Reads an item write's attributes with the model's columns (nothing changes).
     func parse(item id: String, attributes: [String: AttributeValue]) throws
         -> (table: AttributeTable, row: ItemAttributeRow, title: String, text: String, attributes: [String: AttributeValue]) {

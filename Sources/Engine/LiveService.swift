@@ -109,9 +109,18 @@ public final class LiveService: @unchecked Sendable {
     private func replay(_ engine: Engine, errors: Bool = false) {
         let done = engine.liveSequence
         let decoder = JSONDecoder()
+        let folded = engine.bundle.changeLogThrough
         for r in records where r.sequence > done {
             do {
-                try engine.apply(try decoder.decode(LiveChange.self, from: Data(r.payload)))
+                let change = try decoder.decode(LiveChange.self, from: Data(r.payload))
+                // A bundle retrained on the log holds its interactions already. Item writes are
+                // applied again: for an item the bundle was trained with, an upsert only sets
+                // the attributes it already has; deletes the bundle does not fold.
+                if r.sequence <= folded, case .interactions = change {
+                    engine.liveSequence = r.sequence
+                    continue
+                }
+                try engine.apply(change)
             } catch {
                 replayFailures.append("record \(r.sequence) on \(engine.version ?? "the bundle"): \(error)")
                 if errors { applyErrors[r.sequence] = error }

@@ -114,6 +114,12 @@ public struct ModelBundle: Sendable {
         public var crc32c: String
     }
 
+    /// The manifest parameter naming the last write-ahead log record a retrained bundle folds in.
+    public static let changeLogThroughKey = "change_log_through"
+
+    /// The last write-ahead log record this bundle was retrained on (0: none).
+    public var changeLogThrough: UInt64 { manifest.parameters[Self.changeLogThroughKey].flatMap { UInt64($0) } ?? 0 }
+
     public struct Manifest: Codable, Sendable {
         public var format = ModelBundle.format
         public var formatVersion = ModelBundle.formatVersion

@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import HNSW
 import LinearAlgebra
+import Persistence
 import Serving
 import TwoTower
 
@@ -19,6 +20,9 @@ public enum Retraining {
         /// An item's index entry is updated when its embedding moved by more than this (relative L2).
         public var tolerance: Float = 1e-3
         public var seed: UInt64 = 42
+        /// The last write-ahead log record the new interactions and items fold in (recorded in
+        /// the bundle, so that a server replaying the log does not apply those writes twice).
+        public var changeLogThrough: UInt64?
         public init() {}
     }
 
@@ -86,6 +90,7 @@ public enum Retraining {
         manifest.dataFingerprint = Fingerprint.of(merged.log)
         manifest.files = [:]
         manifest.parameters["retrained_from"] = engine.version ?? engine.bundle.folder
+        if let through = options.changeLogThrough { manifest.parameters[ModelBundle.changeLogThroughKey] = String(through) }
         var files = [ModelBundle.File.towers, ModelBundle.File.index, ModelBundle.File.catalog]
         for f in [ModelBundle.File.ranker, ModelBundle.File.metrics] where engine.bundle.has(f) { files.append(f) }
         let bundle = try ModelBundle.write(to: out, manifest: manifest, files: files) { file, path in
@@ -170,5 +175,67 @@ extension ItemCatalog {
         let grown = try ItemAttributes(count: new.items.count, categories: lists, categoryNames: names, createdAt: created, numeric: numeric)
         return try ItemCatalog(userIDs: new.users.keys, itemIDs: new.items.keys, titles: titles, attributes: grown,
                                searchText: text, log: log)
+    }
+}
+
+extension Retraining {
+    /// What a server's write-ahead log adds to a bundle, as `retrain` takes it: the logged
+    /// interactions (new users and items grow the vocabularies) and the attributes of the
+    /// items written while serving (the last write of each), read with the bundle's columns.
+    /// Deletes are not folded: the server applies them again over the new version.
+    public struct LoggedChanges: Sendable {
+        public var interactions: InteractionLog
+        public var items: AttributeTable?
+        /// The last record read.
+        public var through: UInt64
+        public var records = 0, newItems = 0, skipped = 0
+    }
+
+    /// - Parameter engine: the bundle the changes apply to, loaded without them.
+    public static func changes(inLog path: String, over engine: Engine) throws -> LoggedChanges {
+        let records = try WriteAheadLog.read(path)
+        let decoder = JSONDecoder()
+        var users = Vocabulary(engine.catalog.userIDs), items = Vocabulary(engine.catalog.itemIDs)
+        var given = [String: [String: AttributeValue]]()
+        var events = [(String, String, Int64, Double?)]()
+        var out = LoggedChanges(interactions: InteractionLog(), items: nil, through: records.last?.sequence ?? 0, records: records.count)
+        let now = Int64(Date().timeIntervalSince1970)
+        for r in records {
+            guard let change = try? decoder.decode(LiveChange.self, from: Data(r.payload)) else { out.skipped += 1; continue }
+            switch change {
+            case .upsert(let id, let attributes): given[id] = attributes
+            case .delete: break
+            case .interactions(let list): for x in list { events.append((x.user, x.item, x.timestamp ?? now, x.weight)) }
+            }
+        }
+        // New items: in the order first written.
+        for r in records {
+            if case .upsert(let id, _)? = try? decoder.decode(LiveChange.self, from: Data(r.payload)), items.lookup(id) == nil {
+                items.intern(id)
+                out.newItems += 1
+            }
+        }
+        let weighted = engine.catalog.log.weights != nil
+        var log = InteractionLog(users: users, items: items, hasWeights: weighted)
+        for (u, i, t, w) in events {
+            guard items.lookup(i) != nil else { out.skipped += 1; continue }
+            let ui = users.intern(u)
+            log.users = users
+            log.append(user: ui, item: items.lookup(i)!, timestamp: t, weight: weighted ? Float(w ?? .nan) : nil)
+        }
+        log.users = users
+        out.interactions = log
+        if out.newItems > 0 {
+            let specs = engine.itemColumns
+            var builder = AttributeTable.Builder(specs: specs)
+            var keys = Vocabulary()
+            for id in items.keys.dropFirst(engine.catalog.itemIDs.count) {
+                let (fields, _) = try engine.fields(item: id, attributes: given[id] ?? [:])
+                try builder.append(fields: fields) { EngineError.invalidData("logged item '\(id)': \($0)") }
+                keys.intern(id)
+            }
+            out.items = builder.table(keys: keys)
+        }
+        return out
     }
 }

@@ -10,7 +10,10 @@ struct Retrain: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "New interactions: CSV with the bundle's interaction columns (default user_id,item_id,timestamp).")
-    var interactions: String
+    var interactions: String?
+    @Flag(help: "Fold in what a running server logged instead: the interactions and new items of its write-ahead log (see --log).")
+    var fromLog = false
+    @Option(help: "The write-ahead log for --from-log (default: <registry root>/<model>.wal, or <folder>.wal).") var log: String?
     @Option(help: "Attributes of new items: CSV with a key column and the columns the item features read (coded as at training).")
     var items: String?
     @Option(help: "Attributes of new users, likewise.") var users: String?
@@ -29,6 +32,30 @@ struct Retrain: ParsableCommand {
         guard separator.count == 1 else { throw ValidationError("--separator must be one character") }
         guard epochs >= 1, replay >= 0, replay.isFinite, tolerance >= 0 else { throw ValidationError("--epochs >= 1, --replay >= 0, --tolerance >= 0") }
         let engine = try modelOptions.engine()
+        guard fromLog != (interactions != nil) else { throw ValidationError("give --interactions FILE or --from-log (one of them)") }
+        var options = Retraining.Options()
+        options.epochs = epochs
+        options.replay = replay
+        options.tolerance = tolerance
+        options.seed = seed
+        let new: InteractionLog, itemTable: AttributeTable?, userTable: AttributeTable?
+        if fromLog {
+            let model = modelOptions.model
+            let path = log ?? (modelOptions.isFolder ? "\(model.hasSuffix("/") ? String(model.dropLast()) : model).wal" : "\(modelOptions.root)/\(model).wal")
+            let c = try Retraining.changes(inLog: path, over: engine)
+            guard c.interactions.count > 0 else { throw ValidationError("\(path) holds no interactions to retrain on (\(c.records) records)") }
+            print("write-ahead log \(path): \(c.records) records through \(c.through): \(c.interactions.count) interactions, \(c.newItems) new items"
+                  + (c.skipped > 0 ? ", \(c.skipped) skipped (unreadable, or on items never written)" : ""))
+            (new, itemTable, userTable) = (c.interactions, c.items, nil)
+            options.changeLogThrough = c.through
+        } else {
+            (new, itemTable, userTable) = try readFiles(engine)
+        }
+        try finish(engine, new: new, itemTable: itemTable, userTable: userTable, options: options)
+    }
+
+    func readFiles(_ engine: Engine) throws -> (InteractionLog, AttributeTable?, AttributeTable?) {
+        let interactions = self.interactions!
         let schema = engine.bundle.manifest.schema ?? FeatureSchema()
         let delimiter = Character(schema.delimiter ?? ",")
         let columns = InteractionLog.Columns(user: schema.interactions.user, item: schema.interactions.item,
@@ -44,11 +71,10 @@ struct Retrain: ParsableCommand {
         }
         let itemTable = try table(items, key: itemKey, side: schema.items, features: engine.towers.items.features)
         let userTable = try table(users, key: userKey ?? schema.users?.key ?? "user_id", side: schema.users, features: engine.towers.users.features)
-        var options = Retraining.Options()
-        options.epochs = epochs
-        options.replay = replay
-        options.tolerance = tolerance
-        options.seed = seed
+        return (new, itemTable, userTable)
+    }
+
+    func finish(_ engine: Engine, new: InteractionLog, itemTable: AttributeTable?, userTable: AttributeTable?, options: Retraining.Options) throws {
         let target = out ?? "\(modelOptions.root)/.incoming-\(UUID().uuidString)"
         let bar = ProgressBar()
         let (bundle, r) = try Retraining.retrain(engine, interactions: new, items: itemTable, users: userTable, options: options, to: target) {
@@ -58,7 +84,7 @@ struct Retrain: ParsableCommand {
         for note in r.notes { print("note: \(note)") }
         if r.newUsers + r.newItems > 0 {
             print("grew the id tables by \(r.newUsers) users and \(r.newItems) items"
-                  + (items == nil && users == nil ? " (attributes unknown: give --items / --users to embed them from their features)" : ""))
+                  + (itemTable == nil && userTable == nil ? " (attributes unknown: give --items / --users to embed them from their features)" : ""))
         }
         print("retrained on \(r.fresh) new + \(r.replayed) replayed interactions, \(epochs) epochs, in \(fmt(r.trainSeconds, 1)) s; "
               + "index updated in place in \(fmt(r.indexSeconds, 2)) s: \(r.updated) of \(engine.itemCount + r.newItems) items moved, \(r.inserted) inserted")

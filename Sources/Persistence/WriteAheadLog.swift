@@ -165,6 +165,17 @@ public final class WriteAheadLog: @unchecked Sendable {
         lseek(fd, 0, SEEK_END)
     }
 
+    /// The records of the log at `path`, read without changing it (a server may be
+    /// appending): a torn tail is left out, not cut.
+    public static func read(_ path: String) throws -> [Record] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw PersistenceError.io(path: path, operation: "open", errno: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw PersistenceError.corrupt(path: path, reason: "not a regular file") }
+        return try scan(fd: fd, path: path).0
+    }
+
     // MARK: - Flushing
 
     private func flushLoop() {
