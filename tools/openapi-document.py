@@ -23,7 +23,10 @@ rec_params=[q("user",{"type":"string","minLength":1},"The user id",True),K,
   q("touched",{"type":"string"},"Comma-separated items a new user touched"),
   q("exclude",{"type":"string"},"Comma-separated items never to return"),FILTER,
   q("explain",{"type":"boolean"},"Include each item's explanation (default true)"),
-  q("include_seen",{"type":"boolean"},"Allow items the user has interacted with")]
+  q("include_seen",{"type":"boolean"},"Allow items the user has interacted with"),
+  q("candidates",{"type":"integer","minimum":1,"maximum":10000},"Candidates retrieved (default: the bundle's)"),
+  q("ef",{"type":"integer","minimum":1,"maximum":100000},"HNSW beam width (default: the bundle's)"),
+  q("max_per_category",{"type":"integer","minimum":1,"maximum":10000},"At most this many items of one category (default: the bundle's)")]
 answer=resp("The ranked items, the model and version that answered, the path taken and per-stage times", S("Answer"))
 name=p("name","The served model's name")
 ver={"name":"version","in":"path","required":True,"schema":{"type":"string","pattern":"^v?[1-9][0-9]{0,8}$"},"description":"A version: 3 or v3"}
@@ -71,7 +74,11 @@ schemas={
  "Item":{"type":"object","required":["item","categories","numeric","live"],"properties":{"item":{"type":"string"},"title":{"type":"string"},"categories":{"type":"array","items":{"type":"string"}},"created_at":{"type":"integer"},"numeric":{"type":"object","additionalProperties":num},"live":{"type":"boolean"},"attributes":S("ItemAttributes")}},
  "WriteResult":{"type":"object","required":["sequence"],"properties":{"sequence":{"type":"integer","description":"The write's sequence in the write-ahead log"},"item":S("Item"),"accepted":{"type":"integer"}}},
  "Interaction":{"type":"object","required":["user","item"],"properties":{"user":{"type":"string","minLength":1},"item":{"type":"string","minLength":1},"timestamp":{"type":"integer","description":"Unix seconds (default now)"},"weight":num}},
- "RecommendRequest":{"type":"object","required":["user"],"properties":{"user":{"type":"string","minLength":1},"k":{"type":"integer","minimum":1,"maximum":100},"touched":{"type":"array","items":{"type":"string"}},"exclude":{"type":"array","items":{"type":"string"}},"filter":{"type":"array","items":{"type":"string"}},"explain":{"type":"boolean"},"include_seen":{"type":"boolean"}}},
+ "RecommendRequest":{"type":"object","required":["user"],"properties":{"user":{"type":"string","minLength":1},"k":{"type":"integer","minimum":1,"maximum":100},"touched":{"type":"array","items":{"type":"string"}},"exclude":{"type":"array","items":{"type":"string"}},"filter":{"type":"array","items":{"type":"string"}},"explain":{"type":"boolean"},"include_seen":{"type":"boolean"},
+   "candidates":{"type":"integer","minimum":1,"maximum":10000},"ef":{"type":"integer","minimum":1,"maximum":100000},
+   "max_per_category":{"type":"integer","minimum":1,"maximum":10000},
+   "pin":{"type":"array","items":{"type":"string"},"description":"Items put first, in this order, when they are candidates"},
+   "boost":{"type":"object","additionalProperties":{"type":"number","minimum":0},"description":"Score factors by item id"}}},
  "QueryRequest":{"type":"object","required":["vector"],"properties":{"vector":{"type":"array","items":num},"k":{"type":"integer","minimum":1,"maximum":100},"exclude":{"type":"array","items":{"type":"string"}},"filter":{"type":"array","items":{"type":"string"}}}},
  "PromoteRequest":{"type":"object","properties":{"canary":{"type":"number","minimum":0,"exclusiveMinimum":True,"maximum":1,"exclusiveMaximum":True}}},
  "ModelVersion":{"type":"object","required":["version","state","loaded","created","metrics"],"properties":{"version":{"type":"integer"},"state":{"type":"string","enum":["staging","canary","production","shadow","archived"]},"canary_fraction":num,"loaded":{"type":"boolean"},"created":{"type":"integer"},"metrics":{"type":"object","additionalProperties":num}}},

@@ -10,6 +10,38 @@ import Serving
 import TextSearch
 import TwoTower
 
+/// One request's own settings over the bundle's serving settings: candidates and beam
+/// width of retrieval, and business rules (items pinned first when they are candidates,
+/// score factors, a category cap).
+public struct RequestRules: Sendable, Equatable, Codable {
+    public var candidates: Int?
+    public var ef: Int?
+    public var maxPerCategory: Int?
+    public var pin: [String] = []
+    public var boost: [String: Double] = [:]
+
+    public init(candidates: Int? = nil, ef: Int? = nil, maxPerCategory: Int? = nil, pin: [String] = [], boost: [String: Double] = [:]) {
+        self.candidates = candidates
+        self.ef = ef
+        self.maxPerCategory = maxPerCategory
+        self.pin = pin
+        self.boost = boost
+    }
+
+    public var isEmpty: Bool { self == RequestRules() }
+
+    enum CodingKeys: String, CodingKey { case candidates, ef, pin, boost, maxPerCategory = "max_per_category" }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        candidates = try c.decodeIfPresent(Int.self, forKey: .candidates)
+        ef = try c.decodeIfPresent(Int.self, forKey: .ef)
+        maxPerCategory = try c.decodeIfPresent(Int.self, forKey: .maxPerCategory)
+        pin = try c.decodeIfPresent([String].self, forKey: .pin) ?? []
+        boost = try c.decodeIfPresent([String: Double].self, forKey: .boost) ?? [:]
+    }
+}
+
 /// A loaded model bundle, answering requests with the whole funnel: recommendations for
 /// known users, for new users from the items they touched or their attributes, similar
 /// items, and text search, each item named and explained.
@@ -134,11 +166,12 @@ public final class Engine: @unchecked Sendable {
     /// - Throws: `EngineError.unknown` for an unknown user with no touched items or an
     ///   unknown item id; `EngineError.invalidRequest` for k outside 1...maxK.
     public func recommend(user: String, k: Int, touched: [String] = [], exclude: [String] = [],
-                          includeSeen: Bool = false, filter: ItemFilter = ItemFilter()) throws -> EngineAnswer {
+                          includeSeen: Bool = false, filter: ItemFilter = ItemFilter(), rules: RequestRules = RequestRules()) throws -> EngineAnswer {
         try check(k: k)
         let (u, excludedRows, touchedRows) = try state.read {
             (userRows[user], try exclude.map { try row(item: $0) }, try touched.map { try row(item: $0) })
         }
+        let overrides: RequestOverrides? = rules.isEmpty ? nil : try state.read { try self.overrides(rules) }
         var excluded = Set(excludedRows)
         var request: FunnelRequest
         // A user's history: the log's and what they did while serving.
@@ -153,9 +186,24 @@ public final class Engine: @unchecked Sendable {
             throw EngineError.unknown(kind: "user", id: user)
         }
         if !filter.isEmpty { request.allowed = try pipeline.reading { try filter.allowed(in: $1.items) } }
+        request.overrides = overrides
         var answer = try answer(pipeline.recommend(request, k: k))
         answer.user = user
         return answer
+    }
+
+    /// A request's rules with item ids as rows (call under `state`).
+    func overrides(_ r: RequestRules) throws -> RequestOverrides {
+        if let c = r.candidates, !(1...Self.maxK).contains(c) { throw EngineError.invalidRequest("candidates must be in 1...\(Self.maxK), got \(c)") }
+        if let ef = r.ef, !(1...100_000).contains(ef) { throw EngineError.invalidRequest("ef must be in 1...100000, got \(ef)") }
+        if let m = r.maxPerCategory, m < 1 { throw EngineError.invalidRequest("max_per_category must be at least 1, got \(m)") }
+        if let bad = r.boost.first(where: { !$0.value.isFinite || $0.value < 0 }) {
+            throw EngineError.invalidRequest("the boost of '\(bad.key)' must be a finite factor >= 0, got \(bad.value)")
+        }
+        var boost = [Int: Double]()
+        for (id, b) in r.boost { boost[Int(try row(item: id))] = b }
+        return RequestOverrides(candidates: r.candidates, ef: r.ef, maxPerCategory: r.maxPerCategory.map { .some($0) },
+                                pinned: try r.pin.map { Int(try row(item: $0)) }, boost: boost)
     }
 
     /// The write counters an answer for `user` depends on: item writes, then the user's own

@@ -228,7 +228,8 @@ public final class FunnelServer: @unchecked Sendable {
         let user = try required(request, "user")
         let body = RecommendBody(user: user, k: try k(request), touched: ids(request, "touched"), exclude: ids(request, "exclude"),
                                  filter: q.getAll("filter").map { String($0) }, explain: try flag(request, "explain"),
-                                 includeSeen: try flag(request, "include_seen"))
+                                 includeSeen: try flag(request, "include_seen"), candidates: try int(request, "candidates"),
+                                 ef: try int(request, "ef"), maxPerCategory: try int(request, "max_per_category"))
         return try await recommend(body, pinned: pinned ?? q.get("version").map { String($0) })
     }
 
@@ -245,12 +246,14 @@ public final class FunnelServer: @unchecked Sendable {
         let explain = body.explain ?? true
         let shadow = pinned == nil ? service.models?.snapshot.shadow : nil
         let key = [engine.version ?? "", body.user, String(k), (body.touched ?? []).joined(separator: ","), (body.exclude ?? []).joined(separator: ","),
-                   (body.filter ?? []).joined(separator: "\u{2}"), String(explain), String(body.includeSeen ?? false)].joined(separator: "\u{1}")
+                   (body.filter ?? []).joined(separator: "\u{2}"), String(explain), String(body.includeSeen ?? false),
+                   "\(body.candidates ?? 0)/\(body.ef ?? 0)/\(body.maxPerCategory ?? 0)", (body.pin ?? []).joined(separator: ","),
+                   (body.boost ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")].joined(separator: "\u{1}")
         if let cache, let hit = cache.get(key, engine: engine, user: body.user) { return Self.jsonResponse(hit) }
         let fresh = engine.freshness(of: body.user)
         let data = try await answerBody {
             var a = try engine.recommend(user: body.user, k: k, touched: body.touched ?? [], exclude: body.exclude ?? [],
-                                         includeSeen: body.includeSeen ?? false, filter: filter)
+                                         includeSeen: body.includeSeen ?? false, filter: filter, rules: body.rules)
             if !explain { for i in a.items.indices { a.items[i].explanation = .init() } }
             return a
         }
@@ -373,6 +376,12 @@ public final class FunnelServer: @unchecked Sendable {
         return k
     }
 
+    func int(_ request: Request, _ name: String) throws -> Int? {
+        guard let raw = request.uri.queryParameters.get(name) else { return nil }
+        guard let v = Int(raw) else { throw APIError.badRequest("\(name) must be an integer, got '\(raw)'") }
+        return v
+    }
+
     func flag(_ request: Request, _ name: String) throws -> Bool? {
         guard let raw = request.uri.queryParameters.get(name) else { return nil }
         switch raw.lowercased() {
@@ -457,7 +466,20 @@ struct RecommendBody: Codable, Sendable {
     var filter: [String]?
     var explain: Bool?
     var includeSeen: Bool?
-    enum CodingKeys: String, CodingKey { case user, k, touched, exclude, filter, explain, includeSeen = "include_seen" }
+    /// This request's retrieval and rule settings (candidates, ef, max_per_category, pin, boost).
+    var candidates: Int?
+    var ef: Int?
+    var maxPerCategory: Int?
+    var pin: [String]?
+    var boost: [String: Double]?
+    enum CodingKeys: String, CodingKey {
+        case user, k, touched, exclude, filter, explain, candidates, ef, pin, boost
+        case includeSeen = "include_seen", maxPerCategory = "max_per_category"
+    }
+
+    var rules: RequestRules {
+        RequestRules(candidates: candidates, ef: ef, maxPerCategory: maxPerCategory, pin: pin ?? [], boost: boost ?? [:])
+    }
 }
 
 struct QueryBody: Codable, Sendable {

@@ -319,6 +319,24 @@ public enum OpenAPIDocument {
       },
       "RecommendRequest": {
         "properties": {
+          "boost": {
+            "additionalProperties": {
+              "minimum": 0,
+              "type": "number"
+            },
+            "description": "Score factors by item id",
+            "type": "object"
+          },
+          "candidates": {
+            "maximum": 10000,
+            "minimum": 1,
+            "type": "integer"
+          },
+          "ef": {
+            "maximum": 100000,
+            "minimum": 1,
+            "type": "integer"
+          },
           "exclude": {
             "items": {
               "type": "string"
@@ -341,6 +359,18 @@ public enum OpenAPIDocument {
             "maximum": 100,
             "minimum": 1,
             "type": "integer"
+          },
+          "max_per_category": {
+            "maximum": 10000,
+            "minimum": 1,
+            "type": "integer"
+          },
+          "pin": {
+            "description": "Items put first, in this order, when they are candidates",
+            "items": {
+              "type": "string"
+            },
+            "type": "array"
           },
           "touched": {
             "items": {
@@ -608,6 +638,39 @@ public enum OpenAPIDocument {
             "required": false,
             "schema": {
               "type": "boolean"
+            }
+          },
+          {
+            "description": "Candidates retrieved (default: the bundle's)",
+            "in": "query",
+            "name": "candidates",
+            "required": false,
+            "schema": {
+              "maximum": 10000,
+              "minimum": 1,
+              "type": "integer"
+            }
+          },
+          {
+            "description": "HNSW beam width (default: the bundle's)",
+            "in": "query",
+            "name": "ef",
+            "required": false,
+            "schema": {
+              "maximum": 100000,
+              "minimum": 1,
+              "type": "integer"
+            }
+          },
+          {
+            "description": "At most this many items of one category (default: the bundle's)",
+            "in": "query",
+            "name": "max_per_category",
+            "required": false,
+            "schema": {
+              "maximum": 10000,
+              "minimum": 1,
+              "type": "integer"
             }
           },
           {
@@ -1408,6 +1471,39 @@ public enum OpenAPIDocument {
             "schema": {
               "type": "boolean"
             }
+          },
+          {
+            "description": "Candidates retrieved (default: the bundle's)",
+            "in": "query",
+            "name": "candidates",
+            "required": false,
+            "schema": {
+              "maximum": 10000,
+              "minimum": 1,
+              "type": "integer"
+            }
+          },
+          {
+            "description": "HNSW beam width (default: the bundle's)",
+            "in": "query",
+            "name": "ef",
+            "required": false,
+            "schema": {
+              "maximum": 100000,
+              "minimum": 1,
+              "type": "integer"
+            }
+          },
+          {
+            "description": "At most this many items of one category (default: the bundle's)",
+            "in": "query",
+            "name": "max_per_category",
+            "required": false,
+            "schema": {
+              "maximum": 10000,
+              "minimum": 1,
+              "type": "integer"
+            }
           }
         ],
         "responses": {
@@ -1844,6 +1940,39 @@ public enum OpenAPIDocument {
             "required": false,
             "schema": {
               "type": "boolean"
+            }
+          },
+          {
+            "description": "Candidates retrieved (default: the bundle's)",
+            "in": "query",
+            "name": "candidates",
+            "required": false,
+            "schema": {
+              "maximum": 10000,
+              "minimum": 1,
+              "type": "integer"
+            }
+          },
+          {
+            "description": "HNSW beam width (default: the bundle's)",
+            "in": "query",
+            "name": "ef",
+            "required": false,
+            "schema": {
+              "maximum": 100000,
+              "minimum": 1,
+              "type": "integer"
+            }
+          },
+          {
+            "description": "At most this many items of one category (default: the bundle's)",
+            "in": "query",
+            "name": "max_per_category",
+            "required": false,
+            "schema": {
+              "maximum": 10000,
+              "minimum": 1,
+              "type": "integer"
             }
           }
         ],

@@ -70,6 +70,8 @@ public struct FunnelRequest: Sendable {
     /// Only items whose entry is true may be returned (a request's attribute filter); nil: all.
     /// Items past its end (added after it was made) are not allowed.
     public var allowed: [Bool]?
+    /// This request's own retrieval and rule settings, over the pipeline's.
+    public var overrides: RequestOverrides?
 
     public init(user: Int?, vector: [Float]?, exclude: Set<Int32> = [], asOf: Int64? = nil, allowed: [Bool]? = nil) {
         self.allowed = allowed
@@ -77,6 +79,24 @@ public struct FunnelRequest: Sendable {
         self.vector = vector
         self.exclude = exclude
         self.asOf = asOf
+    }
+}
+
+/// One request's settings over the pipeline's: how many candidates and how wide a beam,
+/// and business rules (a category cap, items pinned first when they are candidates, boosts).
+public struct RequestOverrides: Sendable, Equatable {
+    public var candidates: Int?
+    public var ef: Int?
+    /// nil: the pipeline's cap; .some(nil): no cap.
+    public var maxPerCategory: Int??
+    public var pinned: [Int] = []
+    public var boost: [Int: Double] = [:]
+    public init(candidates: Int? = nil, ef: Int? = nil, maxPerCategory: Int?? = nil, pinned: [Int] = [], boost: [Int: Double] = [:]) {
+        self.candidates = candidates
+        self.ef = ef
+        self.maxPerCategory = maxPerCategory
+        self.pinned = pinned
+        self.boost = boost
     }
 }
 
@@ -150,11 +170,11 @@ public final class FunnelPipeline: @unchecked Sendable {
         let gone = ServingError.invalidModel("the pipeline was released")
         let retrieve: R.Retrieve = { [weak self] request, count in
             guard let self else { throw gone }
-            return try self.retrieve(request, count: count)
+            return try self.retrieve(request, count: request.overrides?.candidates ?? count)
         }
         let exact: R.Retrieve = { [weak self] request, count in
             guard let self else { throw gone }
-            return try self.retrieveExact(request, count: count)
+            return try self.retrieveExact(request, count: request.overrides?.candidates ?? count)
         }
         let popular: @Sendable (FunnelRequest, Int) -> [RankedItem] = { [weak self] request, count in
             self?.popular(request, count: count) ?? []
@@ -223,7 +243,7 @@ public final class FunnelPipeline: @unchecked Sendable {
         return try state.read {
             let want = count + request.exclude.count
             let filter = request.allowed.map { allowed in SearchFilter { $0 < allowed.count && allowed[Int($0)] } }
-            let found = try index.search(v, k: want, ef: max(config.ef, want), filter: filter)
+            let found = try index.search(v, k: want, ef: max(request.overrides?.ef ?? config.ef, want), filter: filter)
             var out = [RankedItem]()
             out.reserveCapacity(count)
             for n in found where !request.exclude.contains(Int32(n.id)) {
@@ -310,7 +330,12 @@ public final class FunnelPipeline: @unchecked Sendable {
     }
 
     func rerankLocked(_ request: FunnelRequest, _ ranked: [RankedItem], k: Int, override: PipelineConfig?) -> [RankedItem] {
-        let config = override ?? self.config
+        var config = override ?? self.config
+        if let o = request.overrides {
+            if let cap = o.maxPerCategory { config.rules.maxPerCategory = cap }
+            config.rules.pinned = o.pinned + config.rules.pinned.filter { !o.pinned.contains($0) }
+            config.rules.boost.merge(o.boost) { _, new in new }
+        }
         let top = Array(ranked.prefix(max(config.mmrPool, k)))
         guard !top.isEmpty else { return [] }
         // Relevance on [0, 1] so that it shares a scale with similarity, then freshness.

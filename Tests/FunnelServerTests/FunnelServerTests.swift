@@ -203,6 +203,35 @@ import _TestSupport
         }
     }
 
+    @Test("a request's own rules: a pinned candidate leads, a category cap holds, bad values are 400")
+    func requestRules() async throws {
+        let f = try Fixture()
+        defer { f.world.cat.remove() }
+        let engine = try f.server.service.engine(for: "u8")
+        let plain = try engine.recommend(user: "u8", k: 10).items
+        let pinned = plain[6].item
+        try await f.app.test(.router) { client in
+            let body = ByteBuffer(string: #"{"user": "u8", "k": 10, "pin": ["\#(pinned)"], "max_per_category": 1, "candidates": 300, "ef": 200}"#)
+            try await client.execute(uri: "/v1/models/shop/recommend", method: .post, body: body) { r in
+                #expect(r.status == .ok)
+                let items = (Self.json(r)["items"] as? [[String: Any]]) ?? []
+                #expect(items.first?["item"] as? String == pinned)
+                let categories = items.compactMap { $0["category"] as? String }
+                #expect(Set(categories).count == categories.count, "two items of one category under a cap of 1: \(categories)")
+            }
+            try await client.execute(uri: "/v1/models/shop/recommend?user=u8&k=10&max_per_category=1", method: .get) { r in
+                let categories = ((Self.json(r)["items"] as? [[String: Any]]) ?? []).compactMap { $0["category"] as? String }
+                #expect(Set(categories).count == categories.count)
+            }
+            for bad in [#"{"user": "u8", "candidates": 0}"#, #"{"user": "u8", "pin": ["no-such-item"]}"#, #"{"user": "u8", "boost": {"i1": -2}}"#,
+                        #"{"user": "u8", "max_per_category": 0}"#] {
+                try await client.execute(uri: "/v1/models/shop/recommend", method: .post, body: ByteBuffer(string: bad)) { r in
+                    #expect(r.status == .badRequest || r.status == .notFound, "\(bad)")
+                }
+            }
+        }
+    }
+
     @Test("write routes need the API key when one is set; bodies over the limit are 413")
     func keyAndLimits() async throws {
         let f = try Fixture(apiKey: "s3cret", maxBody: 2_000)
