@@ -92,9 +92,10 @@ public final class Engine: @unchecked Sendable {
     ///   - metrics: where the pipeline's stage timers go (labels carry the version when several serve).
     ///   - inline: run the stages on the caller's thread without budgets (offline work).
     ///   - writable: take live writes (the index is loaded into memory instead of mmapped read-only).
+    ///   - serving: replaces some of the bundle's serving settings (a JSON object, see `ServingSettings.overlaid`).
     /// - Throws: `EngineError.corruptBundle` naming the file that is missing, corrupt or disagrees.
     public init(bundle: ModelBundle, name: String? = nil, version: String? = nil, metrics: StageMetrics? = nil,
-                inline: Bool = false, writable: Bool = false) throws {
+                inline: Bool = false, writable: Bool = false, serving: Data? = nil) throws {
         guard bundle.manifest.kind == .funnel else {
             throw EngineError.corruptBundle(folder: bundle.folder, file: ModelBundle.File.manifest,
                                             reason: "an index bundle; the engine serves funnel bundles")
@@ -125,7 +126,7 @@ public final class Engine: @unchecked Sendable {
         }
         userVectors = towers.embedAll(towers.users)
         let itemVectors = towers.embedAll(towers.items)
-        var config = bundle.manifest.serving.pipelineConfig
+        var config = (try serving.map { try bundle.manifest.serving.overlaid(with: $0) } ?? bundle.manifest.serving).pipelineConfig
         config.inline = inline
         pipeline = try FunnelPipeline(index: index, itemVectors: itemVectors, features: features, ranker: ranker, config: config,
                                       metrics: metrics ?? StageMetrics(label: "funnel", dimensions: version.map { [("version", $0)] } ?? []))
@@ -139,8 +140,9 @@ public final class Engine: @unchecked Sendable {
 
     /// Opens the bundle in `folder` and loads it.
     public convenience init(folder: String, name: String? = nil, version: String? = nil, metrics: StageMetrics? = nil,
-                            inline: Bool = false, writable: Bool = false) throws {
-        try self.init(bundle: try ModelBundle.open(folder), name: name, version: version, metrics: metrics, inline: inline, writable: writable)
+                            inline: Bool = false, writable: Bool = false, serving: Data? = nil) throws {
+        try self.init(bundle: try ModelBundle.open(folder), name: name, version: version, metrics: metrics, inline: inline, writable: writable,
+                      serving: serving)
     }
 
     /// Loads the version of `name` a registry serves (production, else the newest), or the

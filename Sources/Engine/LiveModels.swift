@@ -27,6 +27,7 @@ public final class LiveModels: @unchecked Sendable {
     public let root: String
     public let name: String
     public let writable: Bool
+    public let serving: Data?
     private let lock = NSLock()
     private var current: Snapshot
     private var signature: String
@@ -42,12 +43,14 @@ public final class LiveModels: @unchecked Sendable {
     /// Loads what the registry serves now.
     /// - Throws: `RegistryError` for an unknown model, `EngineError` when a version fails to load.
     /// - Parameter writable: the versions take live writes (see `Engine.init(writable:)`).
-    public init(root: String, name: String, writable: Bool = false) throws {
+    /// - Parameter serving: replaces some serving settings of every version (see `ServingSettings.overlaid`).
+    public init(root: String, name: String, writable: Bool = false, serving: Data? = nil) throws {
         self.root = root
         self.name = name
         self.writable = writable
+        self.serving = serving
         signature = Self.signature(of: ModelRegistry(root: root).manifestFile)
-        current = try Self.load(root: root, name: name, reuse: [:], writable: writable)
+        current = try Self.load(root: root, name: name, reuse: [:], writable: writable, serving: serving)
     }
 
     deinit { stop() }
@@ -79,7 +82,7 @@ public final class LiveModels: @unchecked Sendable {
         guard sig != lock.withLock({ signature }) else { return false }
         do {
             let old = snapshot.versions
-            let next = try Self.load(root: root, name: name, reuse: old, writable: writable)
+            let next = try Self.load(root: root, name: name, reuse: old, writable: writable, serving: serving)
             let fresh = next.versions.filter { old[$0.key] !== $0.value }.map(\.value)
             try swapLock.withLock {
                 try beforeSwap?(fresh)
@@ -122,12 +125,12 @@ public final class LiveModels: @unchecked Sendable {
 
     // MARK: - Loading
 
-    static func load(root: String, name: String, reuse: [String: Engine], writable: Bool) throws -> Snapshot {
+    static func load(root: String, name: String, reuse: [String: Engine], writable: Bool, serving: Data?) throws -> Snapshot {
         let registry = ModelRegistry(root: root)
         let versions = try registry.versions(of: name)
         func engine(_ v: ModelVersion) throws -> Engine {
             if let e = reuse["v\(v.version)"] { return e }
-            return try Engine(folder: registry.folder(name, v), name: name, version: "v\(v.version)", writable: writable)
+            return try Engine(folder: registry.folder(name, v), name: name, version: "v\(v.version)", writable: writable, serving: serving)
         }
         let production = try engine(try registry.current(name))
         var loaded = [production.version!: production]

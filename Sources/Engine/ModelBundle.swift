@@ -41,6 +41,45 @@ public struct ServingSettings: Codable, Sendable, Equatable {
     }
 
     /// The pipeline configuration these settings describe.
+    /// These settings with some replaced by a JSON object of the same keys (a server's
+    /// config file): `{"candidates": 300, "deadline_ms": 80}`.
+    /// - Throws: `EngineError.invalidRequest` naming an unknown key or a value of the wrong type.
+    public func overlaid(with json: Data) throws -> ServingSettings {
+        guard let over = try? JSONSerialization.jsonObject(with: json) as? [String: Any] else {
+            throw EngineError.invalidRequest("serving settings must be a JSON object")
+        }
+        var base = (try JSONSerialization.jsonObject(with: try JSONEncoder().encode(self)) as? [String: Any]) ?? [:]
+        let known: Set<String> = ["candidates", "ef", "explanations", "mmr_lambda", "mmr_pool", "freshness_half_life_days", "freshness_weight",
+                                  "max_per_category", "retrieval_budget_ms", "ranking_budget_ms", "deadline_ms"]
+        if let unknown = over.keys.sorted().first(where: { !known.contains($0) }) {
+            throw EngineError.invalidRequest("unknown serving setting '\(unknown)'; the settings are \(known.sorted().joined(separator: ", "))")
+        }
+        for (k, v) in over { base[k] = v }
+        do {
+            let merged = try JSONDecoder().decode(ServingSettings.self, from: try JSONSerialization.data(withJSONObject: base))
+            try merged.check()
+            return merged
+        } catch let e as EngineError { throw e } catch {
+            throw EngineError.invalidRequest("serving settings: \(error)")
+        }
+    }
+
+    /// Refuses settings no pipeline can run with.
+    public func check() throws {
+        func bad(_ s: String) -> EngineError { .invalidRequest("serving setting \(s)") }
+        guard (1...Engine.maxK).contains(candidates) else { throw bad("candidates must be in 1...\(Engine.maxK), got \(candidates)") }
+        guard (1...100_000).contains(ef) else { throw bad("ef must be in 1...100000, got \(ef)") }
+        guard (0...1).contains(mmrLambda) else { throw bad("mmr_lambda must be in 0...1, got \(mmrLambda)") }
+        guard mmrPool >= 1 else { throw bad("mmr_pool must be at least 1") }
+        guard (0...1).contains(freshnessWeight) else { throw bad("freshness_weight must be in 0...1, got \(freshnessWeight)") }
+        if let h = freshnessHalfLifeDays, !(h > 0 && h.isFinite) { throw bad("freshness_half_life_days must be positive") }
+        if let m = maxPerCategory, m < 1 { throw bad("max_per_category must be at least 1") }
+        guard explanations >= 0 else { throw bad("explanations must be >= 0") }
+        for (n, v) in [("retrieval_budget_ms", retrievalBudgetMs), ("ranking_budget_ms", rankingBudgetMs), ("deadline_ms", deadlineMs)] {
+            guard v > 0 && v.isFinite else { throw bad("\(n) must be a positive number of milliseconds") }
+        }
+    }
+
     public var pipelineConfig: PipelineConfig {
         var c = PipelineConfig()
         c.candidates = candidates

@@ -23,31 +23,44 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve a model bundle's funnel over HTTP (the /v1 API, live writes, registry operations), with metrics for Prometheus.")
 
     @OptionGroup var modelOptions: ModelOptions
-    @Option var host: String = "127.0.0.1"
-    @Option var port: Int = 8080
-    @Option(help: "Largest k a request may ask for.") var maxK: Int = 100
+    @Option(help: "A JSON config file of the server's knobs and serving settings (see ServerConfig); FUNNEL_* environment variables override it, flags override both.")
+    var config: String?
+    @Option var host: String?
+    @Option var port: Int?
+    @Option(help: "Largest k a request may ask for (default 100).") var maxK: Int?
     @Option(help: "Requests run through the funnel at once (default: twice the cores); the rest wait their turn, so that stage budgets measure the stages, not the queue.")
     var workers: Int?
     @Option(help: "The write-ahead log of live writes (default: <registry root>/<model>.wal, or <folder>.wal for a bundle folder).")
     var wal: String?
     @Flag(help: "Take no live writes (no write-ahead log).") var readOnly = false
-    @Option(help: "Largest request body in bytes.") var maxBodyBytes: Int = 1 << 20
+    @Option(help: "Largest request body in bytes (default 1 MiB).") var maxBodyBytes: Int?
     @Option(help: "Write and admin routes need this key (Authorization: Bearer KEY); default: the FUNNEL_API_KEY environment variable.")
     var apiKey: String?
-    @Option(help: "Recommendation answers kept in the result cache (0: no cache). An answer is used while no item was written and the user has no new interaction, for at most --cache-ttl seconds.")
-    var cacheEntries: Int = 10_000
-    @Option(help: "Seconds a cached answer may be used at most (other users' interactions move popularity features).")
-    var cacheTtl: Double = 10
+    @Option(help: "Recommendation answers kept in the result cache (0: no cache; default 10000). An answer is used while no item was written and the user has no new interaction, for at most --cache-ttl seconds.")
+    var cacheEntries: Int?
+    @Option(help: "Seconds a cached answer may be used at most (default 10; other users' interactions move popularity features).")
+    var cacheTtl: Double?
     @Option(name: .customLong("movielens"), help: .hidden) var movielens: String?
 
-    func validate() throws {
-        guard (0...10_000_000).contains(cacheEntries) else { throw ValidationError("--cache-entries must be in 0...10000000") }
-        guard cacheTtl.isFinite, cacheTtl > 0 else { throw ValidationError("--cache-ttl must be a positive number of seconds") }
-        guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1...65535, got \(port)") }
-        guard (1...Engine.maxK).contains(maxK) else { throw ValidationError("--max-k must be in 1...\(Engine.maxK)") }
-        if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
-        guard (1...(1 << 30)).contains(maxBodyBytes) else { throw ValidationError("--max-body-bytes must be in 1...\(1 << 30)") }
+    /// The file, the environment, then the flags.
+    func resolved() throws -> ServerConfig {
+        var c: ServerConfig
+        do { c = try ServerConfig.load(file: config) } catch { throw ValidationError("\(error)") }
+        if let host { c.settings.host = host }
+        if let port { c.settings.port = port }
+        if let maxK { c.settings.maxK = maxK }
+        if let workers { c.settings.workers = workers }
+        if let maxBodyBytes { c.settings.maxBodyBytes = maxBodyBytes }
+        if let apiKey { c.settings.apiKey = apiKey }
+        if let cacheEntries { c.settings.cacheEntries = cacheEntries }
+        if let cacheTtl { c.settings.cacheTTL = cacheTtl }
+        if let wal { c.wal = wal }
+        if readOnly { c.readOnly = true }
+        do { try c.settings.check() } catch { throw ValidationError("\(error)") }
+        return c
     }
+
+    func validate() throws { _ = try resolved() }
 
     func run() async throws {
         // Metrics first: the pipelines' timers bind to the backend bootstrapped when they are built.
@@ -66,11 +79,12 @@ struct Serve: AsyncParsableCommand {
         // A bundle folder serves as it is; a registry model follows the registry: a promote,
         // canary, shadow or rollback takes effect while serving (see `LiveModels`).
         let service: LiveService
-        let walPath = readOnly ? nil : (wal ?? (modelOptions.isFolder ? "\(model.hasSuffix("/") ? String(model.dropLast()) : model).wal" : "\(root)/\(model).wal"))
+        let resolved = try resolved()
+        let walPath = resolved.readOnly ? nil : (resolved.wal ?? (modelOptions.isFolder ? "\(model.hasSuffix("/") ? String(model.dropLast()) : model).wal" : "\(root)/\(model).wal"))
         if modelOptions.isFolder {
-            service = try LiveService(fixed: try Engine(folder: model, version: model, writable: walPath != nil), logPath: walPath)
+            service = try LiveService(fixed: try Engine(folder: model, version: model, writable: walPath != nil, serving: resolved.serving), logPath: walPath)
         } else {
-            let live = try LiveModels(root: root, name: model, writable: walPath != nil)
+            let live = try LiveModels(root: root, name: model, writable: walPath != nil, serving: resolved.serving)
             service = try LiveService(models: live, logPath: walPath)
             live.startPolling(every: 1) { models, changed in
                 if changed {
@@ -86,20 +100,12 @@ struct Serve: AsyncParsableCommand {
             print(line)
             for f in service.replayFailures.prefix(10) { print("  skipped: \(f)") }
         }
-        var settings = ServerSettings()
-        settings.host = host
-        settings.port = port
-        settings.maxK = maxK
-        if let workers { settings.workers = workers }
-        settings.maxBodyBytes = maxBodyBytes
-        settings.cacheEntries = cacheEntries
-        settings.cacheTTL = cacheTtl
-        settings.apiKey = apiKey ?? ProcessInfo.processInfo.environment["FUNNEL_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        let settings = resolved.settings
         let name = modelOptions.isFolder ? ((model as NSString).lastPathComponent) : model
         let server = FunnelServer(service: service, name: name, registryRoot: modelOptions.isFolder ? nil : root, settings: settings,
                                   metrics: { prometheus.emitToString() }, logger: logger)
         let versions = service.engines.compactMap(\.version).sorted().joined(separator: ", ")
-        print("serving \(name) (\(versions)) on http://\(host):\(port)  (API under /v1/models/\(name), document at /openapi.json)")
+        print("serving \(name) (\(versions)) on http://\(settings.host):\(settings.port)  (API under /v1/models/\(name), document at /openapi.json)")
         try await server.run()
     }
 
@@ -109,7 +115,8 @@ struct Serve: AsyncParsableCommand {
     ///     GET /query?vector=0.1,0.2,...&k=10[&filter=...][&ef=128]    the items nearest to a vector
     func serveIndex(_ prometheus: PrometheusCollectorRegistry) async throws {
         let index = try modelOptions.vectorIndex()
-        let maxK = maxK
+        let settings = try resolved().settings
+        let (host, port, maxK) = (settings.host, settings.port, settings.maxK)
         print("serving index \(modelOptions.model) (\(index.count) vectors of dimension \(index.dimension)) on http://\(host):\(port)")
         @Sendable func parse(_ request: Request) throws -> (k: Int, ef: Int?, filter: ItemFilter) {
             let q = request.uri.queryParameters
