@@ -3,6 +3,7 @@ import Foundation
 
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import Metrics
 
@@ -22,6 +23,10 @@ public struct ServerSettings: Sendable {
     public var maxBatch = 10_000
     /// Write and admin routes need `Authorization: Bearer KEY` (or `X-API-Key: KEY`) when set.
     public var apiKey: String?
+    /// A connection with nothing to read for this long is closed (held connections), seconds.
+    public var idleTimeout = 30.0
+    /// Connections open at once at most; past it, new ones wait in the backlog.
+    public var maxConnections = 4_096
     /// Recommendation answers cached (0: no cache), and for how long at most (seconds).
     public var cacheEntries = 10_000
     public var cacheTTL = 10.0
@@ -113,7 +118,11 @@ public final class FunnelServer: @unchecked Sendable {
 
     /// Serves until the process is stopped.
     public func run() async throws {
-        let app = Application(router: router(), configuration: .init(address: .hostname(settings.host, port: settings.port)), logger: logger)
+        let app = Application(router: router(),
+                              server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(settings.idleTimeout * 1000)))),
+                              configuration: .init(address: .hostname(settings.host, port: settings.port),
+                                                   availableConnectionsDelegate: MaximumAvailableConnections(settings.maxConnections)),
+                              logger: logger)
         try await app.runService()
     }
 

@@ -6,7 +6,7 @@ import Foundation
 ///
 ///     {"host": "0.0.0.0", "port": 8080, "max_k": 100, "workers": 4, "max_body_bytes": 1048576,
 ///      "max_batch": 10000, "api_key": "...", "cache_entries": 10000, "cache_ttl": 10,
-///      "wal": "/var/lib/funnel/shop.wal", "read_only": false,
+///      "wal": "/var/lib/funnel/shop.wal", "read_only": false, "idle_timeout": 30, "max_connections": 4096,
 ///      "serving": {"candidates": 300, "ef": 128, "mmr_lambda": 0.7, "mmr_pool": 150,
 ///                  "freshness_half_life_days": 30, "freshness_weight": 0.1, "max_per_category": 3,
 ///                  "explanations": 3, "retrieval_budget_ms": 50, "ranking_budget_ms": 50, "deadline_ms": 150}}
@@ -20,7 +20,8 @@ public struct ServerConfig: Sendable {
     /// Serving settings laid over every served version's own (JSON object), nil: none.
     public var serving: Data?
 
-    static let keys = ["host", "port", "max_k", "workers", "max_body_bytes", "max_batch", "api_key", "cache_entries", "cache_ttl", "wal", "read_only", "serving"]
+    static let keys = ["host", "port", "max_k", "workers", "max_body_bytes", "max_batch", "api_key", "cache_entries", "cache_ttl", "wal", "read_only",
+                       "idle_timeout", "max_connections", "serving"]
     static let servingKeys = ["candidates", "ef", "explanations", "mmr_lambda", "mmr_pool", "freshness_half_life_days", "freshness_weight",
                               "max_per_category", "retrieval_budget_ms", "ranking_budget_ms", "deadline_ms"]
 
@@ -80,6 +81,8 @@ public struct ServerConfig: Sendable {
         if let v = try string("api_key"), !v.isEmpty { c.settings.apiKey = v }
         if let v = try int("cache_entries") { c.settings.cacheEntries = v }
         if let v = try double("cache_ttl") { c.settings.cacheTTL = v }
+        if let v = try double("idle_timeout") { c.settings.idleTimeout = v }
+        if let v = try int("max_connections") { c.settings.maxConnections = v }
         c.wal = try string("wal")
         if let v = values["read_only"] {
             switch "\(v)".lowercased() {
@@ -109,5 +112,7 @@ extension ServerSettings {
         guard maxBatch >= 1 else { throw bad("max_batch must be at least 1") }
         guard (0...10_000_000).contains(cacheEntries) else { throw bad("cache_entries must be in 0...10000000, got \(cacheEntries)") }
         guard cacheTTL > 0, cacheTTL.isFinite else { throw bad("cache_ttl must be a positive number of seconds") }
+        guard idleTimeout > 0, idleTimeout <= 86_400 else { throw bad("idle_timeout must be in (0, 86400] seconds, got \(idleTimeout)") }
+        guard (1...1_000_000).contains(maxConnections) else { throw bad("max_connections must be in 1...1000000, got \(maxConnections)") }
     }
 }
