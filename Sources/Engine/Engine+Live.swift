@@ -60,6 +60,16 @@ public struct ItemRecord: Codable, Sendable, Equatable {
     }
 }
 
+/// A user as the engine serves them now (`Engine.userRecord`).
+public struct UserRecord: Codable, Sendable, Equatable {
+    public var user: String
+    /// The model was trained on this user (else: known from interactions written while serving).
+    public var trained: Bool
+    public var interactions: Int
+    /// The newest items of their history, oldest first.
+    public var recent: [String]
+}
+
 /// One interaction written while serving.
 public struct LiveInteraction: Codable, Sendable, Equatable {
     public var user: String
@@ -161,12 +171,16 @@ extension Engine {
         if let existing, trained {
             vector = pipeline.reading { v, _ in v.row(existing) }
         } else {
-            let base = state.read { live.features } ?? towers.items.features
-            var ids = Vocabulary((0..<base.count).map { "\u{1}\($0)" })  // rows only: the id is hidden
-            ids.intern(id)
-            let (features, _) = base.appending(table: one.aligned(to: ids).table, from: base.count)
-            vector = try towers.items.embed(features, row: base.count, hideID: true)
-            grown = (features, base.count)
+            // The live features, taken out so that appending the row changes them in place
+            // (writes are serialized by `writer`; no reader looks at them).
+            var features = state.write { () -> EntityFeatures? in defer { live.features = nil }; return live.features } ?? towers.items.features
+            let row = features.count
+            features.append(rowsOf: one)
+            do { vector = try towers.items.embed(features, row: row, hideID: true) } catch {
+                features = state.write { live.features = features; return features }
+                throw error
+            }
+            grown = (features, row)
         }
         guard vector.allSatisfy(\.isFinite) else { throw EngineError.invalidRequest("item '\(id)': its attributes give a non-finite embedding") }
 
@@ -322,6 +336,16 @@ extension Engine {
                               createdAt: a.created(i), numeric: numeric, live: i >= towers.items.features.count || given != nil,
                               attributes: given)
         }
+    }
+
+    /// A user as served now: whether the model was trained on them, and their history (the
+    /// bundle's log and what they did while serving), the newest `limit` items.
+    /// - Throws: `EngineError.unknown` for a user with no history and not in the model.
+    public func userRecord(_ user: String, limit: Int = 100) throws -> UserRecord {
+        guard let u = state.read({ userRows[user] }) else { throw EngineError.unknown(kind: "user", id: user) }
+        let history = pipeline.reading { Array($1.history(u)) }
+        let ids = state.read { history.suffix(max(0, limit)).map { liveCatalog.itemIDs[Int($0)] } }
+        return UserRecord(user: user, trained: u < userVectors.rows, interactions: history.count, recent: ids)
     }
 
     /// Records interactions while serving: each user's history (what they saw is left out of

@@ -198,6 +198,10 @@ public final class FunnelServer: @unchecked Sendable {
             let sequence = try await service.write(.delete(item: id))
             return Self.encode(WriteAnswer(sequence: sequence, item: nil))
         }
+        model.get("users/:user") { [self] _, context -> Response in
+            try check(context)
+            return Self.encode(try service.production.userRecord(try context.parameters.require("user")))
+        }
         model.post("interactions") { [self] request, context -> Response in
             try check(context, write: request)
             let list = try await decode([LiveInteraction].self, request, context)

@@ -416,6 +416,32 @@ public enum OpenAPIDocument {
         ],
         "type": "object"
       },
+      "User": {
+        "properties": {
+          "interactions": {
+            "type": "integer"
+          },
+          "recent": {
+            "items": {
+              "type": "string"
+            },
+            "type": "array"
+          },
+          "trained": {
+            "type": "boolean"
+          },
+          "user": {
+            "type": "string"
+          }
+        },
+        "required": [
+          "user",
+          "trained",
+          "interactions",
+          "recent"
+        ],
+        "type": "object"
+      },
       "WriteResult": {
         "properties": {
           "accepted": {
@@ -1758,6 +1784,66 @@ public enum OpenAPIDocument {
           "description": "The served model's name",
           "in": "path",
           "name": "name",
+          "required": true,
+          "schema": {
+            "minLength": 1,
+            "type": "string"
+          }
+        }
+      ]
+    },
+    "/v1/models/{name}/users/{user}": {
+      "get": {
+        "operationId": "getUser",
+        "responses": {
+          "200": {
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/User"
+                }
+              }
+            },
+            "description": "The user"
+          },
+          "400": {
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            },
+            "description": "A malformed parameter or body"
+          },
+          "404": {
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            },
+            "description": "Unknown model, version, user, item or route"
+          }
+        },
+        "summary": "A user as served now: trained or not, their history's length and newest items"
+      },
+      "parameters": [
+        {
+          "description": "The served model's name",
+          "in": "path",
+          "name": "name",
+          "required": true,
+          "schema": {
+            "minLength": 1,
+            "type": "string"
+          }
+        },
+        {
+          "description": "A user id",
+          "in": "path",
+          "name": "user",
           "required": true,
           "schema": {
             "minLength": 1,

@@ -199,10 +199,25 @@ public struct EntityFeatures: Sendable {
     /// - Returns: the features and the names of fields that could not be coded.
     public func appending(table: AttributeTable, from first: Int) -> (features: EntityFeatures, uncoded: [String]) {
         precondition(first == count, "the new rows must follow the \(count) known entities")
-        let n = max(0, table.count - first)
-        var out = self, uncoded = [String]()
-        for i in out.fields.indices {
-            var f = out.fields[i]
+        var out = self
+        let uncoded = out.append(table: table, rows: first..<max(first, table.count))
+        return (out, uncoded)
+    }
+
+    /// Appends every row of `table` (which holds only the new entities) as new entities,
+    /// coded as `appending(table:from:)` codes them; in place, so that adding one entity
+    /// to many costs one row, not a copy of all.
+    /// - Returns: the names of fields that could not be coded.
+    @discardableResult
+    public mutating func append(rowsOf table: AttributeTable) -> [String] {
+        append(table: table, rows: 0..<table.count)
+    }
+
+    mutating func append(table: AttributeTable, rows: Range<Int>) -> [String] {
+        let first = rows.lowerBound, n = rows.count, count = self.count
+        var uncoded = [String]()
+        for i in fields.indices {
+            var f = fields[i]
             func one(_ c: Int32) { f.codes.append(c); f.offsets.append(Int32(f.codes.count)) }
             var index = [String: Int32]()
             if !f.vocabulary.isEmpty { for (c, v) in f.vocabulary.enumerated() { index[v] = Int32(c + 1) } }
@@ -261,10 +276,10 @@ public struct EntityFeatures: Sendable {
                     f.offsets.append(Int32(f.codes.count))
                 }
             }
-            out.fields[i] = f
+            fields[i] = f
         }
-        out.count += n
-        return (out, uncoded)
+        self.count += n
+        return uncoded
     }
 }
 

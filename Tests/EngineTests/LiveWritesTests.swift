@@ -110,6 +110,13 @@ import _TestSupport
         let b = try e.recommend(user: "someone-else", k: 10, touched: ["i10", "i11"])
         #expect(Set(a.items.map(\.item)).intersection(b.items.map(\.item)).count >= 5)
         #expect(throws: EngineError.self) { try e.record([LiveInteraction(user: "x", item: "no-such-item")]) }
+        // Read back: the log's history then what was recorded, by hand from the log.
+        let stranger = try e.userRecord("stranger")
+        #expect(!stranger.trained && stranger.interactions == 2 && stranger.recent == ["i10", "i11"])
+        let u3 = try e.userRecord("u3", limit: 2)
+        let u3Row = Int32(e.catalog.userIDs.firstIndex(of: "u3")!)
+        let logged = (0..<log.count).filter { log.userIndex[$0] == u3Row }.count
+        #expect(u3.trained && u3.interactions == logged + 2 && u3.recent == [first[0], first[1]])
     }
 
     @Test("a second engine replaying the write-ahead log answers exactly as the one that took the writes")

@@ -88,6 +88,9 @@ class Funnel:
     def delete_item(self, item):
         return self._call("DELETE", self._m(f"/items/{urllib.parse.quote(item, safe='')}"))
 
+    def user(self, user):
+        return self._call("GET", self._m(f"/users/{urllib.parse.quote(user, safe='')}"))
+
     def interactions(self, rows):
         return self._call("POST", self._m("/interactions"), body=list(rows))
 
