@@ -223,6 +223,7 @@ extension Engine {
     func fields(item id: String, attributes: [String: AttributeValue]) throws -> ([String], [String: AttributeValue]) {
         let specs = itemColumns
         var attributes = attributes
+        // The MovieLens adapter derives `year` from `release_date`; a write does the same.
         if bundle.manifest.schema?.items == DataSource.movieLensSchema.items, attributes["year"] == nil, case .string(let d)? = attributes["release_date"],
            let t = Timestamp.parse(d) {
             attributes["year"] = .number(Double(Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: Date(timeIntervalSince1970: Double(t))).year!))
@@ -244,18 +245,8 @@ extension Engine {
         if let unknown = attributes.keys.sorted().first(where: { k in !specs.contains { $0.name == k } }) {
             throw EngineError.invalidRequest("unknown item attribute '\(unknown)'; this model's item columns are \(specs.map(\.name).joined(separator: ", "))")
         }
-        var attributes = attributes
-        // The MovieLens adapter derives `year` from `release_date`; a write does the same.
-        if schema == DataSource.movieLensSchema.items, attributes["year"] == nil, case .string(let d)? = attributes["release_date"],
-           let t = Timestamp.parse(d) {
-            attributes["year"] = .number(Double(Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: Date(timeIntervalSince1970: Double(t))).year!))
-        }
+        let (fields, attributes) = try self.fields(item: id, attributes: attributes)
         var builder = AttributeTable.Builder(specs: specs)
-        let fields = specs.map { spec -> String in
-            var separator: Character = "|"
-            if case .multiCategorical(let s) = spec.kind { separator = s }
-            return attributes[spec.name]?.field(separator: separator) ?? ""
-        }
         try builder.append(fields: fields) { EngineError.invalidRequest("item '\(id)': \($0)") }
         let one = builder.table(keys: Vocabulary([id]))
 
