@@ -1,6 +1,7 @@
 import Datasets
 import Engine
 import Foundation
+import Synchronization
 import LinearAlgebra
 import Registry
 import Serving
@@ -218,5 +219,53 @@ import _TestSupport
         #expect(count == before + 2)
         #expect(abs(e.features.logPopularity[i5] - Float(log1p(Double(count)))) < 1e-6)
         #expect(!(try e.recommend(user: "u2", k: 50).items.contains { $0.item == "i5" }))
+    }
+
+    @Test("Concurrency: requests answer while items are written and deleted and interactions recorded")
+    func concurrentLiveWrites() throws {
+        let w = try TrainedWorld()
+        defer { w.cat.remove() }
+        let e = try w.engine()
+        let stop = Atomic<Bool>(false), answered = Atomic<Int>(0), failures = Atomic<Int>(0)
+        let deleted = Mutex<Set<String>>([])
+        let readers = (0..<2).map { r in
+            Thread {
+                var n = r
+                while !stop.load(ordering: .relaxed) {
+                    n += 1
+                    do {
+                        let gone = deleted.withLock { $0 }
+                        let items: [ServedItem]
+                        switch n % 3 {
+                        case 0: items = try e.recommend(user: "u\(n % 150)", k: 10).items
+                        case 1: items = try e.similar(item: "i\(n % 300)", k: 10).items
+                        default: items = try e.search("item", k: 10).items
+                        }
+                        // An item deleted before the request began never comes back.
+                        if items.contains(where: { gone.contains($0.item) }) { failures.add(1, ordering: .relaxed) }
+                        answered.add(1, ordering: .relaxed)
+                    } catch EngineError.unknown {
+                        // The item asked about was deleted meanwhile.
+                    } catch {
+                        failures.add(1, ordering: .relaxed)
+                    }
+                }
+            }
+        }
+        readers.forEach { $0.start() }
+        for n in 0..<120 {
+            try e.upsert(item: "live-\(n)", attributes: w.rows["i\(n % 300)"]!)
+            try e.record([LiveInteraction(user: "u\(n % 150)", item: "live-\(n)"), LiveInteraction(user: "new-\(n)", item: "i\(n)")])
+            if n % 5 == 0 {
+                let victim = "i\(200 + n / 5)"
+                try e.delete(item: victim)
+                deleted.withLock { _ = $0.insert(victim) }
+            }
+        }
+        stop.store(true, ordering: .relaxed)
+        while readers.contains(where: { $0.isExecuting }) { usleep(1000) }
+        #expect(failures.load(ordering: .relaxed) == 0)
+        #expect(answered.load(ordering: .relaxed) > 0)
+        #expect(e.itemCount == 420)
     }
 }
