@@ -128,12 +128,8 @@ struct LiveItems {
     var document: [Int: Int] = [:]
     /// The item tower's features grown by the items added while serving.
     var features: EntityFeatures?
-    /// Each live item's row in `features` (an item written twice has the newer row).
-    var featureRow: [Int: Int] = [:]
     /// The attributes each live write gave.
     var given: [Int: [String: AttributeValue]] = [:]
-    /// Interactions and users recorded while serving.
-    var interactions: [(user: Int32, item: Int32, time: Int64, weight: Float?)] = []
 }
 
 extension Engine {
@@ -167,7 +163,7 @@ extension Engine {
         let (existing, trained) = state.read { (itemRows[id], itemRows[id].map { $0 < towers.items.features.count } ?? false) }
         // The embedding: trained items keep theirs; others come from their attributes.
         var vector: [Float]
-        var grown: (EntityFeatures, Int)? = nil
+        var grown: EntityFeatures? = nil
         if let existing, trained {
             vector = pipeline.reading { v, _ in v.row(existing) }
         } else {
@@ -180,7 +176,7 @@ extension Engine {
                 features = state.write { live.features = features; return features }
                 throw error
             }
-            grown = (features, row)
+            grown = features
         }
         guard vector.allSatisfy(\.isFinite) else { throw EngineError.invalidRequest("item '\(id)': its attributes give a non-finite embedding") }
 
@@ -208,10 +204,7 @@ extension Engine {
             let document = lexical.add(text)
             lexicalItem.append(item)
             live.document[item] = document
-            if let (features, featureRow) = grown {
-                live.features = features
-                live.featureRow[item] = featureRow
-            }
+            if let grown { live.features = grown }
             live.given[item] = attributes
             itemWrites.add(1, ordering: .releasing)
             return item
@@ -347,7 +340,6 @@ extension Engine {
     public func record(_ interactions: [LiveInteraction]) throws {
         writer.lock()
         defer { writer.unlock() }
-        let now = Int64(Date().timeIntervalSince1970)
         try state.write {
             var events = [(user: Int, item: Int, weight: Float?)]()
             var newUsers = [String]()
@@ -373,10 +365,7 @@ extension Engine {
             }
             for n in events.indices where events[n].user < 0 { events[n].user = rows[-1 - events[n].user] }
             try pipeline.record(events)
-            for (x, e) in zip(interactions, events) {
-                live.interactions.append((Int32(e.user), Int32(e.item), x.timestamp ?? now, e.weight))
-                userWrites[x.user, default: 0] += 1
-            }
+            for x in interactions { userWrites[x.user, default: 0] += 1 }
         }
     }
 }

@@ -41,9 +41,12 @@ extension Engine {
         answer.query = text
         guard !hits.isEmpty else { return answer }
         var lists = [hits.map(\.id)]
-        let vectors = pipeline.reading { v, _ in v }
-        var q = [Float](repeating: 0, count: vectors.columns)
-        for hit in hits.prefix(3) { for c in 0..<vectors.columns { q[c] += vectors[hit.id, c] } }
+        // The mean of the best lexical matches' embeddings (read in place: no copy of the item vectors).
+        var q = pipeline.reading { vectors, _ -> [Float] in
+            var q = [Float](repeating: 0, count: vectors.columns)
+            for hit in hits.prefix(3) { for c in 0..<vectors.columns { q[c] += vectors[hit.id, c] } }
+            return q
+        }
         let norm = q.reduce(0) { $0 + $1 * $1 }.squareRoot()
         if norm > 0 { q = q.map { $0 / norm } }
         var similarity = [Int: Double]()
@@ -57,12 +60,13 @@ extension Engine {
         let fused = reciprocalRankFusion(lists, limit: max(candidates, k))
         let t1 = Clock.now()
         let request = FunnelRequest(user: nil, vector: q)
-        let features = self.features
-        let list = fused.filter { !pipeline.isDeleted($0.id) }.enumerated().map { (position, f) -> RankedItem in
-            var x = RankedItem(id: f.id, score: f.score, category: features.items.primaryCategory(f.id), createdAt: features.items.created(f.id))
-            x.retrievalRank = position
-            x.retrievalScore = similarity[f.id] ?? Double(Distance.dot(q, vectors.row(f.id)))
-            return x
+        let list = pipeline.reading { vectors, features in
+            fused.filter { !pipeline.deleted.contains(Int32($0.id)) }.enumerated().map { (position, f) -> RankedItem in
+                var x = RankedItem(id: f.id, score: f.score, category: features.items.primaryCategory(f.id), createdAt: features.items.created(f.id))
+                x.retrievalRank = position
+                x.retrievalScore = similarity[f.id] ?? Double(Distance.dot(q, vectors.row(f.id)))
+                return x
+            }
         }
         var ranked = list
         if rank, ranker != nil {

@@ -203,16 +203,14 @@ extension Retraining {
         for r in records {
             guard let change = try? decoder.decode(LiveChange.self, from: Data(r.payload)) else { out.skipped += 1; continue }
             switch change {
-            case .upsert(let id, let attributes): given[id] = attributes
+            case .upsert(let id, let attributes):
+                given[id] = attributes  // the last write of an item wins
+                if items.lookup(id) == nil {  // new items in the order first written
+                    items.intern(id)
+                    out.newItems += 1
+                }
             case .delete: break
             case .interactions(let list): for x in list { events.append((x.user, x.item, x.timestamp ?? now, x.weight)) }
-            }
-        }
-        // New items: in the order first written.
-        for r in records {
-            if case .upsert(let id, _)? = try? decoder.decode(LiveChange.self, from: Data(r.payload)), items.lookup(id) == nil {
-                items.intern(id)
-                out.newItems += 1
             }
         }
         let weighted = engine.catalog.log.weights != nil
