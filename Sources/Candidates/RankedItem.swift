@@ -36,8 +36,8 @@ extension RankedItem {
     /// every candidate's reasons would cost more than re-ranking itself).
     public var explanation: [String] {
         var out = [String]()
-        if let f = freshness { out.append(String(format: "freshness x%.3f", f)) }
-        if let s = mmrSimilarity { out.append(String(format: "mmr: max similarity %.3f to earlier picks", s)) }
+        if let f = freshness { out.append("freshness x" + Decimals.fixed(f, places: 3)) }
+        if let s = mmrSimilarity { out.append("mmr: max similarity " + Decimals.fixed(s, places: 3) + " to earlier picks") }
         return out + reasons
     }
 }

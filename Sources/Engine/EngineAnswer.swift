@@ -12,6 +12,16 @@ public struct ServedItem: Codable, Sendable, Equatable {
     public var rankerScore: Double?
     public var explanation: Explanation
 
+    public init(item: String, title: String? = nil, category: String? = nil, score: Double, rankerScore: Double? = nil,
+                explanation: Explanation = .init()) {
+        self.item = item
+        self.title = title
+        self.category = category
+        self.score = score
+        self.rankerScore = rankerScore
+        self.explanation = explanation
+    }
+
     /// Why an item is in a list: where retrieval put it, what the ranker saw, what the
     /// re-ranking rules did.
     public struct Explanation: Codable, Sendable, Equatable {
@@ -44,6 +54,11 @@ public struct ServedItem: Codable, Sendable, Equatable {
     public struct Contribution: Codable, Sendable, Equatable {
         public var feature: String
         public var value: Double
+
+        public init(feature: String, value: Double) {
+            self.feature = feature
+            self.value = value
+        }
     }
 
     enum CodingKeys: String, CodingKey {
@@ -66,6 +81,18 @@ public struct EngineAnswer: Codable, Sendable, Equatable {
     public var latencyUs: Double
     public var stagesUs: [String: Double]
     public var items: [ServedItem]
+
+    public init(model: String? = nil, version: String? = nil, user: String? = nil, query: String? = nil, path: [String],
+                latencyUs: Double, stagesUs: [String: Double], items: [ServedItem]) {
+        self.model = model
+        self.version = version
+        self.user = user
+        self.query = query
+        self.path = path
+        self.latencyUs = latencyUs
+        self.stagesUs = stagesUs
+        self.items = items
+    }
 
     enum CodingKeys: String, CodingKey {
         case model, version, user, query, path, items

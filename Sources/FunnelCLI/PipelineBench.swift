@@ -34,11 +34,16 @@ struct PipelineBench: ParsableCommand {
     @Option(help: "Write the latencies as JSON.") var json: String?
     @Option(help: "Also measure throughput with this many threads issuing requests at once (in-process capacity).") var concurrent: Int?
     @Option(help: "Also write the trained funnel as a bundle folder here (what `funnel serve` serves; tools/serve-bench).") var bundle: String?
+    @Option(help: "Measure this bundle folder's engine in-process instead of training a funnel (the yardstick of tools/serve-bench).")
+    var model: String?
+    @Option(help: "With --model: the requests' user ids, one per line (default: the bundle's first --requests users).")
+    var usersFile: String?
     @Flag(help: "Also time the parts of the stages (retrieval, features, GBDT scoring; re-ranking with parts switched off).")
     var breakdown = false
     @Option var seed: UInt64 = 42
 
     func run() throws {
+        if let model { return try measure(bundle: model) }
         try FunnelCLI.run {
             let threads = threads ?? Parallel.availableCores
             guard let q = HNSWIndex.Quantization(rawValue: quantization) else {
@@ -194,6 +199,30 @@ struct PipelineBench: ParsableCommand {
                 if let concurrentRate { out["concurrent"] = ["threads": concurrent!, "requests_per_second": concurrentRate] }
                 out["machine"] = MachineReport.current.json
                 out["paths"] = paths
+                let bytes = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
+                try AtomicFile.write(Array(bytes) + [10], to: json)
+            }
+        }
+    }
+
+    /// `--model`: the bundle's engine answering `recommend` in-process, one request at a time
+    /// and from `--concurrent` threads at once (CPU seconds of the whole process per request).
+    func measure(bundle folder: String) throws {
+        try FunnelCLI.run {
+            let engine = try Engine(folder: folder)
+            var users = try usersFile.map { try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n").map(String.init) }
+                ?? Array(engine.catalog.userIDs.prefix(requests))
+            users = Array(users.prefix(requests))
+            let c = try engine.capacity(users: users, k: k, threads: concurrent ?? Parallel.availableCores)
+            print("\(c.requests) requests, one at a time: mean \(fmt(c.meanSeconds * 1e6, 0)) us, p50 \(fmt(c.p50Seconds * 1e6, 0)) us, "
+                  + "p99 \(fmt(c.p99Seconds * 1e6, 0)) us (cores / mean: \(fmt(c.idealCapacity, 0)) requests/s)")
+            print("\(c.threads) threads at once: \(fmt(c.concurrentRate, 0)) requests/s, \(fmt(c.cpuSecondsPerRequest * 1e6, 0)) CPU us a request "
+                  + "-> capacity \(fmt(c.capacity, 0)) requests/s on \(Parallel.availableCores) cores")
+            if let json {
+                var out = c.json
+                out["bundle"] = folder
+                out["k"] = k
+                out["machine"] = MachineReport.current.json
                 let bytes = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
                 try AtomicFile.write(Array(bytes) + [10], to: json)
             }

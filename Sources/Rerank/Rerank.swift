@@ -120,7 +120,7 @@ public struct BusinessRules: Sendable {
             if exclude.contains(item.id) || !seen.insert(item.id).inserted { continue }
             if let b = boost[item.id] {
                 item.score *= b
-                item.reasons.append(String(format: "boost x%.2f", b))
+                item.reasons.append("boost x" + Decimals.fixed(b, places: 2))
             }
             list.append(item)
         }

@@ -230,8 +230,10 @@ public final class FunnelPipeline: @unchecked Sendable {
 
     // MARK: - Stages (public so that each can be measured or run alone)
 
-    func item(_ id: Int, score: Double, rank: Int) -> RankedItem {
-        var x = RankedItem(id: id, score: score, category: features.items.primaryCategory(id), createdAt: features.items.created(id))
+    /// A retrieved item; `items` is bound once per list by the caller (reading
+    /// `features.items` per item copied its arrays' references each time: 4% of a request).
+    func item(_ id: Int, score: Double, rank: Int, items: ItemAttributes) -> RankedItem {
+        var x = RankedItem(id: id, score: score, category: items.primaryCategory(id), createdAt: items.created(id))
         x.retrievalRank = rank
         x.retrievalScore = score
         return x
@@ -246,8 +248,9 @@ public final class FunnelPipeline: @unchecked Sendable {
             let found = try index.search(v, k: want, ef: max(request.overrides?.ef ?? config.ef, want), filter: filter)
             var out = [RankedItem]()
             out.reserveCapacity(count)
+            let items = features.items
             for n in found where !request.exclude.contains(Int32(n.id)) {
-                out.append(item(n.id, score: Double(1 - n.distance), rank: out.count))
+                out.append(item(n.id, score: Double(1 - n.distance), rank: out.count, items: items))
                 if out.count == count { break }
             }
             return out
@@ -259,8 +262,9 @@ public final class FunnelPipeline: @unchecked Sendable {
         guard let v = request.vector else { throw ServingError.invalidInput("no query vector") }
         return try state.read {
             let found = try exact.search(v, k: request.allowed == nil ? min(itemVectors.rows, count + request.exclude.count + deleted.count) : itemVectors.rows)
+            let items = features.items
             return found.filter { request.allows($0.id) && !deleted.contains(Int32($0.id)) }.prefix(count).enumerated()
-                .map { item($0.element.id, score: Double(-$0.element.distance), rank: $0.offset) }
+                .map { item($0.element.id, score: Double(-$0.element.distance), rank: $0.offset, items: items) }
         }
     }
 
@@ -268,8 +272,9 @@ public final class FunnelPipeline: @unchecked Sendable {
     public func popular(_ request: FunnelRequest, count: Int) -> [RankedItem] {
         state.read {
             var out = [RankedItem]()
+            let items = features.items
             for i in popularOrder where request.allows(i) && !deleted.contains(Int32(i)) {
-                out.append(item(i, score: Double(features.logPopularity[i]), rank: out.count))
+                out.append(item(i, score: Double(features.logPopularity[i]), rank: out.count, items: items))
                 if out.count == count { break }
             }
             return out

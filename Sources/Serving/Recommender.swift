@@ -143,39 +143,98 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
         return box.get()
     }
 
+    /// How a stage ended for the caller.
+    enum Outcome<T> {
+        case success(T)
+        case failed
+        case timeout
+    }
+
+    /// Retrieval, then ranking of its list, as one job on a stage thread: the caller is
+    /// woken once, when the ranked list is ready (or a stage failed, or a budget passed),
+    /// not once per stage (each wake-up of a sleeping thread costs a context switch on a
+    /// busy machine; under load they were a tenth of the server's CPU). The budgets are
+    /// those of two separate stages: retrieval's from the hand-off, ranking's from the
+    /// moment retrieval ended. `rank` nil: retrieval only.
+    private func retrieveAndRank(_ request: Request, count: Int, rank: Rank?, deadline end: UInt64)
+        -> (retrieval: Outcome<[RankedItem]>, retrievalSeconds: Double, ranking: Outcome<[RankedItem]>?, rankingSeconds: Double) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        func seconds(_ a: UInt64, _ b: UInt64) -> Double { Double(b &- a) / 1e9 }
+        if inline {
+            guard let list = try? retrieve(request, count) else { return (.failed, seconds(start, DispatchTime.now().uptimeNanoseconds), nil, 0) }
+            let t = DispatchTime.now().uptimeNanoseconds
+            guard let rank else { return (.success(list), seconds(start, t), nil, 0) }
+            let ranked: Outcome<[RankedItem]> = (try? rank(request, list)).map { .success($0) } ?? .failed
+            return (.success(list), seconds(start, t), ranked, seconds(t, DispatchTime.now().uptimeNanoseconds))
+        }
+        let chain = StageChain()
+        executor.run { [retrieve] in
+            let list = Result { try retrieve(request, count) }
+            guard chain.retrieved(list), let rank, case .success(let l) = list else { return chain.finish(nil) }
+            chain.finish(Result { try rank(request, l) })
+        }
+        let retrievalEnd = min(end, start + UInt64(max(0, retrievalBudget) * 1e9))
+        // Polling saves the wake-up of a sleeping thread, but only when a core is spare: under
+        // load, a caller spinning beside its stage takes a core from another request's work.
+        if Load.spare {
+            let pollEnd = min(retrievalEnd, start + UInt64(max(0, pollBeforeSleep) * 1e9))
+            while !chain.isFinished && DispatchTime.now().uptimeNanoseconds < pollEnd { sched_yield() }
+        }
+        if !chain.isFinished && chain.done.wait(timeout: DispatchTime(uptimeNanoseconds: retrievalEnd)) == .timedOut {
+            // Retrieval still running: the job is abandoned (it ranks nothing when it ends).
+            // Ranking running: it has its own budget, from the end of retrieval.
+            guard let retrievedAt = chain.abandonUnlessRetrieved() else { return (.timeout, seconds(start, retrievalEnd), nil, 0) }
+            let rankingEnd = min(end, retrievedAt + UInt64(max(0, rankingBudget) * 1e9))
+            if !chain.isFinished && chain.done.wait(timeout: DispatchTime(uptimeNanoseconds: rankingEnd)) == .timedOut {
+                guard case .success(let list)? = chain.retrieval else { return (.failed, seconds(start, retrievedAt), nil, 0) }
+                return (.success(list), seconds(start, retrievedAt), .timeout, seconds(retrievedAt, DispatchTime.now().uptimeNanoseconds))
+            }
+        }
+        let (retrieval, retrievedAt, ranking, rankedAt) = chain.results
+        guard case .success(let list)? = retrieval else { return (.failed, seconds(start, retrievedAt), nil, 0) }
+        let ranked: Outcome<[RankedItem]>? = ranking.map { if case .success(let r) = $0 { .success(r) } else { .failed } }
+        return (.success(list), seconds(start, retrievedAt), ranked, ranked == nil ? 0 : seconds(retrievedAt, rankedAt))
+    }
+
     /// The top `k` items for `request`. Never throws: every failure has a fallback.
     public func recommend(_ request: Request, k: Int) -> Recommendation {
         Load.inFlight.add(1, ordering: .relaxed)
         defer { Load.inFlight.subtract(1, ordering: .relaxed) }
         let start = DispatchTime.now().uptimeNanoseconds
         func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        let end = start + UInt64(max(0, deadline) * 1e9)
         var path = [String](), stages = [(String, Double)]()
         let count = candidates
+        // Asked once: a half-open breaker lets one probe through per cooldown.
+        let rankAllowed = rank != nil && rankingBreaker.allow()
 
-        // Retrieval.
-        var t = elapsed()
-        var candidateList: [RankedItem]
+        // Retrieval, and ranking of its list when the ranker may be called.
+        var candidateList: [RankedItem] = []
+        var ranking: Outcome<[RankedItem]>? = nil
+        var rankingSeconds = 0.0
         var failure: String? = nil
         if retrievalBreaker.allow() {
-            switch withBudget(min(retrievalBudget, deadline - elapsed()), { [retrieve] in try retrieve(request, count) }) {
-            case .success(let list)?:
+            let r = retrieveAndRank(request, count: count, rank: rankAllowed ? rank : nil, deadline: end)
+            switch r.retrieval {
+            case .success(let list):
                 retrievalBreaker.record(success: true)
                 candidateList = list
                 path.append("retrieval:ann")
-            case .failure?:
+                ranking = r.ranking
+                rankingSeconds = r.rankingSeconds
+            case .failed:
                 retrievalBreaker.record(success: false)
                 failure = "retrieval:failed"
-                candidateList = []
-            case nil:
+            case .timeout:
                 retrievalBreaker.record(success: false)
                 failure = "retrieval:timeout"
-                candidateList = []
             }
+            stages.append(("retrieval", r.retrievalSeconds))
         } else {
             failure = "retrieval:circuit-open"
-            candidateList = []
         }
         if let failure {
+            let t = elapsed()
             metrics.fallback(failure)
             if let fallbackRetrieve, let list = try? fallbackRetrieve(request, count) {
                 candidateList = list
@@ -184,48 +243,99 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
                 candidateList = popular(request, count)
                 path.append(failure + "->popular")
             }
+            if stages.isEmpty { stages.append(("retrieval", 0)) }
+            stages[0].1 += elapsed() - t
+            // The fallback's list still goes to the ranker, under its own budget.
+            if rankAllowed, let rank {
+                let t = elapsed(), list = candidateList
+                switch withBudget(min(rankingBudget, deadline - elapsed()), { try rank(request, list) }) {
+                case .success(let r)?: ranking = .success(r)
+                case .failure?: ranking = .failed
+                case nil: ranking = .timeout
+                }
+                rankingSeconds = elapsed() - t
+            }
         }
-        stages.append(("retrieval", elapsed() - t))
 
-        // Ranking.
-        t = elapsed()
+        // Ranking's outcome.
         var ranked = candidateList
         var rankFailure: String? = nil
-        if let rank {
-            if rankingBreaker.allow() {
-                let list = candidateList
-                switch withBudget(min(rankingBudget, deadline - elapsed()), { try rank(request, list) }) {
-                case .success(let r)?:
-                    rankingBreaker.record(success: true)
-                    ranked = r
-                    path.append("ranking:gbdt")
-                case .failure?:
-                    rankingBreaker.record(success: false)
-                    rankFailure = "ranking:failed"
-                case nil:
-                    rankingBreaker.record(success: false)
-                    rankFailure = "ranking:timeout"
-                }
-            } else {
-                rankFailure = "ranking:circuit-open"
-            }
-        } else {
-            rankFailure = "ranking:unavailable"
+        switch (rank == nil, rankAllowed, ranking) {
+        case (true, _, _): rankFailure = "ranking:unavailable"
+        case (_, false, _): rankFailure = "ranking:circuit-open"
+        case (_, _, .success(let r)?):
+            rankingBreaker.record(success: true)
+            ranked = r
+            path.append("ranking:gbdt")
+        case (_, _, .failed?), (_, _, nil):
+            rankingBreaker.record(success: false)
+            rankFailure = "ranking:failed"
+        case (_, _, .timeout?):
+            rankingBreaker.record(success: false)
+            rankFailure = "ranking:timeout"
         }
         if let rankFailure {
             metrics.fallback(rankFailure)
             path.append(rankFailure + "->retrieval-order")
         }
-        stages.append(("ranking", elapsed() - t))
+        stages.append(("ranking", rankingSeconds))
 
         // Re-ranking (cheap and local: always runs).
-        t = elapsed()
+        let t = elapsed()
         let final = rerank(request, ranked, k)
         path.append("rerank")
         stages.append(("rerank", elapsed() - t))
         let total = elapsed()
         metrics.record(stages: stages, total: total)
         return Recommendation(items: final, path: path, stageSeconds: stages, totalSeconds: total)
+    }
+}
+
+/// One request's retrieval-then-ranking job and what its caller has seen of it.
+final class StageChain: @unchecked Sendable {
+    private let lock = NSLock()
+    private var retrieval_: Result<[RankedItem], Error>?
+    private var retrievedAt: UInt64 = 0
+    private var ranking_: Result<[RankedItem], Error>?
+    private var rankedAt: UInt64 = 0
+    private var abandoned = false
+    private let finished = Atomic<Bool>(false)
+    /// Signalled once, when the job ends.
+    let done = DispatchSemaphore(value: 0)
+
+    /// Records retrieval's result; false when the caller stopped waiting for it (the job
+    /// then ranks nothing).
+    func retrieved(_ r: Result<[RankedItem], Error>) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        retrieval_ = r
+        retrievedAt = DispatchTime.now().uptimeNanoseconds
+        return !abandoned
+    }
+
+    func finish(_ r: Result<[RankedItem], Error>?) {
+        lock.lock()
+        ranking_ = r
+        rankedAt = DispatchTime.now().uptimeNanoseconds
+        lock.unlock()
+        finished.store(true, ordering: .releasing)
+        done.signal()
+    }
+
+    var isFinished: Bool { finished.load(ordering: .acquiring) }
+
+    /// When retrieval has ended: its end time. Otherwise nil, and the job is abandoned.
+    func abandonUnlessRetrieved() -> UInt64? {
+        lock.lock(); defer { lock.unlock() }
+        if retrieval_ != nil { return retrievedAt }
+        abandoned = true
+        return nil
+    }
+
+    var retrieval: Result<[RankedItem], Error>? { lock.lock(); defer { lock.unlock() }; return retrieval_ }
+
+    var results: (Result<[RankedItem], Error>?, UInt64, Result<[RankedItem], Error>?, UInt64) {
+        lock.lock(); defer { lock.unlock() }
+        return (retrieval_, retrievedAt, ranking_, rankedAt)
     }
 }
 

@@ -134,11 +134,52 @@ FK_AVX512 static void dot_f32_4_avx512(const float *q, const float *a, const flo
     out[2] = _mm512_reduce_add_ps(sc); out[3] = _mm512_reduce_add_ps(sd);
 }
 
-/// Float rows (kinds 0 and 1) with the AVX-512 bodies.
+/// Sixteen halves widened to floats (vcvtph2ps is AVX512F); `m` masks a tail.
+FK_AVX512 static inline __m512 load_half16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+FK_AVX512 static inline __m512 load_half16_masked(__mmask16 m, const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+/// Four half rows (kinds 2 and 3) against a float query: sixteen dimensions per step (the
+/// F16C body takes eight), the tail under a mask instead of a scalar loop.
+FK_AVX512 static void half_4_avx512(int dot, const float *q, const uint16_t *a, const uint16_t *b, const uint16_t *c,
+                                    const uint16_t *d, size_t dim, float *out) {
+    __m512 sa = _mm512_setzero_ps(), sb = _mm512_setzero_ps(), sc = _mm512_setzero_ps(), sd = _mm512_setzero_ps();
+    size_t j = 0;
+#define FK_HALF_STEP(LOAD_Q, LOAD_H)                                                                  \
+    {                                                                                               \
+        __m512 qv = LOAD_Q;                                                                         \
+        __m512 xa = LOAD_H(a + j), xb = LOAD_H(b + j), xc = LOAD_H(c + j), xd = LOAD_H(d + j);      \
+        if (dot) {                                                                                  \
+            sa = _mm512_fmadd_ps(xa, qv, sa); sb = _mm512_fmadd_ps(xb, qv, sb);                     \
+            sc = _mm512_fmadd_ps(xc, qv, sc); sd = _mm512_fmadd_ps(xd, qv, sd);                     \
+        } else {                                                                                    \
+            xa = _mm512_sub_ps(xa, qv); xb = _mm512_sub_ps(xb, qv);                                 \
+            xc = _mm512_sub_ps(xc, qv); xd = _mm512_sub_ps(xd, qv);                                 \
+            sa = _mm512_fmadd_ps(xa, xa, sa); sb = _mm512_fmadd_ps(xb, xb, sb);                     \
+            sc = _mm512_fmadd_ps(xc, xc, sc); sd = _mm512_fmadd_ps(xd, xd, sd);                     \
+        }                                                                                           \
+    }
+    for (; j + 16 <= dim; j += 16) FK_HALF_STEP(_mm512_loadu_ps(q + j), load_half16)
+    if (j < dim) {
+        const __mmask16 m = fk_tail_mask16(dim - j);
+#define FK_MASKED(p) load_half16_masked(m, p)
+        FK_HALF_STEP(_mm512_maskz_loadu_ps(m, q + j), FK_MASKED)
+#undef FK_MASKED
+    }
+#undef FK_HALF_STEP
+    out[0] = _mm512_reduce_add_ps(sa); out[1] = _mm512_reduce_add_ps(sb);
+    out[2] = _mm512_reduce_add_ps(sc); out[3] = _mm512_reduce_add_ps(sd);
+}
+
+/// Four rows of `kind` with the AVX-512 bodies.
 FK_AVX512 static inline void rows4_avx512(int kind, const void *q, const void *a, const void *b, const void *c, const void *d,
                                           size_t dim, float *out) {
-    if (kind == 0) l2_f32_4_avx512((const float *)q, a, b, c, d, dim, out);
-    else dot_f32_4_avx512((const float *)q, a, b, c, d, dim, out);
+    switch (kind) {
+    case 0: l2_f32_4_avx512((const float *)q, a, b, c, d, dim, out); break;
+    case 1: dot_f32_4_avx512((const float *)q, a, b, c, d, dim, out); break;
+    default: half_4_avx512(kind == 3, (const float *)q, a, b, c, d, dim, out); break;
+    }
 }
 
 // The batch loop shared by every level: prefetch the next rows, four rows per kernel call,
@@ -174,7 +215,7 @@ FK_AVX2 static void batch_avx2(int kind, const void *q, const void *base, size_t
 void fk_distance_batch(int kind, const void *q, const void *base, size_t stride, size_t offset,
                        const uint32_t *ids, size_t count, size_t dim, float *out) {
 #if FK_X86
-    if (kind < 2 && fk_simd_level() >= 2) {
+    if (fk_simd_level() >= 2) {
         batch_avx512(kind, q, base, stride, offset, ids, count, dim, out);
         return;
     }

@@ -200,7 +200,7 @@ struct KernelLevelTests {
     /// Every level this CPU runs (scalar, AVX2+FMA, AVX-512), forced on this thread.
     static let levels = Array(0...Int(fk_simd_detected()))
 
-    @Test("float dot and squared L2 at every level, for dimensions that are not multiples of any width",
+    @Test("float and half dot and squared L2 at every level, for dimensions that are not multiples of any width",
           arguments: levels, DistanceTests.dims + [5, 47, 111, 383])
     func floatAtEveryLevel(level: Int, dim: Int) {
         fk_force_level(Int32(level))
@@ -213,20 +213,26 @@ struct KernelLevelTests {
             #expect(abs(Double(Distance.dot(a, b)) - naiveDot(a, b)) <= tol * max(1, sqrt(naiveDot(a, a) * naiveDot(b, b))))
             #expect(abs(Double(Distance.squaredL2(a, b)) - naiveL2(a, b)) <= tol * max(1, naiveL2(a, b)))
         }
-        // The graph's batched kernel: rows at a stride, picked by id, 1 to 9 of them (tails of four).
+        // The graph's batched kernel: rows at a stride, picked by id, 1 to 9 of them (tails of
+        // four); float rows (kinds 0, 1) and half rows (kinds 2, 3, against the decoded values).
         let n = 9, stride = dim + 5
         let base = randomVector(n * stride, &rng), q = randomVector(dim, &rng)
+        let halves = base.map { Float16($0).bitPattern }
         for count in 1...n {
             let ids = (0..<count).map { UInt32((count - 1 - $0) % n) }
-            for kind in Int32(0)...1 {
+            for kind in Int32(0)...3 {
                 var out = [Float](repeating: 0, count: count)
-                base.withUnsafeBytes { bp in
-                    fk_distance_batch(kind, q, bp.baseAddress!, stride * 4, 0, ids, count, dim, &out)
+                if kind < 2 {
+                    base.withUnsafeBytes { fk_distance_batch(kind, q, $0.baseAddress!, stride * 4, 0, ids, count, dim, &out) }
+                } else {
+                    halves.withUnsafeBytes { fk_distance_batch(kind, q, $0.baseAddress!, stride * 2, 0, ids, count, dim, &out) }
                 }
                 for (i, id) in ids.enumerated() {
-                    let row = Array(base[(Int(id) * stride)..<(Int(id) * stride + dim)])
-                    let want = kind == 0 ? naiveL2(q, row) : naiveDot(q, row)
-                    let scale = kind == 0 ? max(1, want) : max(1, sqrt(naiveDot(q, q) * naiveDot(row, row)))
+                    let at = Int(id) * stride
+                    let row = kind < 2 ? Array(base[at..<(at + dim)]) : halves[at..<(at + dim)].map { Float(Float16(bitPattern: $0)) }
+                    let l2 = kind % 2 == 0
+                    let want = l2 ? naiveL2(q, row) : naiveDot(q, row)
+                    let scale = l2 ? max(1, want) : max(1, sqrt(naiveDot(q, q) * naiveDot(row, row)))
                     #expect(abs(Double(out[i]) - want) <= tol * scale, "level \(level) dim \(dim) kind \(kind) count \(count)")
                 }
             }

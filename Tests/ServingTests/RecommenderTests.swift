@@ -61,6 +61,35 @@ struct RecommenderTests {
         #expect(rec.totalSeconds < r.deadline + 0.2)
     }
 
+    @Test("a retrieval past its budget is abandoned: the fallback's list is ranked, the late list never is")
+    func lateRetrievalAbandoned() {
+        let retrieval = Fault(), ranking = Fault()
+        retrieval.mode = .slow
+        let rec = make(retrieval, ranking).recommend(user: 1, k: 3)
+        #expect(rec.path == ["retrieval:timeout->popular", "ranking:gbdt", "rerank"])
+        #expect(rec.items.map(\.id) == [49, 48, 47])  // popular's 0..<50, reversed by the ranker
+        Thread.sleep(forTimeInterval: 1.7)  // the slow retrieval has ended by now
+        #expect(ranking.calls == 1)
+    }
+
+    @Test("ranking's budget starts when retrieval ends: a slow retrieval within its budget leaves ranking its whole budget")
+    func rankingBudgetFromRetrievalEnd() {
+        // Retrieval takes 0.15 s of its 0.25 s budget, ranking 0.15 s of its own 0.25 s: both
+        // in time, though together they pass one budget.
+        let r = Recommender<Int>(
+            retrieve: { _, n in Thread.sleep(forTimeInterval: 0.15); return (0..<n).map { RankedItem(id: $0, score: 0) } },
+            popular: { _, _ in [] },
+            rank: { _, list in Thread.sleep(forTimeInterval: 0.15); return list.reversed() },
+            rerank: { _, list, k in Array(list.prefix(k)) })
+        r.candidates = 10
+        r.retrievalBudget = 0.25
+        r.rankingBudget = 0.25
+        r.deadline = 2
+        let rec = r.recommend(user: 1, k: 2)
+        #expect(rec.path == ["retrieval:ann", "ranking:gbdt", "rerank"])
+        #expect(rec.items.map(\.id) == [9, 8])
+    }
+
     @Test("a missing ranker (e.g. a corrupt model file) keeps retrieval order")
     func noRanker() {
         let rec = make(Fault(), nil, budget: 5, deadline: 10).recommend(user: 1, k: 3)
