@@ -106,7 +106,7 @@ let package = Package(
         ),
         .target(
             name: "FunnelServer",
-            dependencies: ["Engine", "Registry",
+            dependencies: ["Engine", "Registry", "Serving",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HummingbirdCore", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),

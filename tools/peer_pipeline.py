@@ -41,8 +41,9 @@ def read_ragged_ivecs(path):
     return out
 
 
-def build(d):
-    """The peer pipeline over an export folder: (retrieve, rank, rerank, data)."""
+def build(d, cache=False):
+    """The peer pipeline over an export folder: (retrieve, rank, rerank, data). With `cache`,
+    the index and the model are saved beside the data on the first call and loaded after."""
     import hnswlib
     import lightgbm as lgb
 
@@ -59,18 +60,33 @@ def build(d):
     n, dim = items.shape
     ncat = p["categories"]
 
+    # With `cache` (tools/peer_service.py, as a team would build offline): built once, saved
+    # beside the data, loaded by every later process.
+    index_file, model_file = f"{d}/peer-hnswlib.bin", f"{d}/peer-lightgbm.txt"
     t = time.perf_counter()
     index = hnswlib.Index(space="ip", dim=dim)  # unit vectors: inner product = cosine
-    index.init_index(max_elements=n, M=p["M"], ef_construction=p["ef_construction"], random_seed=42)
-    index.set_num_threads(2)
-    index.add_items(items, np.arange(n))
+    if cache and os.path.exists(index_file):
+        index.load_index(index_file, max_elements=n)
+    else:
+        index.init_index(max_elements=n, M=p["M"], ef_construction=p["ef_construction"], random_seed=42)
+        index.set_num_threads(2)
+        index.add_items(items, np.arange(n))
+        if cache:
+            index.save_index(index_file + ".tmp")
+            os.replace(index_file + ".tmp", index_file)
     index.set_num_threads(1)
     build = time.perf_counter() - t
     t = time.perf_counter()
-    booster = lgb.train(
-        dict(objective="lambdarank", num_leaves=p["num_leaves"], min_data_in_leaf=p["min_data_in_leaf"],
-             learning_rate=p["learning_rate"], num_threads=2, verbose=-1, seed=42),
-        lgb.Dataset(X, y, group=groups), num_boost_round=p["trees"])
+    if cache and os.path.exists(model_file):
+        booster = lgb.Booster(model_file=model_file)
+    else:
+        booster = lgb.train(
+            dict(objective="lambdarank", num_leaves=p["num_leaves"], min_data_in_leaf=p["min_data_in_leaf"],
+                 learning_rate=p["learning_rate"], num_threads=2, verbose=-1, seed=42),
+            lgb.Dataset(X, y, group=groups), num_boost_round=p["trees"])
+        if cache:
+            booster.save_model(model_file + ".tmp")
+            os.replace(model_file + ".tmp", model_file)
     train = time.perf_counter() - t
     print(f"peer: hnswlib build {build:.1f} s, LightGBM {p['trees']} trees in {train:.1f} s")
 

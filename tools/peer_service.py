@@ -31,7 +31,7 @@ class Server(ThreadingMixIn, HTTPServer):
 
 def serve(directory, port):
     from peer_pipeline import build
-    retrieve, rank, rerank, data = build(directory)
+    retrieve, rank, rerank, data = build(directory, cache=True)
     users = open(f"{directory}/request_users.txt").read().split()
     row = {u: i for i, u in enumerate(users)}
     queries, histories = data["queries"], data["histories"]
@@ -79,6 +79,14 @@ if __name__ == "__main__":
     ap.add_argument("--port", type=int, default=18181)
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args()
+    # The index and the model are built and saved once, in a process of their own (LightGBM's
+    # and BLAS's thread pools do not survive a fork), before the serving processes load them.
+    pid = os.fork()
+    if pid == 0:
+        from peer_pipeline import build
+        build(a.dir, cache=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
     children = []
     for _ in range(a.processes - 1):
         pid = os.fork()

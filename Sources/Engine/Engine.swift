@@ -169,6 +169,37 @@ public final class Engine: @unchecked Sendable {
     ///   unknown item id; `EngineError.invalidRequest` for k outside 1...maxK.
     public func recommend(user: String, k: Int, touched: [String] = [], exclude: [String] = [],
                           includeSeen: Bool = false, filter: ItemFilter = ItemFilter(), rules: RequestRules = RequestRules()) throws -> EngineAnswer {
+        let request = try self.request(user: user, k: k, touched: touched, exclude: exclude, includeSeen: includeSeen, filter: filter, rules: rules)
+        var answer = try answer(pipeline.recommend(request, k: k))
+        answer.user = user
+        return answer
+    }
+
+    /// As `recommend(user:k:...)`, with the stages on the calling thread and their budgets
+    /// kept by a watchdog (see `FunnelPipeline.recommend(_:k:completion:)`): what the HTTP
+    /// server calls. `completion` is called exactly once.
+    public func recommend(user: String, k: Int, touched: [String] = [], exclude: [String] = [],
+                          includeSeen: Bool = false, filter: ItemFilter = ItemFilter(), rules: RequestRules = RequestRules(),
+                          completion: @escaping @Sendable (Result<EngineAnswer, Error>) -> Void) {
+        let request: FunnelRequest
+        do {
+            request = try self.request(user: user, k: k, touched: touched, exclude: exclude, includeSeen: includeSeen, filter: filter, rules: rules)
+        } catch {
+            return completion(.failure(error))
+        }
+        pipeline.recommend(request, k: k) { [self] result in
+            completion(result.map { r in
+                var answer = answer(r)
+                answer.user = user
+                return answer
+            })
+        }
+    }
+
+    /// A user's request as the pipeline takes it: their vector (or their touched items'),
+    /// what to leave out, the filter and the rules as rows.
+    func request(user: String, k: Int, touched: [String], exclude: [String], includeSeen: Bool, filter: ItemFilter,
+                 rules: RequestRules) throws -> FunnelRequest {
         try check(k: k)
         let (u, excludedRows, touchedRows) = try state.read {
             (userRows[user], try exclude.map { try row(item: $0) }, try touched.map { try row(item: $0) })
@@ -189,9 +220,7 @@ public final class Engine: @unchecked Sendable {
         }
         if !filter.isEmpty { request.allowed = try pipeline.reading { try filter.allowed(in: $1.items) } }
         request.overrides = overrides
-        var answer = try answer(pipeline.recommend(request, k: k))
-        answer.user = user
-        return answer
+        return request
     }
 
     /// A request's rules with item ids as rows (call under `state`).

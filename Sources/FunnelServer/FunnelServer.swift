@@ -8,6 +8,7 @@ import Logging
 import Metrics
 
 import Registry
+import Serving
 
 /// The knobs of `funnel serve` (flags, a config file, or `FUNNEL_*` environment variables).
 public struct ServerSettings: Sendable {
@@ -96,7 +97,10 @@ public final class FunnelServer: @unchecked Sendable {
     let registryRoot: String?
     let metricsText: @Sendable () -> String
     let logger: Logger
-    let pool = OperationQueue()
+    /// The requests running through the funnel at once (`workers` threads; the rest queue).
+    /// A fixed set of threads that poll briefly for the next request when a core is spare:
+    /// under load, an OperationQueue's dispatch threads cost a wake-up per request.
+    let pool: StageExecutor
     let cache: ResultCache?
 
     /// - Parameters:
@@ -112,8 +116,7 @@ public final class FunnelServer: @unchecked Sendable {
         self.metricsText = metrics
         self.logger = logger
         cache = settings.cacheEntries > 0 ? ResultCache(capacity: settings.cacheEntries, ttl: settings.cacheTTL) : nil
-        pool.maxConcurrentOperationCount = max(1, settings.workers)
-        pool.qualityOfService = .userInitiated
+        pool = StageExecutor(maxThreads: max(1, settings.workers))
     }
 
     /// Serves until the process is stopped.
@@ -258,23 +261,27 @@ public final class FunnelServer: @unchecked Sendable {
         let engine = try service.engine(for: body.user, pinned: pinned)
         let explain = body.explain ?? true
         let shadow = pinned == nil ? service.models?.snapshot.shadow : nil
-        let key = [engine.version ?? "", body.user, String(k), (body.touched ?? []).joined(separator: ","), (body.exclude ?? []).joined(separator: ","),
+        let key = cache == nil ? "" : [engine.version ?? "", body.user, String(k), (body.touched ?? []).joined(separator: ","), (body.exclude ?? []).joined(separator: ","),
                    (body.filter ?? []).joined(separator: "\u{2}"), String(explain), String(body.includeSeen ?? false),
                    "\(body.candidates ?? 0)/\(body.ef ?? 0)/\(body.maxPerCategory ?? 0)", (body.pin ?? []).joined(separator: ","),
                    (body.boost ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")].joined(separator: "\u{1}")
         if let cache, let hit = cache.get(key, engine: engine, user: body.user) { return Self.jsonResponse(hit) }
         let fresh = engine.freshness(of: body.user)
-        let data = try await answerBody {
-            var a = try engine.recommend(user: body.user, k: k, touched: body.touched ?? [], exclude: body.exclude ?? [],
-                                         includeSeen: body.includeSeen ?? false, filter: filter, rules: body.rules)
-            if !explain { for i in a.items.indices { a.items[i].explanation = .init() } }
-            return a
+        let data = try await answerBody { done in
+            engine.recommend(user: body.user, k: k, touched: body.touched ?? [], exclude: body.exclude ?? [],
+                             includeSeen: body.includeSeen ?? false, filter: filter, rules: body.rules) { result in
+                done(result.map { a in
+                    var a = a
+                    if !explain { for i in a.items.indices { a.items[i].explanation = .init() } }
+                    return a
+                })
+            }
         }
         cache?.put(key, engine: engine, fresh: fresh, body: data)
         let response = Self.jsonResponse(data)
         if let shadow, shadow !== engine {
             // The shadow's turn comes after the answer is on its way.
-            pool.addOperation {
+            pool.run {
                 let sv = shadow.version ?? "shadow"
                 guard let s = try? shadow.recommend(user: body.user, k: k, touched: body.touched ?? [], exclude: body.exclude ?? []),
                       let r = try? engine.recommend(user: body.user, k: k, touched: body.touched ?? [], exclude: body.exclude ?? []) else { return }
@@ -443,9 +450,20 @@ public final class FunnelServer: @unchecked Sendable {
         Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 
+    /// As `answerBody(_:)` for work that answers through a callback (exactly once), from
+    /// the pool's thread or from another (a stage past its budget is answered for by the
+    /// funnel's watchdog).
+    func answerBody(_ work: @escaping @Sendable (_ done: @escaping @Sendable (Result<EngineAnswer, Error>) -> Void) -> Void) async throws -> Data {
+        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Data, Error>) in
+            pool.run {
+                work { result in done.resume(with: result.flatMap { a in Result { try Self.jsonBody(a) } }) }
+            }
+        }
+    }
+
     func answerBody<T: Encodable & Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> Data {
         try await withCheckedThrowingContinuation { (done: CheckedContinuation<Data, Error>) in
-            pool.addOperation {
+            pool.run {
                 done.resume(with: Result { try Self.jsonBody(try work()) })
             }
         }

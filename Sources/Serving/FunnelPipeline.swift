@@ -207,6 +207,14 @@ public final class FunnelPipeline: @unchecked Sendable {
         return recommender.recommend(request, k: k)
     }
 
+    /// As `recommend(_:k:)`, with the stages on the calling thread and their budgets kept by
+    /// a watchdog (no thread hand-off while every stage is in time; see
+    /// `Recommender.recommend(_:k:completion:)`). `completion` is called exactly once.
+    public func recommend(_ request: FunnelRequest, k: Int, completion: @escaping @Sendable (Result<Recommendation, Error>) -> Void) {
+        do { try validate(request, k: k) } catch { return completion(.failure(error)) }
+        recommender.recommend(request, k: k) { completion(.success($0)) }
+    }
+
     /// Checks what the caller controls before any stage runs, so that a malformed request is
     /// an error for the caller rather than a silent fallback to popular items.
     /// - Throws: `ServingError.invalidInput` naming the problem: k below 1, a user outside

@@ -91,6 +91,8 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
     public var inline = false
     /// Where stages run when they have a budget (shared by default).
     public var executor = StageExecutor.shared
+    /// What keeps the budgets of `recommend(_:k:completion:)` (shared by default).
+    public var watchdog = Watchdog.shared
     /// How long the caller polls for a stage's result, yielding its core between polls,
     /// before it sleeps until the result or the budget (seconds; 0 sleeps at once). Waking
     /// a sleeping thread costs tens of microseconds, more on a busy machine; polling with
@@ -123,7 +125,7 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
     /// Returns nil on timeout (the work finishes in the background; its result is dropped).
     /// A stage stuck past its budget holds one thread; the executor starts another for the
     /// next stage, so the next request's stages do not wait behind it.
-    private func withBudget<T>(_ budget: Double, _ work: @escaping @Sendable () throws -> T) -> Result<T, Error>? {
+    func withBudget<T>(_ budget: Double, _ work: @escaping @Sendable () throws -> T) -> Result<T, Error>? {
         if inline { return Result { try work() } }
         let start = DispatchTime.now()
         let done = DispatchSemaphore(value: 0)
@@ -197,70 +199,87 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
     }
 
     /// The top `k` items for `request`. Never throws: every failure has a fallback.
+    /// The stages run on `executor` threads while the caller waits (see `recommend(_:k:completion:)`
+    /// for the form that runs them on the caller's thread).
     public func recommend(_ request: Request, k: Int) -> Recommendation {
         Load.inFlight.add(1, ordering: .relaxed)
         defer { Load.inFlight.subtract(1, ordering: .relaxed) }
         let start = DispatchTime.now().uptimeNanoseconds
-        func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
-        let end = start + UInt64(max(0, deadline) * 1e9)
-        var path = [String](), stages = [(String, Double)]()
-        let count = candidates
-        // Asked once: a half-open breaker lets one probe through per cooldown.
-        let rankAllowed = rank != nil && rankingBreaker.allow()
-
-        // Retrieval, and ranking of its list when the ranker may be called.
-        var candidateList: [RankedItem] = []
-        var ranking: Outcome<[RankedItem]>? = nil
-        var rankingSeconds = 0.0
-        var failure: String? = nil
+        var p = Progress(start: start, rankAllowed: rank != nil && rankingBreaker.allow())
         if retrievalBreaker.allow() {
-            let r = retrieveAndRank(request, count: count, rank: rankAllowed ? rank : nil, deadline: end)
+            let r = retrieveAndRank(request, count: candidates, rank: p.rankAllowed ? rank : nil, deadline: p.end(deadline))
+            p.stages.append(("retrieval", r.retrievalSeconds))
             switch r.retrieval {
             case .success(let list):
                 retrievalBreaker.record(success: true)
-                candidateList = list
-                path.append("retrieval:ann")
-                ranking = r.ranking
-                rankingSeconds = r.rankingSeconds
+                p.retrieved(list)
+                p.ranking = r.ranking
+                p.rankingSeconds = r.rankingSeconds
             case .failed:
                 retrievalBreaker.record(success: false)
-                failure = "retrieval:failed"
+                recover(from: "retrieval:failed", request, &p)
             case .timeout:
                 retrievalBreaker.record(success: false)
-                failure = "retrieval:timeout"
+                recover(from: "retrieval:timeout", request, &p)
             }
-            stages.append(("retrieval", r.retrievalSeconds))
         } else {
-            failure = "retrieval:circuit-open"
+            recover(from: "retrieval:circuit-open", request, &p)
         }
-        if let failure {
-            let t = elapsed()
-            metrics.fallback(failure)
-            if let fallbackRetrieve, let list = try? fallbackRetrieve(request, count) {
-                candidateList = list
-                path.append(failure + "->exact")
-            } else {
-                candidateList = popular(request, count)
-                path.append(failure + "->popular")
-            }
-            if stages.isEmpty { stages.append(("retrieval", 0)) }
-            stages[0].1 += elapsed() - t
-            // The fallback's list still goes to the ranker, under its own budget.
-            if rankAllowed, let rank {
-                let t = elapsed(), list = candidateList
-                switch withBudget(min(rankingBudget, deadline - elapsed()), { try rank(request, list) }) {
-                case .success(let r)?: ranking = .success(r)
-                case .failure?: ranking = .failed
-                case nil: ranking = .timeout
-                }
-                rankingSeconds = elapsed() - t
-            }
-        }
+        return finish(request, k: k, p)
+    }
 
-        // Ranking's outcome.
-        var ranked = candidateList
+    /// What retrieval and ranking have given one request so far.
+    struct Progress {
+        let start: UInt64
+        /// Whether the ranker may be called (it exists and its breaker lets the call through);
+        /// asked once: a half-open breaker lets one probe through per cooldown.
+        let rankAllowed: Bool
+        var path = [String]()
+        var stages = [(String, Double)]()
+        var candidates = [RankedItem]()
+        var ranking: Outcome<[RankedItem]>? = nil
+        var rankingSeconds = 0.0
+
+        var elapsed: Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        func end(_ deadline: Double) -> UInt64 { start + UInt64(max(0, deadline) * 1e9) }
+
+        mutating func retrieved(_ list: [RankedItem]) {
+            candidates = list
+            path.append("retrieval:ann")
+        }
+    }
+
+    /// A retrieval that failed, was late or was not called: the exact fallback (when given)
+    /// or popular items, then the ranker on that list under its own budget.
+    func recover(from failure: String, _ request: Request, _ p: inout Progress) {
+        let t = p.elapsed
+        metrics.fallback(failure)
+        if let fallbackRetrieve, let list = try? fallbackRetrieve(request, candidates) {
+            p.candidates = list
+            p.path.append(failure + "->exact")
+        } else {
+            p.candidates = popular(request, candidates)
+            p.path.append(failure + "->popular")
+        }
+        if p.stages.isEmpty { p.stages.append(("retrieval", 0)) }
+        p.stages[0].1 += p.elapsed - t
+        if p.rankAllowed, let rank {
+            let t = p.elapsed, list = p.candidates
+            switch withBudget(min(rankingBudget, deadline - p.elapsed), { try rank(request, list) }) {
+            case .success(let r)?: p.ranking = .success(r)
+            case .failure?: p.ranking = .failed
+            case nil: p.ranking = .timeout
+            }
+            p.rankingSeconds = p.elapsed - t
+        }
+    }
+
+    /// Ranking's outcome (or its fallback: retrieval order), then re-ranking, then the answer.
+    func finish(_ request: Request, k: Int, _ p: Progress) -> Recommendation {
+        var path = p.path
+        var ranked = p.candidates
         var rankFailure: String? = nil
-        switch (rank == nil, rankAllowed, ranking) {
+        switch (rank == nil, p.rankAllowed, p.ranking) {
         case (true, _, _): rankFailure = "ranking:unavailable"
         case (_, false, _): rankFailure = "ranking:circuit-open"
         case (_, _, .success(let r)?):
@@ -278,14 +297,14 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
             metrics.fallback(rankFailure)
             path.append(rankFailure + "->retrieval-order")
         }
-        stages.append(("ranking", rankingSeconds))
-
+        var stages = p.stages
+        stages.append(("ranking", p.rankingSeconds))
         // Re-ranking (cheap and local: always runs).
-        let t = elapsed()
+        let t = p.elapsed
         let final = rerank(request, ranked, k)
         path.append("rerank")
-        stages.append(("rerank", elapsed() - t))
-        let total = elapsed()
+        stages.append(("rerank", p.elapsed - t))
+        let total = p.elapsed
         metrics.record(stages: stages, total: total)
         return Recommendation(items: final, path: path, stageSeconds: stages, totalSeconds: total)
     }

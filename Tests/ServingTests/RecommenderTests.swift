@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 import Serving
+import LinearAlgebra
 import Rerank
+import Synchronization
 
 struct StageError: Error {}
 
@@ -88,6 +90,77 @@ struct RecommenderTests {
         let rec = r.recommend(user: 1, k: 2)
         #expect(rec.path == ["retrieval:ann", "ranking:gbdt", "rerank"])
         #expect(rec.items.map(\.id) == [9, 8])
+    }
+
+    /// The completion form's answer (the call made on a thread of its own: it returns only
+    /// when its stages end), the seconds until it was given, and how many times it was given,
+    /// counted again once the slow stages (1.5 s) have ended.
+    func answered(_ r: Recommender<Int>, k: Int) -> (Recommendation, seconds: Double, calls: () -> Int) {
+        let calls = Mutex(0), first = Mutex<(Recommendation, UInt64)?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        Thread.detachNewThread {
+            r.recommend(1, k: k) { rec in
+                let n = calls.withLock { $0 += 1; return $0 }
+                if n == 1 { first.withLock { $0 = (rec, DispatchTime.now().uptimeNanoseconds) }; done.signal() }
+            }
+        }
+        done.wait()
+        let (rec, at) = first.withLock { $0! }
+        return (rec, Double(at - t0) / 1e9, { calls.withLock { $0 } })
+    }
+
+    @Test("the completion form (stages on the caller's thread, budgets kept by the watchdog) answers every fault as the waiting form does, once")
+    func completionForm() {
+        let cases: [(Fault.Mode, Fault.Mode, [String])] = [
+            (.ok, .ok, ["retrieval:ann", "ranking:gbdt", "rerank"]),
+            (.fail, .ok, ["retrieval:failed->popular", "ranking:gbdt", "rerank"]),
+            (.slow, .ok, ["retrieval:timeout->popular", "ranking:gbdt", "rerank"]),
+            (.ok, .fail, ["retrieval:ann", "ranking:failed->retrieval-order", "rerank"]),
+            (.ok, .slow, ["retrieval:ann", "ranking:timeout->retrieval-order", "rerank"]),
+        ]
+        var counters = [() -> Int]()
+        for (retrievalMode, rankingMode, path) in cases {
+            let retrieval = Fault(), ranking = Fault()
+            retrieval.mode = retrievalMode
+            ranking.mode = rankingMode
+            let waited = make(retrieval, ranking).recommend(user: 1, k: 5)
+            let r = make(retrieval, ranking)
+            let (rec, seconds, calls) = answered(r, k: 5)
+            #expect(rec.path == path, "\(retrievalMode) \(rankingMode)")
+            #expect(rec.path == waited.path && rec.items.map(\.id) == waited.items.map(\.id), "\(retrievalMode) \(rankingMode)")
+            // A late stage is answered for at its budget (0.25 s), not when it ends (1.5 s).
+            #expect(seconds < r.deadline + 0.2, "\(retrievalMode) \(rankingMode): \(seconds) s")
+            counters.append(calls)
+        }
+        Thread.sleep(forTimeInterval: 1.7)  // every slow stage has ended
+        #expect(counters.map { $0() } == Array(repeating: 1, count: cases.count))
+    }
+
+    @Test("the watchdog runs every job once, never before its deadline, within a tick after it, deadlines given in any order")
+    func watchdog() {
+        let w = Watchdog(tick: 0.002)
+        let now = DispatchTime.now().uptimeNanoseconds
+        var rng = SeededGenerator(seed: 3)
+        let deadlines = (0..<60).map { _ in now + UInt64(rng.nextInt(below: 150)) * 1_000_000 }
+        let ran = Mutex([Int: [UInt64]]())
+        let done = DispatchSemaphore(value: 0)
+        for (i, d) in deadlines.enumerated() {
+            w.arm(at: d) {
+                ran.withLock { $0[i, default: []].append(DispatchTime.now().uptimeNanoseconds) }
+                done.signal()
+            }
+        }
+        for _ in deadlines { done.wait() }
+        Thread.sleep(forTimeInterval: 0.05)
+        let times = ran.withLock { $0 }
+        #expect(times.count == deadlines.count && times.values.allSatisfy { $0.count == 1 })
+        for (i, d) in deadlines.enumerated() {
+            guard let t = times[i]?.first else { continue }
+            #expect(t >= d, "job \(i) ran early")
+            // A tick plus scheduling on a busy 2-core machine.
+            #expect(Double(t - d) / 1e9 < 0.1, "job \(i) ran \(Double(t - d) / 1e9) s late")
+        }
     }
 
     @Test("a missing ranker (e.g. a corrupt model file) keeps retrieval order")
