@@ -1,5 +1,6 @@
 import Foundation
 import LinearAlgebra
+import Synchronization
 
 /// What one engine can answer in-process: the yardstick a front end (the HTTP service) is
 /// measured against, on the same bundle and the same requests.
@@ -31,19 +32,30 @@ public struct EngineCapacity: Sendable {
 }
 
 extension Engine {
-    /// Answers `recommend(user:k:)` for `users` in order, one at a time (after `warmUp`
-    /// requests), then again from `threads` callers at once (default: one per core), and
-    /// reports the rates.
+    /// Answers `recommend(user:k:completion:)` (the fastest in-process form: the stages on
+    /// the caller's thread, the budgets kept by the watchdog) for `users` in order, one at a
+    /// time (after `warmUp` requests), then again from `threads` callers at once (default:
+    /// one per core), and reports the rates.
     /// - Complexity: 2 x users.count requests.
     public func capacity(users: [String], k: Int, threads: Int, warmUp: Int = 200) throws -> EngineCapacity {
         guard !users.isEmpty else { throw EngineError.invalidRequest("no users to measure with") }
-        for n in 0..<min(warmUp, users.count) { _ = try recommend(user: users[n], k: k) }
+        func answer(_ user: String) throws {
+            let done = DispatchSemaphore(value: 0)
+            let failure = Mutex<Error?>(nil)
+            recommend(user: user, k: k) { result in
+                if case .failure(let e) = result { failure.withLock { $0 = e } }
+                done.signal()
+            }
+            done.wait()
+            if let e = failure.withLock({ $0 }) { throw e }
+        }
+        for n in 0..<min(warmUp, users.count) { try answer(users[n]) }
         var times = [Double]()
         times.reserveCapacity(users.count)
         let t0 = DispatchTime.now().uptimeNanoseconds
         for u in users {
             let a = DispatchTime.now().uptimeNanoseconds
-            _ = try recommend(user: u, k: k)
+            try answer(u)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - a) / 1e9)
         }
         let wall = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
@@ -51,7 +63,7 @@ extension Engine {
         let callers = max(1, threads)
         let cpu0 = Self.processCPUSeconds(), c0 = DispatchTime.now().uptimeNanoseconds
         DispatchQueue.concurrentPerform(iterations: callers) { w in
-            for n in stride(from: w, to: users.count, by: callers) { _ = try? self.recommend(user: users[n], k: k) }
+            for n in stride(from: w, to: users.count, by: callers) { try? answer(users[n]) }
         }
         let concurrentWall = Double(DispatchTime.now().uptimeNanoseconds - c0) / 1e9, cpu = Self.processCPUSeconds() - cpu0
         return EngineCapacity(requests: users.count, threads: callers, meanSeconds: wall / Double(users.count),

@@ -168,8 +168,10 @@ public final class Engine: @unchecked Sendable {
     /// - Throws: `EngineError.unknown` for an unknown user with no touched items or an
     ///   unknown item id; `EngineError.invalidRequest` for k outside 1...maxK.
     public func recommend(user: String, k: Int, touched: [String] = [], exclude: [String] = [],
-                          includeSeen: Bool = false, filter: ItemFilter = ItemFilter(), rules: RequestRules = RequestRules()) throws -> EngineAnswer {
-        let request = try self.request(user: user, k: k, touched: touched, exclude: exclude, includeSeen: includeSeen, filter: filter, rules: rules)
+                          includeSeen: Bool = false, filter: ItemFilter = ItemFilter(), rules: RequestRules = RequestRules(),
+                          explain: Bool = true) throws -> EngineAnswer {
+        var request = try self.request(user: user, k: k, touched: touched, exclude: exclude, includeSeen: includeSeen, filter: filter, rules: rules)
+        request.explain = explain
         var answer = try answer(pipeline.recommend(request, k: k))
         answer.user = user
         return answer
@@ -180,10 +182,11 @@ public final class Engine: @unchecked Sendable {
     /// server calls. `completion` is called exactly once.
     public func recommend(user: String, k: Int, touched: [String] = [], exclude: [String] = [],
                           includeSeen: Bool = false, filter: ItemFilter = ItemFilter(), rules: RequestRules = RequestRules(),
-                          completion: @escaping @Sendable (Result<EngineAnswer, Error>) -> Void) {
-        let request: FunnelRequest
+                          explain: Bool = true, completion: @escaping @Sendable (Result<EngineAnswer, Error>) -> Void) {
+        var request: FunnelRequest
         do {
             request = try self.request(user: user, k: k, touched: touched, exclude: exclude, includeSeen: includeSeen, filter: filter, rules: rules)
+            request.explain = explain
         } catch {
             return completion(.failure(error))
         }

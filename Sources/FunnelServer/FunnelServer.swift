@@ -269,7 +269,7 @@ public final class FunnelServer: @unchecked Sendable {
         let fresh = engine.freshness(of: body.user)
         let data = try await answerBody { done in
             engine.recommend(user: body.user, k: k, touched: body.touched ?? [], exclude: body.exclude ?? [],
-                             includeSeen: body.includeSeen ?? false, filter: filter, rules: body.rules) { result in
+                             includeSeen: body.includeSeen ?? false, filter: filter, rules: body.rules, explain: explain) { result in
                 done(result.map { a in
                     var a = a
                     if !explain { for i in a.items.indices { a.items[i].explanation = .init() } }

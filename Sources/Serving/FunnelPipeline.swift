@@ -72,6 +72,9 @@ public struct FunnelRequest: Sendable {
     public var allowed: [Bool]?
     /// This request's own retrieval and rule settings, over the pipeline's.
     public var overrides: RequestOverrides?
+    /// Whether the answer carries the ranker's TreeSHAP contributions (when the pipeline's
+    /// `explanations` asks for them): false saves their cost when nobody reads them.
+    public var explain = true
 
     public init(user: Int?, vector: [Float]?, exclude: Set<Int32> = [], asOf: Int64? = nil, allowed: [Bool]? = nil) {
         self.allowed = allowed
@@ -186,7 +189,7 @@ public final class FunnelPipeline: @unchecked Sendable {
         let rerank: R.Rerank = { [weak self] request, list, k in
             guard let self else { return Array(list.prefix(k)) }
             let final = self.rerank(request, list, k: k)
-            return self.config.explanations > 0 ? self.explain(request, final) : final
+            return self.config.explanations > 0 && request.explain ? self.explain(request, final) : final
         }
         let r = R(retrieve: retrieve, fallbackRetrieve: exact, popular: popular,
                   rank: predictor == nil ? nil : rank, rerank: rerank, metrics: metrics)
@@ -326,9 +329,10 @@ public final class FunnelPipeline: @unchecked Sendable {
             return (features.count, features.names)
         }
         var out = items
+        guard out.contains(where: { $0.rankerScore != nil }),
+              let explained = try? ranker.explain(rows: x, count: items.count, stride: d) else { return out }
         for i in out.indices where out[i].rankerScore != nil {
-            guard let e = try? ranker.explain(Array(x[i * d..<(i + 1) * d])) else { continue }
-            out[i].contributions = e.top(config.explanations).map {
+            out[i].contributions = explained[i].top(config.explanations).map {
                 FeatureContribution(feature: names[$0.feature], value: $0.contribution)
             }
         }
