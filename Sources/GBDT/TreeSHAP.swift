@@ -25,11 +25,20 @@ extension GBDTModel {
     /// expected value, the path buffer) is done once for all of them.
     /// - Complexity: O(count * trees * leaves * depth^2).
     public func explain(rows x: [Float], count: Int, stride: Int) throws -> [Explanation] {
+        try explaining(rows: x, count: count, stride: stride) { row, path, phi in
+            for t in trees { t.shap(row, path: path, into: phi) }
+        }
+    }
+
+    /// The explanations of `count` rows: `add` adds one row's contributions to `phi`, with a
+    /// path buffer large enough for any of the model's trees (shared by every tree and row).
+    func explaining(rows x: [Float], count: Int, stride: Int,
+                    _ add: (_ row: UnsafePointer<Float>, _ path: UnsafeMutablePointer<Tree.PathElement>, _ phi: UnsafeMutablePointer<Double>) -> Void)
+        throws -> [Explanation] {
         guard stride >= featureCount else { throw GBDTError.featureCountMismatch(expected: featureCount, got: stride) }
         guard x.count >= count * stride else { throw GBDTError.featureCountMismatch(expected: count * stride, got: x.count) }
         let expected = trees.reduce(initScore) { $0 + $1.expectedValue }
-        // One path buffer for every tree and row, sized for the deepest tree (a tree of L
-        // leaves is at most L - 1 deep).
+        // A tree of L leaves is at most L - 1 deep.
         let maxDepth = (trees.map { $0.leafValue.count }.max() ?? 1) + 1
         let size = (maxDepth + 1) * (maxDepth + 2) / 2 + maxDepth + 2
         var out = [Explanation]()
@@ -38,9 +47,7 @@ extension GBDTModel {
             x.withUnsafeBufferPointer { xp in
                 for r in 0..<count {
                     var phi = [Double](repeating: 0, count: featureCount)
-                    phi.withUnsafeMutableBufferPointer { phi in
-                        for t in trees { t.shap(xp.baseAddress! + r * stride, path: path.baseAddress!, into: phi.baseAddress!) }
-                    }
+                    phi.withUnsafeMutableBufferPointer { add(xp.baseAddress! + r * stride, path.baseAddress!, $0.baseAddress!) }
                     out.append(Explanation(expectedValue: expected, contributions: phi))
                 }
             }
@@ -137,7 +144,7 @@ extension Tree {
     }
 
     /// EXTEND: grow the path by one feature, updating the permutation weights.
-    private func extend(_ p: UnsafeMutablePointer<PathElement>, _ s: Int, _ d: Int, _ zero: Double, _ one: Double, _ f: Int) {
+    func extend(_ p: UnsafeMutablePointer<PathElement>, _ s: Int, _ d: Int, _ zero: Double, _ one: Double, _ f: Int) {
         p[s + d] = PathElement(feature: f, zero: zero, one: one, weight: d == 0 ? 1 : 0)
         let inv = 1 / Double(d + 1)
         var i = d - 1
@@ -178,7 +185,7 @@ extension Tree {
 
     /// The total permutation weight of the path with element `k` unwound, without changing
     /// it. The divisions of the paper's loop are hoisted: they were most of TreeSHAP's time.
-    private func unwoundSum(_ p: UnsafeMutablePointer<PathElement>, _ s: Int, _ d: Int, _ k: Int) -> Double {
+    func unwoundSum(_ p: UnsafeMutablePointer<PathElement>, _ s: Int, _ d: Int, _ k: Int) -> Double {
         let one = p[s + k].one, zero = p[s + k].zero
         let n = Double(d + 1)
         var next = p[s + d].weight

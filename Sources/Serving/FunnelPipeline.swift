@@ -124,6 +124,8 @@ public final class FunnelPipeline: @unchecked Sendable {
     public let ranker: GBDTModel?
     public let config: PipelineConfig
     let predictor: GBDTPredictor?
+    /// TreeSHAP by tables for the answers' explanations (when the config asks for them).
+    let explainer: TreeExplainer?
     let exact: ExactIndex
     var popularOrder: [Int]
     /// Unit item vectors minus their mean, renormalized (MMR's similarity space).
@@ -155,6 +157,7 @@ public final class FunnelPipeline: @unchecked Sendable {
         self.ranker = ranker
         self.config = config
         predictor = ranker.map { GBDTPredictor($0) }
+        explainer = config.explanations > 0 ? ranker.map { TreeExplainer($0) } : nil
         exact = try ExactIndex(vectors: itemVectors, metric: .innerProduct)
         var centered = itemVectors
         var mean = [Float](repeating: 0, count: itemVectors.columns)
@@ -323,6 +326,7 @@ public final class FunnelPipeline: @unchecked Sendable {
     /// - Complexity: O(items * trees * leaves * depth^2).
     public func explain(_ request: FunnelRequest, _ items: [RankedItem]) -> [RankedItem] {
         guard let ranker, config.explanations > 0 else { return items }
+        let explain = explainer.map { e in { try e.explain(rows: $0, count: $1, stride: $2) } } ?? ranker.explain(rows:count:stride:)
         var x = [Float]()
         let (d, names) = state.read {
             features.compute(user: request.user, candidates: items, asOf: request.asOf, into: &x)
@@ -330,7 +334,7 @@ public final class FunnelPipeline: @unchecked Sendable {
         }
         var out = items
         guard out.contains(where: { $0.rankerScore != nil }),
-              let explained = try? ranker.explain(rows: x, count: items.count, stride: d) else { return out }
+              let explained = try? explain(x, items.count, d) else { return out }
         for i in out.indices where out[i].rankerScore != nil {
             out[i].contributions = explained[i].top(config.explanations).map {
                 FeatureContribution(feature: names[$0.feature], value: $0.contribution)

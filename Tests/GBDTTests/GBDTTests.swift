@@ -4,6 +4,21 @@ import Testing
 import Datasets
 import LinearAlgebra
 
+/// A regression model on generated rows where column 1 is missing in every ninth row and
+/// column d - 1 zero in every eleventh (both missing-value rules get exercised).
+func regressionWithMissing(_ n: Int, _ d: Int, seed: UInt64, rounds: Int, leaves: Int, minData: Int,
+                           _ label: ([Float]) -> Float) throws -> (LabeledData, GBDTModel) {
+    var data = synthetic(n, d, seed: seed, label)
+    for r in stride(from: 0, to: n, by: 9) { data.features[r, 1] = .nan }
+    for r in stride(from: 0, to: n, by: 11) { data.features[r, d - 1] = 0 }
+    var p = GBDTParameters()
+    p.objective = .regression
+    p.rounds = rounds
+    p.numLeaves = leaves
+    p.minDataInLeaf = minData
+    return (data, try GBDTTrainer.train(p, train: data).model)
+}
+
 func synthetic(_ n: Int, _ d: Int, seed: UInt64, _ label: ([Float]) -> Float) -> LabeledData {
     var rng = SeededGenerator(seed: seed)
     var m = Matrix(rows: n, columns: d)
@@ -506,5 +521,33 @@ struct GBDTInputTests {
         let best = aucs.indices.max { aucs[$0] < aucs[$1] }!
         #expect(model.trees.count == best + 1)
         #expect(history.count - 1 - best == 10)
+    }
+}
+
+@Suite("TreeSHAP by tables")
+struct TreeExplainerTests {
+    @Test("table contributions equal the recursion's on every row, missing values and repeated features included; untabled trees too",
+          arguments: [2_000_000, 3_000, 0])
+    func againstRecursion(budget: Int) throws {
+        // Few features and deep-ish trees: features repeat along paths.
+        let (data, model) = try regressionWithMissing(1500, 4, seed: 31, rounds: 30, leaves: 15, minData: 5) { x in
+            x[0] * x[1] + (x[0] > 0.5 ? 1 : 0) - abs(x[2]) + x[3] * x[0]
+        }
+        let explainer = TreeExplainer(model, budget: budget)
+        // The budget decides which trees get tables: all, some, none.
+        let tabled = explainer.tables.filter { $0 != nil }.count
+        if budget == 0 { #expect(tabled == 0) } else if budget == 2_000_000 { #expect(tabled == model.trees.count) } else { #expect(tabled > 0 && tabled < model.trees.count) }
+        let rows = 200
+        let x = Array(data.features.storage.prefix(rows * 4))
+        let fast = try explainer.explain(rows: x, count: rows, stride: 4)
+        let slow = try model.explain(rows: x, count: rows, stride: 4)
+        for r in 0..<rows {
+            #expect(abs(fast[r].expectedValue - slow[r].expectedValue) < 1e-12)
+            for f in 0..<4 {
+                #expect(abs(fast[r].contributions[f] - slow[r].contributions[f]) < 1e-9 * max(1, abs(slow[r].contributions[f])), "row \(r) feature \(f)")
+            }
+            let raw = try model.predict(Array(x[(r * 4)..<(r * 4 + 4)]))
+            #expect(abs(fast[r].expectedValue + fast[r].contributions.reduce(0, +) - raw) < 1e-9)
+        }
     }
 }

@@ -12,15 +12,9 @@ struct QuickScorerLevelTests {
     @Test("batch predictions equal walking each tree, exactly, for every block shape", arguments: levels)
     func againstTreeWalk(level: Int) throws {
         // Missing values and zeros in the rows: the per-node rules of both kinds are taken.
-        var data = synthetic(2000, 7, seed: 23) { x in sin(x[0] * 3) + x[1] * x[2] - abs(x[3]) + (x[5] > 0 ? 1 : 0) }
-        for r in stride(from: 0, to: 2000, by: 13) { data.features[r, 1] = .nan }
-        for r in stride(from: 0, to: 2000, by: 17) { data.features[r, 4] = 0 }
-        var p = GBDTParameters()
-        p.objective = .regression
-        p.rounds = 40
-        p.numLeaves = 31
-        p.minDataInLeaf = 10
-        let model = try GBDTTrainer.train(p, train: data).model
+        let (data, model) = try regressionWithMissing(2000, 7, seed: 23, rounds: 40, leaves: 31, minData: 10) { x in
+            sin(x[0] * 3) + x[1] * x[2] - abs(x[3]) + (x[5] > 0 ? 1 : 0)
+        }
         fk_force_level(Int32(level))
         defer { fk_force_level(-1) }
         #expect(fk_simd_level() == Int32(level))
