@@ -334,11 +334,13 @@ public final class Engine: @unchecked Sendable {
     /// Ranked items as they are shown: named, categorized, explained.
     public func served(_ list: [RankedItem], lexicalRank: [Int: Int] = [:]) -> [ServedItem] {
         let names = pipeline.reading { $1.items.categoryNames }
-        return state.read { list.map { served($0, names: names, lexicalRank: lexicalRank[$0.id]) } }
+        return state.read {
+            let catalog = liveCatalog  // once per list: a copy per item retained each of its arrays
+            return list.map { served($0, catalog: catalog, names: names, lexicalRank: lexicalRank[$0.id]) }
+        }
     }
 
-    func served(_ x: RankedItem, names: [String], lexicalRank: Int?) -> ServedItem {
-        let catalog = liveCatalog
+    func served(_ x: RankedItem, catalog: ItemCatalog, names: [String], lexicalRank: Int?) -> ServedItem {
         let contributions = x.contributions.map { ServedItem.Contribution(feature: $0.feature, value: $0.value) }
         let rules = x.explanation
         return ServedItem(
