@@ -124,7 +124,8 @@ public final class FunnelPipeline: @unchecked Sendable {
     public let ranker: GBDTModel?
     public let config: PipelineConfig
     let predictor: GBDTPredictor?
-    /// TreeSHAP by tables for the answers' explanations (when the config asks for them).
+    /// TreeSHAP by tables for the answers' explanations: set when there is a ranker and the
+    /// config asks for explanations.
     let explainer: TreeExplainer?
     let exact: ExactIndex
     var popularOrder: [Int]
@@ -325,16 +326,15 @@ public final class FunnelPipeline: @unchecked Sendable {
     /// Adds each item's top `config.explanations` TreeSHAP contributions to the ranker score.
     /// - Complexity: O(items * trees * leaves * depth^2).
     public func explain(_ request: FunnelRequest, _ items: [RankedItem]) -> [RankedItem] {
-        guard let ranker, config.explanations > 0 else { return items }
-        let explain = explainer.map { e in { try e.explain(rows: $0, count: $1, stride: $2) } } ?? ranker.explain(rows:count:stride:)
+        // Nothing ranked (the ranker's fallback): nothing to explain.
+        guard let explainer, config.explanations > 0, items.contains(where: { $0.rankerScore != nil }) else { return items }
         var x = [Float]()
         let (d, names) = state.read {
             features.compute(user: request.user, candidates: items, asOf: request.asOf, into: &x)
             return (features.count, features.names)
         }
         var out = items
-        guard out.contains(where: { $0.rankerScore != nil }),
-              let explained = try? explain(x, items.count, d) else { return out }
+        guard let explained = try? explainer.explain(rows: x, count: items.count, stride: d) else { return out }
         for i in out.indices where out[i].rankerScore != nil {
             out[i].contributions = explained[i].top(config.explanations).map {
                 FeatureContribution(feature: names[$0.feature], value: $0.contribution)
