@@ -45,6 +45,9 @@ public struct FunnelTrainingConfig: Sendable {
     public var alsGrid: [(regularization: Float, alpha: Float)] = [(1, 10)]
     /// How the bundle serves.
     public var serving = ServingSettings()
+    /// The towers' validation search (nil: train `towers` as given). `funnel train` searches
+    /// by default; the chosen settings replace those of `towers` in the trained funnel's config.
+    public var tuning: TowerTuning? = nil
 
     public init() {}
 
@@ -54,7 +57,7 @@ public struct FunnelTrainingConfig: Sendable {
         return ["dimension": "\(t.dimension)", "epochs": "\(t.epochs)", "batch_size": "\(t.batchSize)",
                 "temperature": "\(t.temperature)", "learning_rate": "\(t.learningRate)",
                 "embedding_optimizer": t.embeddingOptimizer.rawValue, "embedding_learning_rate": "\(t.embeddingLearningRate)",
-                "id_dropout": "\(t.idDropout)", "logq": "\(t.logQCorrection)", "random_negatives": "\(t.randomNegatives)",
+                "id_dropout": "\(t.idDropout)", "logq": "\(t.logQCorrection)", "logq_estimate": t.logQEstimate.rawValue, "random_negatives": "\(t.randomNegatives)",
                 "seed": "\(t.seed)", "hnsw_m": "\(index.M)", "hnsw_ef_construction": "\(index.efConstruction)",
                 "quantization": index.quantization.rawValue, "ranker_rounds": "\(ranker.rounds)", "ranker_leaves": "\(ranker.numLeaves)",
                 "ranker_candidates": "\(rankerCandidates)", "ranker_history": "\(rankerHistory)"]
@@ -89,6 +92,8 @@ public struct TrainingReport: Sendable {
     public var rankerTrees = 0
     public var rankerQueries = 0
     public var rankerSeconds = 0.0
+    /// The towers' validation search, when one ran (the chosen trial marked).
+    public var tuning: [TuningTrial] = []
 
     /// The headline metrics a registry version carries.
     public var headline: [String: Double] {
@@ -105,6 +110,7 @@ public struct TrainingReport: Sendable {
         out["baselines"] = baselines
         out["training"] = ["wall_seconds": trainSeconds, "examples_per_second": examplesPerSecond, "threads": threads, "epochs": epochs]
         out["ranker"] = ["trees": rankerTrees, "queries": rankerQueries, "seconds": rankerSeconds]
+        if !tuning.isEmpty { out["tuning"] = tuning.map(\.json) }
         out["machine"] = MachineReport.current.json
         return out
     }
@@ -189,6 +195,35 @@ public final class TrainedFunnel: @unchecked Sendable {
     }
 }
 
+extension FunnelTrainer {
+    /// Towers with one set of parameters, early-stopped on validation NDCG@10: the model
+    /// (with its best epoch's weights), every epoch's report, the best epoch's validation
+    /// metrics and its number.
+    static func fitTowers(_ p: TwoTowerParameters, data: TrainingData, split: LeaveLastOutSplit, validation: [Int32: Int32],
+                          progress: @escaping (TrainingEvent) -> Void) throws
+        -> (TwoTowerModel, [EpochReport], RetrievalMetrics, Int) {
+        let model = TwoTowerModel(userFeatures: data.userFeatures, itemFeatures: data.itemFeatures, parameters: p)
+        var rng = SeededGenerator(seed: p.seed)
+        var validationError: Error? = nil
+        var best = RetrievalMetrics(), bestEpoch = 0, bestScore = -Double.infinity
+        let epochs = model.fit(split.train, rng: &rng, progress: { progress(.batches($0)) }) { r in
+            do {
+                let valid = try model.evaluate(heldOut: validation, exclude: { split.trainItems[Int($0)] })
+                progress(.epoch(r, validation: valid))
+                if valid.ndcg10 > bestScore { bestScore = valid.ndcg10; best = valid; bestEpoch = r.epoch }
+                return valid.ndcg10
+            } catch {
+                validationError = error
+                return nil
+            }
+        }
+        if let validationError { throw validationError }
+        // Without restoring, the model is the last epoch's.
+        if !p.restoreBest, let last = epochs.last { bestEpoch = last.epoch }
+        return (model, epochs, best, bestEpoch)
+    }
+}
+
 /// Trains the whole funnel from any data source: towers on the training part of a
 /// leave-last-one-out split (early-stopped on validation), item embeddings into an HNSW
 /// index, a GBDT ranker on validation requests replayed as of their time, and an
@@ -222,24 +257,22 @@ public enum FunnelTrainer {
             progress(.note("validation and test metrics on \(testItems.count) of \(split.test.count) users (maxEvaluationUsers)"))
         }
 
-        // Towers.
-        let model = TwoTowerModel(userFeatures: data.userFeatures, itemFeatures: data.itemFeatures, parameters: p)
-        var rng = SeededGenerator(seed: p.seed)
+        // Towers: one configuration, or the validation search.
         let t0 = Clock.now()
-        var validationError: Error? = nil
-        let epochs = model.fit(split.train, rng: &rng, progress: { progress(.batches($0)) }) { r in
-            do {
-                let valid = try model.evaluate(heldOut: validationItems, exclude: { split.trainItems[Int($0)] })
-                progress(.epoch(r, validation: valid))
-                return valid.ndcg10
-            } catch {
-                validationError = error
-                return nil
-            }
+        var config = config
+        let model: TwoTowerModel, epochs: [EpochReport]
+        if let tuning = config.tuning {
+            let search = try TowerSearch.run(tuning, base: p, data: data, split: split, validation: validationItems, progress: progress)
+            model = search.model
+            epochs = search.epochs
+            config.towers = search.parameters
+            report.tuning = search.trials
+            report.epochs = search.trials.first(where: \.chosen)?.epochs ?? 0
+        } else {
+            (model, epochs, _, _) = try fitTowers(p, data: data, split: split, validation: validationItems, progress: progress)
+            report.epochs = epochs.count
         }
-        if let validationError { throw validationError }
         report.trainSeconds = Clock.now() - t0
-        report.epochs = epochs.count
         let pure = epochs.reduce(0.0) { $0 + Double(split.train.count) / max($1.examplesPerSecond, 1e-9) }
         report.examplesPerSecond = Double(epochs.count * split.train.count) / max(pure, 1e-9)
         report.towers = try model.evaluate(heldOut: testItems, exclude: split.seenBeforeTest)
@@ -269,10 +302,10 @@ public enum FunnelTrainer {
             var retrieval = [try RankerTraining.retrieval(index: index, itemVectors: itemVectors, features: features, config: config)]
             if config.rankerHistory > 0 {
                 let (early, late) = RankerTraining.historyRequests(log, split: split, last: config.rankerHistory)
-                var ep = p
+                var ep = config.towers
                 ep.patience = 0
                 let earlyModel = TwoTowerModel(userFeatures: data.userFeatures, itemFeatures: data.itemFeatures, parameters: ep)
-                var erng = SeededGenerator(seed: p.seed)
+                var erng = SeededGenerator(seed: ep.seed)
                 earlyModel.fit(early, rng: &erng)
                 let ev = earlyModel.embedAll(earlyModel.items), eu = earlyModel.embedAll(earlyModel.users)
                 let earlyIndex = try IndexBuilding.build(ev, parameters: config.index, threads: config.indexThreads, progress: progress)

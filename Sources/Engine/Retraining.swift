@@ -54,7 +54,8 @@ public enum Retraining {
         let t0 = Clock.now()
         let before = towers.embedAll(towers.items)
         let merged = try catalog.merging(new, items: items, schema: engine.bundle.manifest.schema)
-        var p = towers.parameters
+        // The settings the bundle was trained (or tuned) with; the towers file keeps only the shape.
+        var p = towers.parameters.applying(summary: engine.bundle.manifest.parameters)
         p.epochs = options.epochs
         p.patience = 0
         p.seed = options.seed

@@ -50,20 +50,40 @@ struct Generate: ParsableCommand {
     struct Catalog: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "A synthetic catalog as CSV (interactions.csv, items.csv, users.csv) and the feature schema that reads it (schema.json).")
-        @Option var users: Int = 5_000
-        @Option var items: Int = 20_000
-        @Option var interactions: Int = 500_000
+        @Option(help: "Sizes to start from: default (5,000 users, 20,000 items, 500,000 interactions) or long-tail (600 users, 10,000 items, 100,000 interactions).")
+        var preset: String = "default"
+        @Option(help: "Users (default: the preset's).") var users: Int?
+        @Option(help: "Items (default: the preset's).") var items: Int?
+        @Option(help: "Interactions (default: the preset's).") var interactions: Int?
+        @Option(help: "Popularity skew (Zipf exponent over items; default: the preset's).") var zipf: Double?
+        @Option(help: "Activity skew (Zipf exponent over users; default: the preset's).") var activityZipf: Double?
+        @Option(help: "Share of each choice's candidates drawn by popularity, the rest uniformly (default: the preset's).") var popularityShare: Double?
+        @Option(help: "How strongly taste decides among the candidates (default: the preset's).") var sharpness: Float?
         @Option var seed: UInt64 = 42
         @Option(help: "Output directory.") var out: String
 
+        func validate() throws {
+            if let zipf, !(zipf.isFinite && zipf >= 0) { throw ValidationError("--zipf must be a finite number >= 0") }
+            if let activityZipf, !(activityZipf.isFinite && activityZipf >= 0) { throw ValidationError("--activity-zipf must be a finite number >= 0") }
+            if let popularityShare, !(0...1).contains(popularityShare) { throw ValidationError("--popularity-share must be between 0 and 1") }
+            if let sharpness, !(sharpness.isFinite && sharpness >= 0) { throw ValidationError("--sharpness must be a finite number >= 0") }
+            guard ["default", "long-tail"].contains(preset) else { throw ValidationError("--preset must be default or long-tail, not '\(preset)'") }
+            for (name, value) in [("users", users), ("items", items), ("interactions", interactions)] {
+                if let value, value < 1 { throw ValidationError("--\(name) must be positive, not \(value)") }
+            }
+        }
 
         func run() throws {
             try FunnelCLI.run {
                 try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-                var config = SyntheticCatalog.Config()
-                config.users = users
-                config.items = items
-                config.interactions = interactions
+                var config = preset == "long-tail" ? SyntheticCatalog.Config.longTail : SyntheticCatalog.Config()
+                if let users { config.users = users }
+                if let items { config.items = items }
+                if let interactions { config.interactions = interactions }
+                if let zipf { config.zipf = zipf }
+                if let activityZipf { config.activityZipf = activityZipf }
+                if let popularityShare { config.popularityShare = popularityShare }
+                if let sharpness { config.sharpness = sharpness }
                 config.seed = seed
                 let t0 = now()
                 let cat = SyntheticCatalog.generate(config)

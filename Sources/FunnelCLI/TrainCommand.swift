@@ -14,17 +14,25 @@ struct TrainCommand: ParsableCommand {
     @Option var dimension: Int = 64
     @Option var epochs: Int = 20
     @Option var batchSize: Int = 1024
-    @Option var temperature: Float = 0.05
+    @Option(help: "Softmax temperature (default: searched over 0.05 and 0.1; 0.05 with --no-tune).") var temperature: Float?
     @Option var learningRate: Float = 0.003
-    @Option(help: "Learning rate of the embedding tables (default 0.05 for adagrad; lazy-adam wants about 0.003).")
+    @Option(help: "Learning rate of the embedding tables (default 0.05 for adagrad; lazy-adam wants about 0.003). Given with the optimizer or alone, it fixes that axis of the search.")
     var embeddingLearningRate: Float?
-    @Option(help: "Embedding optimizer: adagrad (row-wise) or lazy-adam.") var embeddingOptimizer: String = "adagrad"
-    @Option var idDropout: Float = 0.1
+    @Option(help: "Embedding optimizer: adagrad (row-wise) or lazy-adam (default: searched over adagrad 0.05, adagrad 0.02, lazy-adam 0.003; adagrad with --no-tune).")
+    var embeddingOptimizer: String?
+    @Option(help: "Probability of hiding an id while training (default: searched over 0.1 and 0; 0.1 with --no-tune).") var idDropout: Float?
+    @Flag(help: "Train one configuration instead of searching id dropout, the embedding optimizer and rate, and the temperature on validation.")
+    var noTune = false
+    @Option(help: "The search starts no trial after this many seconds.") var tuneBudget: Double = 900
     @Option(help: "Learning-rate schedule: constant, or cosine (linear warm-up, then cosine decay to --lr-floor x the rate).")
     var lrSchedule: String = "constant"
     @Option(help: "Cosine schedule: warm-up steps.") var warmupSteps: Int = 50
     @Option(help: "Cosine schedule: the final fraction of the learning rates.") var lrFloor: Float = 0.1
     @Flag(inversion: .prefixedNo, help: "logQ correction of the in-batch softmax.") var logQ = true
+    @Option(help: "logQ's item probabilities: counts (the training pairs' item shares) or streaming (Yi et al.'s estimate).")
+    var logQEstimate: String = "counts"
+    @Option(help: "Stop when validation NDCG@10 has not improved for this many epochs (0: run every epoch; the best epoch is kept either way).")
+    var patience: Int = 3
     @Option(help: "Extra negatives per batch drawn uniformly from the catalog (mixed negative sampling; 0: in-batch only).")
     var randomNegatives: Int = 0
     @Flag(help: "Skip the ALS baseline.") var noALS = false
@@ -53,21 +61,42 @@ struct TrainCommand: ParsableCommand {
         var p = TwoTowerParameters()
         guard dimension >= 1, dimension <= 4096 else { throw ValidationError("--dimension must be in 1...4096") }
         guard epochs >= 1, batchSize >= 1, threads >= 1 else { throw ValidationError("--epochs, --batch-size and --threads must be at least 1") }
-        guard temperature > 0, temperature.isFinite, learningRate > 0, learningRate.isFinite else {
+        guard temperature.map({ $0 > 0 && $0.isFinite }) ?? true, learningRate > 0, learningRate.isFinite else {
             throw ValidationError("--temperature and --learning-rate must be positive and finite")
         }
+        if let embeddingLearningRate, !(embeddingLearningRate > 0 && embeddingLearningRate.isFinite) {
+            throw ValidationError("--embedding-learning-rate must be positive and finite")
+        }
+        guard tuneBudget > 0, tuneBudget.isFinite else { throw ValidationError("--tune-budget must be a positive number of seconds") }
         p.dimension = dimension
         p.epochs = epochs
         p.batchSize = batchSize
-        p.temperature = temperature
+        if let temperature { p.temperature = temperature }
         p.learningRate = learningRate
-        guard let optimizer = EmbeddingOptimizer(rawValue: embeddingOptimizer) else {
-            throw ValidationError("--embedding-optimizer must be adagrad or lazy-adam, not '\(embeddingOptimizer)'")
+        var optimizer: EmbeddingOptimizer? = nil
+        if let embeddingOptimizer {
+            guard let o = EmbeddingOptimizer(rawValue: embeddingOptimizer) else {
+                throw ValidationError("--embedding-optimizer must be adagrad or lazy-adam, not '\(embeddingOptimizer)'")
+            }
+            optimizer = o
         }
-        p.embeddingOptimizer = optimizer
-        p.embeddingLearningRate = embeddingLearningRate ?? (optimizer == .adagrad ? 0.05 : 0.003)
-        guard (0..<1).contains(idDropout) else { throw ValidationError("--id-dropout must be in [0, 1)") }
-        p.idDropout = idDropout
+        p.embeddingOptimizer = optimizer ?? .adagrad
+        p.embeddingLearningRate = embeddingLearningRate ?? (p.embeddingOptimizer == .adagrad ? 0.05 : 0.003)
+        if let idDropout {
+            guard (0..<1).contains(idDropout) else { throw ValidationError("--id-dropout must be in [0, 1)") }
+            p.idDropout = idDropout
+        }
+        if !noTune {
+            // A setting given on the command line is fixed; the others are searched.
+            var t = TowerTuning()
+            t.budgetSeconds = tuneBudget
+            if let temperature { t.temperature = [temperature] }
+            if let idDropout { t.idDropout = [idDropout] }
+            if optimizer != nil || embeddingLearningRate != nil {
+                t.embedding = [.init(p.embeddingOptimizer, p.embeddingLearningRate)]
+            }
+            c.tuning = t
+        }
         switch lrSchedule {
         case "constant": p.schedule = .constant
         case "cosine":
@@ -76,6 +105,12 @@ struct TrainCommand: ParsableCommand {
         default: throw ValidationError("--lr-schedule must be constant or cosine, not '\(lrSchedule)'")
         }
         p.logQCorrection = logQ
+        guard let estimate = LogQEstimate(rawValue: logQEstimate) else {
+            throw ValidationError("--logq-estimate must be counts or streaming, not '\(logQEstimate)'")
+        }
+        p.logQEstimate = estimate
+        guard patience >= 0 else { throw ValidationError("--patience must be >= 0") }
+        p.patience = patience
         guard randomNegatives >= 0 else { throw ValidationError("--random-negatives must be >= 0") }
         p.randomNegatives = randomNegatives
         p.seed = seed
@@ -113,6 +148,14 @@ struct TrainCommand: ParsableCommand {
             }
         })
         let r = funnel.report
+        if !r.tuning.isEmpty {
+            print("towers' validation search (chosen by validation NDCG@10; each trial early-stopped, its best epoch kept):")
+            printAligned(header: ["id dropout", "embedding optimizer", "temperature", "valid NDCG@10", "valid HR@10", "best epoch", "s", ""],
+                         rows: r.tuning.map { t in
+                [fmt(Double(t.idDropout), 2), t.embedding.description, fmt(Double(t.temperature), 2), fmt(t.validation.ndcg10, 4),
+                 fmt(t.validation.hr10, 4), "\(t.bestEpoch)/\(t.epochs)", fmt(t.seconds, 1), t.chosen ? "chosen" : ""]
+            })
+        }
         var rows = [["two-tower", "\(r.towers)"]]
         if let p = r.popularity { rows.append(["popularity", "\(p)"]) }
         if let als = r.als, let s = r.alsSetting {
@@ -122,7 +165,7 @@ struct TrainCommand: ParsableCommand {
         printAligned(header: ["model", "metrics"], rows: rows)
         print("two-tower training: \(fmt(r.trainSeconds, 1)) s, \(fmt(r.examplesPerSecond, 0)) examples/s (per-epoch validation left out)")
         if incremental {
-            let inc = try Protocols.incremental(data, parameters: config.towers, epochs: incrementalEpochs, replay: replay)
+            let inc = try Protocols.incremental(data, parameters: funnel.config.towers, epochs: incrementalEpochs, replay: replay)
             print("incremental protocol: \(inc.old) interactions before the 80% quantile, \(inc.new) up to 90%, "
                   + "\(inc.heldOut) held-out interactions of \(inc.heldOutUsers) users after it")
             printAligned(header: ["model", "HR@10", "NDCG@10", "train s"], rows: [
@@ -136,7 +179,7 @@ struct TrainCommand: ParsableCommand {
             funnel.extraMetrics["incremental"] = inc.json
         }
         if coldStart {
-            let cold = try Protocols.coldStart(data, split: funnel.split, parameters: config.towers)
+            let cold = try Protocols.coldStart(data, split: funnel.split, parameters: funnel.config.towers)
             print("cold start: \(cold.items) items held out of training, \(cold.interactions) interactions on them, ranked among the cold items:")
             printAligned(header: ["method", "HR@10"], rows: [
                 ["two-tower, items from features alone", fmt(cold.towersHR10, 4)],

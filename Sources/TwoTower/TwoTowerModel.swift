@@ -36,6 +36,17 @@ public enum EmbeddingOptimizer: String, Sendable, Equatable, CaseIterable {
     case lazyAdam = "lazy-adam"
 }
 
+/// How the logQ correction estimates an item's probability of filling a softmax column.
+public enum LogQEstimate: String, Sendable, Equatable, CaseIterable {
+    /// The item's share of the training pairs `fit` was given (exact for in-batch sampling,
+    /// and it does not saturate: an item in every batch still differs from one that fills
+    /// a tenth of each batch).
+    case counts
+    /// Yi et al.'s streaming estimate: 1 / the mean number of steps between sightings
+    /// (what a trainer without the whole log can know; it saturates at one per batch).
+    case streaming
+}
+
 /// Where a `fit` is, reported after every batch (for progress bars).
 public struct TrainingProgress: Sendable {
     public var epoch: Int
@@ -64,8 +75,10 @@ public struct TwoTowerParameters: Sendable {
     public var schedule = LearningRateSchedule.constant
     /// Probability of hiding an entity's id during training (cold-start robustness).
     public var idDropout: Float = 0.1
-    /// Subtract log of the streaming item-frequency estimate from the logits (Yi et al. 2019).
+    /// Subtract log of the item's sampling probability from the logits (Yi et al. 2019).
     public var logQCorrection = true
+    /// Where that probability comes from.
+    public var logQEstimate = LogQEstimate.counts
     /// Extra negatives per batch, drawn uniformly from the whole catalog and shared by every
     /// row (mixed negative sampling: rare items get pushed away too, not only the popular
     /// ones in-batch sampling favours). Their logQ correction is log(count / catalog size).
@@ -92,6 +105,8 @@ public final class TwoTowerModel {
     var lastSeen: [Double]
     var gap: [Double]
     var step = 0.0
+    /// log(count / total) per item over the pairs of the current `fit` (`LogQEstimate.counts`).
+    var logFrequency: [Float]? = nil
     /// The B x B logits of the last step (reused from step to step).
     let logits = Scratch()
     /// The learning-rate schedule's multiplier for the next step (set by `fit`).
@@ -145,9 +160,12 @@ public final class TwoTowerModel {
                 let i = Int(it)
                 if lastSeen[i] >= 0 { gap[i] = 0.9 * gap[i] + 0.1 * (step - lastSeen[i]) }
                 lastSeen[i] = step
-                logQ[j] = Float(log(1 / max(gap[i], 1)))
+                logQ[j] = logFrequency?[i] ?? Float(log(1 / max(gap[i], 1)))
             }
-            for j in bsz..<nc { logQ[j] = Float(log(Double(extra) / Double(catalog))) }
+            // A uniform column's probability on the same scale as the in-batch ones (per
+            // slot when from counts, per batch when streaming).
+            let uniform = logFrequency == nil ? Double(extra) / Double(catalog) : 1 / Double(catalog)
+            for j in bsz..<nc { logQ[j] = Float(log(uniform)) }
         }
         // Logits s = U V^T / T (B x columns), then per row the masked, corrected softmax and
         // its gradient dS = (softmax - onehot) / B in place, then dU = dS V / T by row
@@ -223,7 +241,10 @@ extension TwoTowerModel {
         let stepsPerEpoch = (order.count + bs - 1) / bs
         var globalStep = 0
         var bestWeights: Weights? = nil
-        defer { rateFactor = 1 }
+        if parameters.logQCorrection && parameters.logQEstimate == .counts {
+            logFrequency = Self.logFrequencies(pairs, items: items.features.count)
+        }
+        defer { rateFactor = 1; logFrequency = nil }
         for epoch in 1...epochs {
             order.shuffle(using: &rng)
             var loss: Float = 0, batches = 0, start = 0
@@ -262,6 +283,18 @@ extension TwoTowerModel {
         // Early stopping hands back the best epoch's weights, not the last one's.
         if let w = bestWeights, bestEpoch != reports.count { restore(w) }
         return reports
+    }
+}
+
+extension TwoTowerModel {
+    /// log(count / pairs) per item, the probability that a softmax column holds the item
+    /// under in-batch sampling; an item absent from `pairs` counts as half a sighting (it
+    /// can only be a random negative, whose column has its own correction).
+    static func logFrequencies(_ pairs: [(user: Int32, item: Int32)], items: Int) -> [Float] {
+        var counts = [Double](repeating: 0, count: items)
+        for p in pairs where p.item >= 0 && Int(p.item) < items { counts[Int(p.item)] += 1 }
+        let total = Double(max(1, pairs.count))
+        return counts.map { Float(log(max($0, 0.5) / total)) }
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import _TestSupport
 import Testing
 import Datasets
@@ -54,6 +55,72 @@ struct SyntheticTests {
             random += Double(Distance.dot(u, cat.itemTraits.row(Int(log.itemIndex[rng.nextInt(below: log.count)]))))
         }
         #expect(chosen > random * 1.5)
+    }
+
+    @Test("each user touches distinct items, at least the floor of them, and the log's size is exact")
+    func distinctPerUser() {
+        let cat = SyntheticCatalog.generate(small())
+        let log = cat.interactions
+        var seen = [Set<Int32>](repeating: [], count: 300), count = [Int](repeating: 0, count: 300)
+        for n in 0..<log.count {
+            let u = Int(log.userIndex[n])
+            #expect(seen[u].insert(log.itemIndex[n]).inserted, "user \(u) repeats item \(log.itemIndex[n])")
+            count[u] += 1
+        }
+        #expect(count.min()! >= 20)
+        #expect(count.reduce(0, +) == 40_000)
+        // Activity is skewed: the most active user has many times the median.
+        #expect(count.max()! > 4 * count.sorted()[150])
+    }
+
+    @Test("long-tail preset: far more items than users, most items seen a few times, a head of popular ones, and tastes beat popularity")
+    func longTail() {
+        let cat = SyntheticCatalog.generate(.longTail)
+        let events = cat.interactions
+        #expect(events.count == 100_000 && cat.userTaste.rows == 600 && cat.itemTraits.rows == 10_000)
+        var counts = [Int](repeating: 0, count: 10_000)
+        for i in events.itemIndex { counts[Int(i)] += 1 }
+        let sorted = counts.sorted(by: >), touched = counts.filter { $0 > 0 }.sorted()
+        #expect(Double(sorted.prefix(100).reduce(0, +)) / Double(events.count) > 0.1, "the top 1% of items")
+        // A long tail: many items seen at most three times, and the median item well below the mean.
+        let mean = Double(events.count) / Double(touched.count)
+        #expect(Double(touched.filter { $0 <= 3 }.count) > 0.15 * Double(touched.count))
+        #expect(Double(touched[touched.count / 2]) < 0.75 * mean, "median \(touched[touched.count / 2]), mean \(mean)")
+        // Each user's last interaction, ranked among the items that exist by then that the
+        // user has not touched: by the generative model's own score (log of the chance of
+        // being a candidate, plus sharpness x taste: the oracle a model can approach) and by
+        // the popularity of everything before it. The oracle must win clearly.
+        guard case .timestamp(let created)? = cat.items.columns["created_at"] else { Issue.record("created_at"); return }
+        let c = cat.config, m = Double(c.candidates)
+        var last = [Int](repeating: -1, count: 600), before = [Set<Int32>](repeating: [], count: 600)
+        for n in 0..<events.count { last[Int(events.userIndex[n])] = n }
+        var popularity = [Int](repeating: 0, count: 10_000)
+        var oracleHits = 0, popularHits = 0
+        for n in 0..<events.count {
+            let u = Int(events.userIndex[n]), target = Int(events.itemIndex[n])
+            if last[u] == n {
+                let t = events.timestamps[n], taste = cat.userTaste.row(u)
+                let exists = (0..<10_000).filter { created[$0] <= t }
+                let weight = exists.reduce(0.0) { $0 + cat.itemPopularity[$1] }
+                let uniform: Double = (1 - c.popularityShare) * m / Double(exists.count)
+                func oracle(_ i: Int) -> Double {
+                    let candidate: Double = c.popularityShare * m * cat.itemPopularity[i] / weight + uniform
+                    return Foundation.log(candidate) + Double(c.sharpness * Distance.dot(taste, cat.itemTraits.row(i)))
+                }
+                let os = oracle(target), ps = popularity[target]
+                var oracleRank = 0, popularRank = 0
+                for i in exists where i != target && !before[u].contains(Int32(i)) {
+                    if oracle(i) >= os { oracleRank += 1 }
+                    if popularity[i] >= ps { popularRank += 1 }
+                }
+                oracleHits += oracleRank < 10 ? 1 : 0
+                popularHits += popularRank < 10 ? 1 : 0
+            }
+            before[u].insert(Int32(target))
+            popularity[target] += 1
+        }
+        #expect(popularHits > 0)
+        #expect(Double(oracleHits) > 2 * Double(popularHits), "oracle HR@10 \(oracleHits)/600, popularity \(popularHits)/600")
     }
 
     @Test("CSV export reads back to the same catalog")

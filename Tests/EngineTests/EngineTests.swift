@@ -189,6 +189,65 @@ import _TestSupport
     }
 }
 
+@Suite("Towers' validation search") struct TowerTuningTests {
+    @Test("the search runs one trial per value of each axis, keeps the trial with the best validation NDCG@10, and its settings reach the bundle and a retrain")
+    func coordinateSearch() throws {
+        let cat = try CSVCatalog(users: 120, items: 200, interactions: 4_000)
+        defer { cat.remove() }
+        let data = try cat.source.load()
+        var config = CSVCatalog.config()
+        config.trainRanker = false
+        config.towers.epochs = 2
+        var tuning = TowerTuning()
+        tuning.idDropout = [0.1, 0]
+        tuning.embedding = [.init(.adagrad, 0.05), .init(.lazyAdam, 0.003)]
+        tuning.temperature = [0.05, 0.2]
+        config.tuning = tuning
+        let funnel = try FunnelTrainer.train(data, config: config)
+        let trials = funnel.report.tuning
+        #expect(trials.count == tuning.trials && trials.count == 4)
+        guard let chosen = trials.first(where: \.chosen) else { Issue.record("no chosen trial"); return }
+        #expect(trials.filter(\.chosen).count == 1)
+        #expect(trials.allSatisfy { $0.validation.ndcg10 <= chosen.validation.ndcg10 })
+        // Coordinate search: each axis's later trials keep the values chosen before them.
+        #expect(trials[0].idDropout == 0.1 && trials[1].idDropout == 0)
+        let dropout = trials[1].validation.ndcg10 > trials[0].validation.ndcg10 ? Float(0) : 0.1
+        #expect(trials[2].idDropout == dropout && trials[2].embedding == .init(.lazyAdam, 0.003))
+        #expect(trials[3].temperature == 0.2)
+        // The trained funnel is the chosen trial's: same settings, and its validation score
+        // is that trial's (the model was not trained again).
+        let p = funnel.config.towers
+        #expect(p.idDropout == chosen.idDropout && p.embeddingOptimizer == chosen.embedding.optimizer
+                && p.temperature == chosen.temperature && p.embeddingLearningRate == chosen.embedding.learningRate)
+        let split = funnel.split
+        let valid = try funnel.towers.evaluate(heldOut: split.validationItems, exclude: { split.trainItems[Int($0)] })
+        #expect(abs(valid.ndcg10 - chosen.validation.ndcg10) < 1e-12)
+        // The bundle records them, and a retrain reads them back.
+        try funnel.writeBundle(to: "\(cat.folder)/v1")
+        let engine = try Engine(folder: "\(cat.folder)/v1")
+        let back = TwoTowerParameters().applying(summary: engine.bundle.manifest.parameters)
+        #expect(back.idDropout == p.idDropout && back.embeddingOptimizer == p.embeddingOptimizer
+                && back.embeddingLearningRate == p.embeddingLearningRate && back.logQEstimate == p.logQEstimate)
+        #expect(engine.towers.parameters.temperature == p.temperature)
+    }
+
+    @Test("a spent budget stops the search after its first trial, which is then chosen")
+    func budget() throws {
+        let cat = try CSVCatalog(users: 100, items: 150, interactions: 3_000)
+        defer { cat.remove() }
+        var config = CSVCatalog.config()
+        config.trainRanker = false
+        config.towers.epochs = 1
+        var tuning = TowerTuning()
+        tuning.budgetSeconds = 1e-9
+        config.tuning = tuning
+        var notes = [String]()
+        let funnel = try FunnelTrainer.train(try cat.source.load(), config: config) { if case .note(let s) = $0 { notes.append(s) } }
+        #expect(funnel.report.tuning.count == 1 && funnel.report.tuning[0].chosen)
+        #expect(notes.contains { $0.contains("budget is spent; 1 of 5 trials ran") })
+    }
+}
+
 @Suite("Data sources") struct DataSourceTests {
     @Test("a catalog read from its CSV files trains the same funnel as the catalog in memory")
     func csvEqualsInMemory() throws {

@@ -102,6 +102,42 @@ struct TwoTowerTests {
         for f in one.users.tables.indices { close(one.users.tables[f], two.users.tables[f], "user table \(f) after a step") }
     }
 
+    @Test("logQ from counts: each column is corrected by log(count / pairs) of its item, and the step's loss equals the hand-computed one")
+    func countsLogQ() throws {
+        var p = TwoTowerParameters()
+        p.dimension = 4
+        p.hidden = [6]
+        p.temperature = 0.5
+        p.idDropout = 0
+        let model = TwoTowerModel(userFeatures: try tinyFeatures(5, seed: 1), itemFeatures: try tinyFeatures(7, seed: 2), parameters: p)
+        // Item 3 four times, item 1 twice, items 0 and 5 once, items 2, 4 and 6 never.
+        let pairs: [(user: Int32, item: Int32)] = [(0, 3), (1, 3), (2, 3), (3, 3), (4, 1), (0, 1), (1, 0), (2, 5)]
+        let q = TwoTowerModel.logFrequencies(pairs, items: 7)
+        let counts: [Double] = [1, 2, 0.5, 4, 0.5, 1, 0.5]
+        for i in 0..<7 { #expect(abs(Double(q[i]) - log(counts[i] / 8)) < 1e-6, "item \(i)") }
+        model.logFrequency = q
+        let users: [Int32] = [0, 1, 2, 3, 4], items: [Int32] = [3, 1, 3, 0, 5]
+        let u = model.embedAll(model.users), v = model.embedAll(model.items)
+        var expected = 0.0
+        for r in 0..<5 {
+            let z = (0..<5).map { c -> Double in
+                if c != r && items[c] == items[r] { return -.infinity }
+                let dot = Double(Distance.dot(u.row(Int(users[r])), v.row(Int(items[c]))))
+                return dot / Double(p.temperature) - log(counts[Int(items[c])] / 8)
+            }
+            let mx = z.max()!
+            expected -= z[r] - mx - log(z.reduce(0) { $0 + exp($1 - mx) })
+        }
+        expected /= 5
+        var rng = SeededGenerator(seed: 0)
+        let loss = Double(model.computeGradients(users: users, items: items, rng: &rng))
+        #expect(abs(loss - expected) < 1e-4 * max(1, abs(expected)), "loss \(loss) vs \(expected)")
+        // The streaming estimate gives another loss on the same batch: the counts were used.
+        model.logFrequency = nil
+        var rng2 = SeededGenerator(seed: 0)
+        #expect(abs(Double(model.computeGradients(users: users, items: items, rng: &rng2)) - expected) > 1e-3)
+    }
+
     @Test("the in-batch softmax kernel matches a direct computation in doubles, with and without AVX2")
     func softmaxKernel() {
         let n = 37  // not a multiple of 8: the vector loop's tails run too
