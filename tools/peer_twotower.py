@@ -218,10 +218,15 @@ def torch_two_tower(c, train, valid, test, train_items, id_width, lr, dropout, t
             for f in fields:
                 if f[0] == "bag":
                     codes, vocab = f[1], f[2]
-                    self.bags.append(nn.EmbeddingBag(vocab, width(vocab), mode="mean"))
-                    flat = [x for cs in codes for x in cs]
-                    offs = np.cumsum([0] + [len(cs) for cs in codes])
-                    self.bag_data.append((torch.tensor(flat), offs))
+                    self.bags.append(nn.Embedding(vocab, width(vocab)))
+                    # Padded codes and a mask per entity: a mean over each bag, vectorized.
+                    longest = max(len(cs) for cs in codes)
+                    padded = np.zeros((len(codes), longest), dtype=np.int64)
+                    mask = np.zeros((len(codes), longest), dtype=np.float32)
+                    for r, cs in enumerate(codes):
+                        padded[r, :len(cs)] = cs
+                        mask[r, :len(cs)] = 1 / len(cs)
+                    self.bag_data.append((torch.tensor(padded), torch.tensor(mask)))
                     d += width(vocab)
                 else:
                     self.dense.append(torch.tensor(f[1]))
@@ -235,11 +240,8 @@ def torch_two_tower(c, train, valid, test, train_items, id_width, lr, dropout, t
             if drop > 0:
                 ids = torch.where(torch.rand(len(idx)) < drop, torch.zeros_like(ids), ids)
             x = [self.id(ids)]
-            il = idx.tolist()
-            for bag, (flat, offs) in zip(self.bags, self.bag_data):
-                sel = [flat[offs[i]:offs[i + 1]] for i in il]
-                lens = [len(s) for s in sel]
-                x.append(bag(torch.cat(sel), torch.tensor(np.cumsum([0] + lens[:-1]))))
+            for bag, (padded, mask) in zip(self.bags, self.bag_data):
+                x.append((bag(padded[idx]) * mask[idx][:, :, None]).sum(1))
             for col in self.dense:
                 x.append(col[idx][:, None])
             return F.normalize(self.mlp(torch.cat(x, 1)), dim=1)

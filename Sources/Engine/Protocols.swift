@@ -151,12 +151,16 @@ extension Protocols {
         public var interactions: Int
         public var test: RetrievalMetrics
         public var seconds: Double
+        /// Popularity and implicit ALS (64 factors, regularization 1, confidence 10) on the
+        /// same prefix of the training data, ranked with the same exclusions.
+        public var popularity: RetrievalMetrics? = nil
+        public var als: RetrievalMetrics? = nil
     }
 
     /// The learning curve: if quality still climbs at 100%, more data is the next step; if
     /// it flattens early, a bigger model (or better features) is. The training interactions
     /// are shuffled once (seeded), each fraction takes a prefix of them.
-    public static func learningCurve(_ data: TrainingData, fractions: [Double], parameters: TwoTowerParameters,
+    public static func learningCurve(_ data: TrainingData, fractions: [Double], parameters: TwoTowerParameters, baselines: Bool = true,
                                      progress: (LearningCurvePoint) -> Void = { _ in }) throws -> [LearningCurvePoint] {
         guard !fractions.isEmpty, fractions.allSatisfy({ $0 > 0 && $0 <= 1 }) else {
             throw EngineError.invalidData("learning-curve fractions must be in (0, 1]")
@@ -175,8 +179,16 @@ extension Protocols {
             let t0 = Clock.now()
             model.fit(subset, rng: &rng)
             let seconds = Clock.now() - t0
-            let point = LearningCurvePoint(fraction: f, interactions: subset.count,
+            var point = LearningCurvePoint(fraction: f, interactions: subset.count,
                                            test: try model.evaluate(heldOut: split.testItems, exclude: split.seenBeforeTest), seconds: seconds)
+            if baselines {
+                var part = split
+                part.train = subset
+                point.popularity = Baselines.popularity(part, items: data.log.items.count)
+                let (x, y) = ImplicitALS.fit(pairs: subset, users: data.log.users.count, items: data.log.items.count,
+                                             regularization: 1, alpha: 10, seed: parameters.seed)
+                point.als = try RetrievalMetrics.evaluate(users: x, items: y, heldOut: split.testItems, exclude: split.seenBeforeTest)
+            }
             progress(point)
             out.append(point)
         }

@@ -21,9 +21,13 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Embedding optimizer: adagrad (row-wise) or lazy-adam (default: searched over adagrad 0.05, adagrad 0.02, lazy-adam 0.003; adagrad with --no-tune).")
     var embeddingOptimizer: String?
     @Option(help: "Probability of hiding an id while training (default: searched over 0.1 and 0; 0.1 with --no-tune).") var idDropout: Float?
-    @Flag(help: "Train one configuration instead of searching id dropout, the embedding optimizer and rate, and the temperature on validation.")
+    @Option(help: "Width of the id embeddings (default: searched over the fourth-root rule's and 64; the rule's with --no-tune).")
+    var idWidth: Int?
+    @Flag(help: "Train one configuration instead of searching id dropout, id width, the embedding optimizer and rate, and the temperature on validation.")
     var noTune = false
     @Option(help: "The search starts no trial after this many seconds.") var tuneBudget: Double = 900
+    @Option(help: "What picks epochs and settings on validation: ndcg (the whole ranking; less noisy on few users) or ndcg@10.")
+    var selection: String = "ndcg"
     @Option(help: "Learning-rate schedule: constant, or cosine (linear warm-up, then cosine decay to --lr-floor x the rate).")
     var lrSchedule: String = "constant"
     @Option(help: "Cosine schedule: warm-up steps.") var warmupSteps: Int = 50
@@ -86,9 +90,18 @@ struct TrainCommand: ParsableCommand {
             guard (0..<1).contains(idDropout) else { throw ValidationError("--id-dropout must be in [0, 1)") }
             p.idDropout = idDropout
         }
+        guard let metric = ValidationMetric(rawValue: selection) else {
+            throw ValidationError("--selection must be ndcg or ndcg@10, not '\(selection)'")
+        }
+        c.selection = metric
+        if let idWidth {
+            guard (1...4096).contains(idWidth) else { throw ValidationError("--id-width must be in 1...4096") }
+            p.idWidth = idWidth
+        }
         if !noTune {
             // A setting given on the command line is fixed; the others are searched.
             var t = TowerTuning()
+            if let idWidth { t.idWidth = [idWidth] }
             t.budgetSeconds = tuneBudget
             if let temperature { t.temperature = [temperature] }
             if let idDropout { t.idDropout = [idDropout] }
@@ -142,17 +155,17 @@ struct TrainCommand: ParsableCommand {
             case .batches(let p): bar.update(p)
             case let .epoch(r, valid):
                 bar.finish()
-                print(String(format: "epoch %2d  loss %.4f  %8.0f examples/s  validation NDCG@10 %.4f  HR@10 %.4f",
-                             r.epoch, r.loss, r.examplesPerSecond, valid.ndcg10, valid.hr10))
+                print(String(format: "epoch %2d  loss %.4f  %8.0f examples/s  validation NDCG@10 %.4f  HR@10 %.4f  NDCG %.4f",
+                             r.epoch, r.loss, r.examplesPerSecond, valid.ndcg10, valid.hr10, valid.ndcg))
             case let .stage(name, done, total): bar.stage(name, done: done, total: total)
             }
         })
         let r = funnel.report
         if !r.tuning.isEmpty {
-            print("towers' validation search (chosen by validation NDCG@10; each trial early-stopped, its best epoch kept):")
-            printAligned(header: ["id dropout", "embedding optimizer", "temperature", "valid NDCG@10", "valid HR@10", "best epoch", "s", ""],
+            print("towers' validation search (chosen by validation \(config.selection.label); each trial early-stopped on it, its best epoch kept):")
+            printAligned(header: ["id dropout", "id width", "embedding optimizer", "temperature", "valid NDCG", "valid NDCG@10", "valid HR@10", "best epoch", "s", ""],
                          rows: r.tuning.map { t in
-                [fmt(Double(t.idDropout), 2), t.embedding.description, fmt(Double(t.temperature), 2), fmt(t.validation.ndcg10, 4),
+                [fmt(Double(t.idDropout), 2), t.idWidth.map(String.init) ?? "rule", t.embedding.description, fmt(Double(t.temperature), 2), fmt(t.validation.ndcg, 4), fmt(t.validation.ndcg10, 4),
                  fmt(t.validation.hr10, 4), "\(t.bestEpoch)/\(t.epochs)", fmt(t.seconds, 1), t.chosen ? "chosen" : ""]
             })
         }

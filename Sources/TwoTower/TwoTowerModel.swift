@@ -36,6 +36,16 @@ public enum EmbeddingOptimizer: String, Sendable, Equatable, CaseIterable {
     case lazyAdam = "lazy-adam"
 }
 
+extension EntityFeatures {
+    /// These features with every id field `width` wide (nil: unchanged).
+    func withIDWidth(_ width: Int?) -> EntityFeatures {
+        guard let width, width > 0 else { return self }
+        var f = self
+        for i in f.fields.indices where f.fields[i].kind == .id { f.fields[i].dimension = width }
+        return f
+    }
+}
+
 /// How the logQ correction estimates an item's probability of filling a softmax column.
 public enum LogQEstimate: String, Sendable, Equatable, CaseIterable {
     /// The item's share of the training pairs `fit` was given (exact for in-batch sampling,
@@ -75,6 +85,9 @@ public struct TwoTowerParameters: Sendable {
     public var schedule = LearningRateSchedule.constant
     /// Probability of hiding an entity's id during training (cold-start robustness).
     public var idDropout: Float = 0.1
+    /// The width of both towers' id embeddings when a new model is built (nil: the
+    /// features' own, from the schema or the fourth-root rule).
+    public var idWidth: Int? = nil
     /// Subtract log of the item's sampling probability from the logits (Yi et al. 2019).
     public var logQCorrection = true
     /// Where that probability comes from.
@@ -118,8 +131,10 @@ public final class TwoTowerModel {
 
     init(userFeatures: EntityFeatures, itemFeatures: EntityFeatures, parameters: TwoTowerParameters, towers: (Tower, Tower)?) {
         self.parameters = parameters
-        users = towers?.0 ?? Tower(features: userFeatures, hidden: parameters.hidden, outputDimension: parameters.dimension, seed: parameters.seed)
-        items = towers?.1 ?? Tower(features: itemFeatures, hidden: parameters.hidden, outputDimension: parameters.dimension, seed: parameters.seed &+ 1)
+        users = towers?.0 ?? Tower(features: userFeatures.withIDWidth(parameters.idWidth), hidden: parameters.hidden,
+                                   outputDimension: parameters.dimension, seed: parameters.seed)
+        items = towers?.1 ?? Tower(features: itemFeatures.withIDWidth(parameters.idWidth), hidden: parameters.hidden,
+                                   outputDimension: parameters.dimension, seed: parameters.seed &+ 1)
         lastSeen = [Double](repeating: -1, count: itemFeatures.count)
         gap = [Double](repeating: 100, count: itemFeatures.count)
     }

@@ -190,8 +190,9 @@ import _TestSupport
 }
 
 @Suite("Towers' validation search") struct TowerTuningTests {
-    @Test("the search runs one trial per value of each axis, keeps the trial with the best validation NDCG@10, and its settings reach the bundle and a retrain")
-    func coordinateSearch() throws {
+    @Test("the search runs one trial per value of each axis, keeps the trial with the best validation score, and its settings reach the bundle and a retrain",
+          arguments: ValidationMetric.allCases)
+    func coordinateSearch(selection: ValidationMetric) throws {
         let cat = try CSVCatalog(users: 120, items: 200, interactions: 4_000)
         defer { cat.remove() }
         let data = try cat.source.load()
@@ -200,33 +201,40 @@ import _TestSupport
         config.towers.epochs = 2
         var tuning = TowerTuning()
         tuning.idDropout = [0.1, 0]
+        tuning.idWidth = [nil, 24]
         tuning.embedding = [.init(.adagrad, 0.05), .init(.lazyAdam, 0.003)]
         tuning.temperature = [0.05, 0.2]
         config.tuning = tuning
+        config.selection = selection
         let funnel = try FunnelTrainer.train(data, config: config)
         let trials = funnel.report.tuning
-        #expect(trials.count == tuning.trials && trials.count == 4)
+        #expect(trials.count == tuning.trials && trials.count == 5)
         guard let chosen = trials.first(where: \.chosen) else { Issue.record("no chosen trial"); return }
         #expect(trials.filter(\.chosen).count == 1)
-        #expect(trials.allSatisfy { $0.validation.ndcg10 <= chosen.validation.ndcg10 })
+        #expect(trials.allSatisfy { selection.score($0.validation) <= selection.score(chosen.validation) })
         // Coordinate search: each axis's later trials keep the values chosen before them.
         #expect(trials[0].idDropout == 0.1 && trials[1].idDropout == 0)
-        let dropout = trials[1].validation.ndcg10 > trials[0].validation.ndcg10 ? Float(0) : 0.1
-        #expect(trials[2].idDropout == dropout && trials[2].embedding == .init(.lazyAdam, 0.003))
-        #expect(trials[3].temperature == 0.2)
+        let dropout = selection.score(trials[1].validation) > selection.score(trials[0].validation) ? Float(0) : 0.1
+        #expect(trials[2].idDropout == dropout && trials[2].idWidth == 24)
+        let best3 = trials[0...2].max { selection.score($0.validation) < selection.score($1.validation) }!
+        #expect(trials[3].idDropout == dropout && trials[3].idWidth == best3.idWidth && trials[3].embedding == .init(.lazyAdam, 0.003))
+        #expect(trials[4].temperature == 0.2)
         // The trained funnel is the chosen trial's: same settings, and its validation score
         // is that trial's (the model was not trained again).
         let p = funnel.config.towers
+        #expect(p.idWidth == chosen.idWidth)
+        let idField = funnel.towers.items.features.fields.first { $0.kind == .id }!
+        #expect(idField.dimension == (chosen.idWidth ?? data.itemFeatures.fields.first { $0.kind == .id }!.dimension))
         #expect(p.idDropout == chosen.idDropout && p.embeddingOptimizer == chosen.embedding.optimizer
                 && p.temperature == chosen.temperature && p.embeddingLearningRate == chosen.embedding.learningRate)
         let split = funnel.split
         let valid = try funnel.towers.evaluate(heldOut: split.validationItems, exclude: { split.trainItems[Int($0)] })
-        #expect(abs(valid.ndcg10 - chosen.validation.ndcg10) < 1e-12)
+        #expect(abs(valid.ndcg10 - chosen.validation.ndcg10) < 1e-12 && abs(valid.ndcg - chosen.validation.ndcg) < 1e-12)
         // The bundle records them, and a retrain reads them back.
         try funnel.writeBundle(to: "\(cat.folder)/v1")
         let engine = try Engine(folder: "\(cat.folder)/v1")
         let back = TwoTowerParameters().applying(summary: engine.bundle.manifest.parameters)
-        #expect(back.idDropout == p.idDropout && back.embeddingOptimizer == p.embeddingOptimizer
+        #expect(back.idDropout == p.idDropout && back.idWidth == p.idWidth && back.embeddingOptimizer == p.embeddingOptimizer
                 && back.embeddingLearningRate == p.embeddingLearningRate && back.logQEstimate == p.logQEstimate)
         #expect(engine.towers.parameters.temperature == p.temperature)
     }
@@ -244,7 +252,33 @@ import _TestSupport
         var notes = [String]()
         let funnel = try FunnelTrainer.train(try cat.source.load(), config: config) { if case .note(let s) = $0 { notes.append(s) } }
         #expect(funnel.report.tuning.count == 1 && funnel.report.tuning[0].chosen)
-        #expect(notes.contains { $0.contains("budget is spent; 1 of 5 trials ran") })
+        #expect(notes.contains { $0.contains("budget is spent; 1 of 6 trials ran") })
+    }
+}
+
+@Suite("Learning curve") struct LearningCurveTests {
+    @Test("each fraction trains on a prefix of the shuffled training pairs; its popularity and ALS equal the baselines fitted on that prefix")
+    func baselinesPerFraction() throws {
+        let cat = try CSVCatalog(users: 100, items: 150, interactions: 3_000)
+        defer { cat.remove() }
+        let data = try cat.source.load()
+        var p = TwoTowerParameters()
+        p.epochs = 1
+        p.dimension = 8
+        let curve = try Protocols.learningCurve(data, fractions: [1, 0.5], parameters: p)
+        #expect(curve.map(\.fraction) == [0.5, 1])
+        let split = LeaveLastOutSplit(data.log)
+        #expect(curve.map(\.interactions) == [split.train.count / 2, split.train.count])
+        // At 100% the baselines are the trainer's own, on the whole training part.
+        let full = curve[1]
+        let popularity = Baselines.popularity(split, items: data.log.items.count)
+        #expect(full.popularity?.ndcg10 == popularity.ndcg10 && full.popularity?.hr10 == popularity.hr10)
+        let (x, y) = ImplicitALS.fit(pairs: split.train, users: data.log.users.count, items: data.log.items.count,
+                                     regularization: 1, alpha: 10, seed: p.seed)
+        let als = try RetrievalMetrics.evaluate(users: x, items: y, heldOut: split.testItems, exclude: split.seenBeforeTest)
+        #expect(full.als?.ndcg10 == als.ndcg10 && full.als?.mrr == als.mrr)
+        // Half the data gives other figures (the prefix is used, not the whole).
+        #expect(curve[0].popularity?.mrr != full.popularity?.mrr)
     }
 }
 
