@@ -307,13 +307,13 @@ def counts_matrix(train, nu, ni):
     return m
 
 
-def implicit_model(kind, params, train, valid, test, train_items, nu, ni, threads):
+def implicit_model(kind, params, train, valid, test, train_items, nu, ni, threads, seed=42):
     if kind == "als":
         from implicit.als import AlternatingLeastSquares as M
-        model = M(factors=64, iterations=15, random_state=42, num_threads=threads, **params)
+        model = M(factors=64, iterations=15, random_state=seed, num_threads=threads, **params)
     else:
         from implicit.bpr import BayesianPersonalizedRanking as M
-        model = M(factors=64, iterations=100, random_state=42, num_threads=threads, **params)
+        model = M(factors=64, iterations=100, random_state=seed, num_threads=threads, **params)
     t0 = time.perf_counter()
     model.fit(counts_matrix(train, nu, ni), show_progress=False)
     secs = time.perf_counter() - t0
@@ -344,7 +344,8 @@ def main():
     src.add_argument("--movielens")
     src.add_argument("--csv")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--funnel-json", help="metrics.json-like output of `funnel train --json`")
+    ap.add_argument("--funnel-json", nargs="+", help="`funnel train --json` outputs: the tuned run first, then its chosen settings retrained with other seeds")
+    ap.add_argument("--seeds", type=int, default=3, help="each candidate's chosen settings are trained with this many seeds (42, 43, ...) and tested; mean and sd reported")
     ap.add_argument("--json", help="write every candidate's grid and result here")
     ap.add_argument("--only-speed", action="store_true", help="one PyTorch configuration (64-d ids, 3e-3, dropout 0.1), 20 epochs: the speed yardstick")
     ap.add_argument("--no-implicit", action="store_true")
@@ -376,39 +377,57 @@ def main():
         t0 = time.perf_counter()
         best, rows = grid_search("pytorch", grid, lambda g: torch_two_tower(c, train, valid, test, train_items, g["id_width"], g["lr"],
                                                                              g["id_dropout"], args.threads))
-        out["candidates"]["pytorch two-tower"] = {"chosen": best, "grid": rows, "search_seconds": time.perf_counter() - t0}
+        search_seconds = time.perf_counter() - t0
+        reruns = [best["test"]] + [torch_two_tower(c, train, valid, test, train_items, best["params"]["id_width"], best["params"]["lr"],
+                                                   best["params"]["id_dropout"], args.threads, seed=42 + k)["test"] for k in range(1, args.seeds)]
+        out["candidates"]["pytorch two-tower"] = {"chosen": best, "grid": rows, "search_seconds": search_seconds, "seeds": reruns}
         if not args.no_implicit:
             for kind, grid in [("als", [{"regularization": r, "alpha": a} for r in (0.1, 1.0, 10.0) for a in (1.0, 10.0, 40.0)]),
                                ("bpr", [{"learning_rate": lr, "regularization": r} for lr in (0.01, 0.05) for r in (0.001, 0.01)])]:
                 t0 = time.perf_counter()
                 best, rows = grid_search(kind, grid, lambda g: implicit_model(kind, g, train, valid, test, train_items, c.nu, c.ni, args.threads))
-                out["candidates"][f"implicit {kind.upper()}"] = {"chosen": best, "grid": rows, "search_seconds": time.perf_counter() - t0}
+                search_seconds = time.perf_counter() - t0
+                reruns = [best["test"]] + [implicit_model(kind, best["params"], train, valid, test, train_items, c.nu, c.ni, args.threads,
+                                                          seed=42 + k)["test"] for k in range(1, args.seeds)]
+                out["candidates"][f"implicit {kind.upper()}"] = {"chosen": best, "grid": rows, "search_seconds": search_seconds, "seeds": reruns}
         try:
             import implicit
             out.setdefault("versions", {})["implicit"] = implicit.__version__
         except Exception:
             pass
 
-    funnel = json.load(open(args.funnel_json)) if args.funnel_json else None
+    funnels = [json.load(open(f)) for f in args.funnel_json] if args.funnel_json else []
+    funnel = funnels[0] if funnels else None
+
+    def stats(runs):
+        hr, nd = np.array([r["HR@10"] for r in runs]), np.array([r["NDCG@10"] for r in runs])
+        sd = lambda x: x.std(ddof=1) if len(x) > 1 else 0.0
+        return f"{hr.mean():>8.4f} ±{sd(hr):.4f}{nd.mean():>9.4f} ±{sd(nd):.4f}{len(runs):>6}"
+
     print()
-    print(f"{'test (same split)':<22}{'HR@10':>8}{'NDCG@10':>9}  chosen on validation")
+    print(f"{'test (same split)':<22}{'HR@10':>8}{'':>8}{'NDCG@10':>9}{'':>8}{'seeds':>6}  chosen on validation")
+    summary = {}
     if funnel:
         tuning = funnel.get("tuning", [])
         chosen = next((t for t in tuning if t.get("chosen")), None)
-        desc = (f"id dropout {chosen['id_dropout']:g}, {chosen['embedding_optimizer']} {chosen['embedding_learning_rate']:g}, "
-                f"temperature {chosen['temperature']:g} ({len(tuning)} trials)") if chosen else "one configuration (--no-tune)"
-        print(f"{'funnel two-tower':<22}{funnel['HR@10']:>8.4f}{funnel['NDCG@10']:>9.4f}  {desc}")
+        desc = (f"id dropout {chosen['id_dropout']:g}, id width {chosen.get('id_width', 'rule')}, {chosen['embedding_optimizer']} "
+                f"{chosen['embedding_learning_rate']:g}, temperature {chosen['temperature']:g} ({len(tuning)} trials)") if chosen else "one configuration (--no-tune)"
+        print(f"{'funnel two-tower':<22}{stats(funnels)}  {desc}")
+        summary["funnel two-tower"] = [{"HR@10": f["HR@10"], "NDCG@10": f["NDCG@10"]} for f in funnels]
     for name, r in out["candidates"].items():
         best = r.get("chosen", r)
-        print(f"{name:<22}{best['test']['HR@10']:>8.4f}{best['test']['NDCG@10']:>9.4f}  {best.get('params', '')}")
+        runs = r.get("seeds", [best["test"]])
+        print(f"{name:<22}{stats(runs)}  {best.get('params', '')}")
+        summary[name] = runs
     if funnel and funnel.get("baselines", {}).get("als"):
         m = funnel["baselines"]["als"]
-        print(f"{'funnel ALS (LAPACKE)':<22}{m['HR@10']:>8.4f}{m['NDCG@10']:>9.4f}")
-    print(f"{'popularity':<22}{pop['HR@10']:>8.4f}{pop['NDCG@10']:>9.4f}")
+        print(f"{'funnel ALS (LAPACKE)':<22}{stats([m])}")
+    print(f"{'popularity':<22}{stats([pop])}")
+    out["summary"] = summary
     if funnel and "pytorch two-tower" in out["candidates"]:
         s = out["candidates"]["pytorch two-tower"]["search_seconds"]
         fs = funnel["training"]["wall_seconds"]
-        print(f"search time: funnel {fs:.1f} s (towers, every trial), pytorch grid {s:.1f} s: {fs / s:.2f}x")
+        print(f"search time (seed 42): funnel {fs:.1f} s (towers, every trial), pytorch grid {s:.1f} s: {fs / s:.2f}x")
     out["seconds"] = time.perf_counter() - t_start
     if args.json:
         json.dump(out, open(args.json, "w"), indent=1, default=str)
