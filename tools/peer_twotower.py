@@ -347,7 +347,7 @@ def main():
     ap.add_argument("--funnel-json", nargs="+", help="`funnel train --json` outputs: the tuned run first, then its chosen settings retrained with other seeds")
     ap.add_argument("--seeds", type=int, default=3, help="each candidate's chosen settings are trained with this many seeds (42, 43, ...) and tested; mean and sd reported")
     ap.add_argument("--json", help="write every candidate's grid and result here")
-    ap.add_argument("--only-speed", action="store_true", help="one PyTorch configuration (64-d ids, 3e-3, dropout 0.1), 20 epochs: the speed yardstick")
+    ap.add_argument("--only-speed", action="store_true", help="one PyTorch configuration (64-d ids, 3e-3, dropout 0.1), up to 20 epochs: the speed yardstick (Funnel: --no-tune --id-width 64 --id-dropout 0.1)")
     ap.add_argument("--no-implicit", action="store_true")
     args = ap.parse_args()
     t_start = time.perf_counter()
