@@ -93,7 +93,11 @@ public enum Protocols {
         }
     }
 
-    public static func coldStart(_ data: TrainingData, split: LeaveLastOutSplit, parameters: TwoTowerParameters) throws -> ColdStartResult {
+    /// - Parameter minimumDropout: the protocol's towers hide ids at least this often (0.3 by
+    ///   default, so the features-alone path is trained); 0 keeps `parameters.idDropout`, which
+    ///   measures how the served model itself embeds items that have no interactions yet.
+    public static func coldStart(_ data: TrainingData, split: LeaveLastOutSplit, parameters: TwoTowerParameters,
+                                 minimumDropout: Float = 0.3) throws -> ColdStartResult {
         let itemCount = data.log.items.count
         guard itemCount >= 20 else { throw EngineError.invalidData("\(itemCount) items are too few for the cold-start protocol") }
         var shuffled = Array(0..<itemCount)
@@ -103,7 +107,7 @@ public enum Protocols {
         let coldList = cold.sorted()
         let train = split.train.filter { !cold.contains($0.item) }
         var p = parameters
-        p.idDropout = max(p.idDropout, 0.3)
+        p.idDropout = max(p.idDropout, minimumDropout)
         p.epochs = min(p.epochs, 10)
         p.patience = 0
         let model = TwoTowerModel(userFeatures: data.userFeatures, itemFeatures: data.itemFeatures, parameters: p)

@@ -193,14 +193,19 @@ struct TrainCommand: ParsableCommand {
         }
         if coldStart {
             let cold = try Protocols.coldStart(data, split: funnel.split, parameters: funnel.config.towers)
+            // The served model's own settings (its id dropout may be lower than the protocol's).
+            let served = try Protocols.coldStart(data, split: funnel.split, parameters: funnel.config.towers, minimumDropout: 0)
             print("cold start: \(cold.items) items held out of training, \(cold.interactions) interactions on them, ranked among the cold items:")
             printAligned(header: ["method", "HR@10"], rows: [
-                ["two-tower, items from features alone", fmt(cold.towersHR10, 4)],
+                ["two-tower, items from features alone (id dropout >= 0.3)", fmt(cold.towersHR10, 4)],
+                ["two-tower with the served settings (id dropout \(funnel.config.towers.idDropout))", fmt(served.towersHR10, 4)],
                 ["\(data.category ?? "category")-profile content baseline (ties count against)",
                  cold.categoryProfileHR10.map { fmt($0, 4) } ?? "n/a (no category column)"],
                 ["random", fmt(cold.randomHR10, 4)],
             ])
-            funnel.extraMetrics["cold_start"] = cold.json
+            var coldJSON = cold.json
+            coldJSON["served_settings_HR@10"] = served.towersHR10
+            funnel.extraMetrics["cold_start"] = coldJSON
         }
         if let json {
             var report = r.json(threads: config.towers.threads)
