@@ -45,7 +45,8 @@ public struct FunnelTrainingConfig: Sendable {
     public var alsGrid: [(regularization: Float, alpha: Float)] = [(1, 10)]
     /// How the bundle serves.
     public var serving = ServingSettings()
-    /// What early stopping, the towers' search and the ALS grid maximize on validation.
+    /// What the towers' early stopping and their search maximize on validation (the ALS
+    /// baseline's grid is still chosen on NDCG@10, as the peers' grids are).
     public var selection = ValidationMetric.ndcg
     /// The towers' validation search (nil: train `towers` as given). `funnel train` searches
     /// by default; the chosen settings replace those of `towers` in the trained funnel's config.
