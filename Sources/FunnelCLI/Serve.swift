@@ -167,8 +167,7 @@ struct Serve: AsyncParsableCommand {
                 return try index.search(vector: vector, k: k, ef: ef, filter: filter)
             }
         }
-        let application = Application(router: app, configuration: .init(address: .hostname(host, port: port)))
-        try await application.runService()
+        try await FunnelServer.application(router: app.buildResponder(), settings: settings, logger: Logger(label: "funnel.index")).runService()
     }
 
     static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {

@@ -6,6 +6,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import Metrics
+import NIOCore
 
 import Registry
 import Serving
@@ -26,6 +27,11 @@ public struct ServerSettings: Sendable {
     public var apiKey: String?
     /// A connection with nothing to read for this long is closed (held connections), seconds.
     public var idleTimeout = 30.0
+    /// A request's head and body must arrive within this many seconds of its first byte
+    /// (slow clients get a 408 and are closed).
+    public var readTimeout = 10.0
+    /// Largest request head (request line and headers), in bytes; past it, a 431.
+    public var maxHeaderBytes = 32 * 1024
     /// Connections open at once at most; past it, new ones wait in the backlog.
     public var maxConnections = 4_096
     /// Recommendation answers cached (0: no cache), and for how long at most (seconds).
@@ -85,7 +91,10 @@ public struct APIError: Error, Sendable {
 
     var response: Response {
         let body = try! JSONSerialization.data(withJSONObject: ["error": ["code": code, "message": message]], options: [.sortedKeys])
-        return Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+        var headers: HTTPFields = [.contentType: "application/json"]
+        // The rest of an oversized body is not read: the connection closes after this answer.
+        if status == .contentTooLarge { headers[.connection] = "close" }
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 }
 
@@ -121,12 +130,19 @@ public final class FunnelServer: @unchecked Sendable {
 
     /// Serves until the process is stopped.
     public func run() async throws {
-        let app = Application(router: router(),
-                              server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(settings.idleTimeout * 1000)))),
-                              configuration: .init(address: .hostname(settings.host, port: settings.port),
-                                                   availableConnectionsDelegate: MaximumAvailableConnections(settings.maxConnections)),
-                              logger: logger)
-        try await app.runService()
+        try await Self.application(router: router().buildResponder(), settings: settings, logger: logger).runService()
+    }
+
+    /// An application serving `router` with the settings' limits: the hardened HTTP/1
+    /// channel (read deadline, idle timeout, header limit, HTTP/1.0 semantics, JSON errors)
+    /// and the connection cap.
+    public static func application<Responder: HTTPResponder>(router: Responder, settings: ServerSettings, logger: Logger,
+                                                            onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in })
+        -> Application<Responder> where Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
+        Application(responder: router, server: .hardenedHTTP1(settings),
+                    configuration: .init(address: .hostname(settings.host, port: settings.port),
+                                         availableConnectionsDelegate: MaximumAvailableConnections(settings.maxConnections)),
+                    onServerRunning: onServerRunning, logger: logger)
     }
 
     /// The routes (also what tests drive).

@@ -21,7 +21,7 @@ public struct ServerConfig: Sendable {
     public var serving: Data?
 
     static let keys = ["host", "port", "max_k", "workers", "max_body_bytes", "max_batch", "api_key", "cache_entries", "cache_ttl", "wal", "read_only",
-                       "idle_timeout", "max_connections", "serving"]
+                       "idle_timeout", "read_timeout", "max_header_bytes", "max_connections", "serving"]
     static let servingKeys = ["candidates", "ef", "explanations", "mmr_lambda", "mmr_pool", "freshness_half_life_days", "freshness_weight",
                               "max_per_category", "retrieval_budget_ms", "ranking_budget_ms", "deadline_ms"]
 
@@ -83,6 +83,8 @@ public struct ServerConfig: Sendable {
         if let v = try double("cache_ttl") { c.settings.cacheTTL = v }
         if let v = try double("idle_timeout") { c.settings.idleTimeout = v }
         if let v = try int("max_connections") { c.settings.maxConnections = v }
+        if let v = try double("read_timeout") { c.settings.readTimeout = v }
+        if let v = try int("max_header_bytes") { c.settings.maxHeaderBytes = v }
         c.wal = try string("wal")
         if let v = values["read_only"] {
             switch "\(v)".lowercased() {
@@ -113,6 +115,8 @@ extension ServerSettings {
         guard (0...10_000_000).contains(cacheEntries) else { throw bad("cache_entries must be in 0...10000000, got \(cacheEntries)") }
         guard cacheTTL > 0, cacheTTL.isFinite else { throw bad("cache_ttl must be a positive number of seconds") }
         guard idleTimeout > 0, idleTimeout <= 86_400 else { throw bad("idle_timeout must be in (0, 86400] seconds, got \(idleTimeout)") }
+        guard readTimeout > 0, readTimeout <= 3_600 else { throw bad("read_timeout must be in (0, 3600] seconds, got \(readTimeout)") }
+        guard (1_024...(1 << 20)).contains(maxHeaderBytes) else { throw bad("max_header_bytes must be in 1024...\(1 << 20), got \(maxHeaderBytes)") }
         guard (1...1_000_000).contains(maxConnections) else { throw bad("max_connections must be in 1...1000000, got \(maxConnections)") }
     }
 }

@@ -1,0 +1,241 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+
+/// Hummingbird's HTTP/1 channel with the limits a server facing unknown clients needs.
+///
+/// The stock channel waits as long as a client keeps a request half-sent, keeps an
+/// HTTP/1.0 connection open after its answer, and answers a malformed request with an
+/// empty 400. This one differs in three places and is otherwise Hummingbird's pipeline
+/// (NIO's HTTP/1 codec, the HTTP types codec, Hummingbird's connection state handler
+/// with its idle timeout and graceful shutdown):
+///
+/// - **Read deadline.** From the first byte of a request, its head and body must arrive
+///   within `readTimeout` seconds; past it the client gets a JSON 408 and the connection
+///   is closed (slow headers, slow bodies). A connection that sends nothing is left to
+///   the idle timeout.
+/// - **HTTP/1.0 and `Connection: close`.** A request that does not ask to be kept alive
+///   (HTTP/1.0 without `Connection: keep-alive`, or `Connection: close`) is answered with
+///   `Connection: close` and the connection is closed after the answer.
+/// - **An answer with `Connection: close`** (a 413 before the body was read) closes the
+///   connection after it is sent, instead of reading the rest of an oversized body.
+/// - **Malformed requests** get a JSON error: 431 when the head is over `maxHeaderBytes`,
+///   400 otherwise, then the connection is closed.
+struct HardenedHTTP1Channel: HTTPChannelHandler {
+    typealias Value = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
+
+    let responder: HTTPChannelHandler.Responder
+    let readTimeout: TimeAmount
+    let idleTimeout: TimeAmount
+    let maxHeaderBytes: Int
+
+    init(responder: @escaping HTTPChannelHandler.Responder, settings: ServerSettings) {
+        self.responder = responder
+        readTimeout = .nanoseconds(Int64(settings.readTimeout * 1e9))
+        idleTimeout = .nanoseconds(Int64(settings.idleTimeout * 1e9))
+        maxHeaderBytes = settings.maxHeaderBytes
+    }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            var limits = NIOHTTPDecoderLimitConfiguration()
+            limits.maxHeaderFieldSize = maxHeaderBytes
+            limits.maxHeaderListSize = maxHeaderBytes
+            limits.maxHeaderFieldCount = 200
+            let deadline = ReadDeadline(timeout: readTimeout)
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(deadline)
+            try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false,
+                                                 withOutboundHeaderValidation: false, withEncoderConfiguration: .init(),
+                                                 withDecoderLimitConfiguration: limits)
+            try sync.addHandler(HTTP1Semantics(deadline: deadline))
+            try sync.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+            try sync.addHandler(HTTPConnectionStateHandler(idleTimeout: Duration.nanoseconds(idleTimeout.nanoseconds), logger: logger))
+            return try NIOAsyncChannel(wrappingChannelSynchronously: channel,
+                                       configuration: .init(isOutboundHalfClosureEnabled: true))
+        }
+    }
+
+    func handle(value asyncChannel: Value, logger: Logger) async {
+        await handleHTTP(asyncChannel: asyncChannel, logger: logger)
+    }
+}
+
+extension HTTPServerBuilder {
+    /// Funnel's HTTP/1 server: Hummingbird's, with a read deadline, HTTP/1.0 semantics and
+    /// JSON answers to malformed requests (see `HardenedHTTP1Channel`).
+    static func hardenedHTTP1(_ settings: ServerSettings) -> HTTPServerBuilder {
+        HTTPServerBuilder { responder in HardenedHTTP1Channel(responder: responder, settings: settings) }
+    }
+}
+
+/// The API's error body, `{"error": {"code", "message"}}`.
+func errorBody(code: String, message: String) -> [UInt8] {
+    Array((try? JSONSerialization.data(withJSONObject: ["error": ["code": code, "message": message]], options: [.sortedKeys])) ?? Data())
+}
+
+/// A JSON error answer written straight to the socket (below every codec).
+func rawJSONError(status: Int, reason: String, code: String, message: String) -> [UInt8] {
+    let body = errorBody(code: code, message: message)
+    return Array("HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+}
+
+/// Bytes in: arms a deadline at a request's first byte; `HTTP1Semantics` disarms it when
+/// the request's end is decoded. Past the deadline: a 408 and the connection closed.
+final class ReadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let timeout: TimeAmount
+    private var inRequest = false
+    private var timer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+    /// An error answer is out: what the client still sends is read and dropped until it
+    /// stops or a short grace passes, so that its socket does not reset before it reads
+    /// the answer (a lingering close).
+    private var draining = false
+    /// An answer to the request being read has started (an early 413, say): past the
+    /// deadline the connection is only closed, never given a second answer.
+    private var answered = false
+
+    init(timeout: TimeAmount) { self.timeout = timeout }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { cancel(); self.context = nil }
+    func channelInactive(context: ChannelHandlerContext) { cancel(); context.fireChannelInactive() }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if draining { return }
+        if !inRequest {
+            inRequest = true
+            answered = false
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            timer = context.eventLoop.scheduleTask(in: timeout) { loopBound.value.expired() }
+        }
+        context.fireChannelRead(data)
+    }
+
+    /// After an error answer: shut the output, drop further input, close within 2 s.
+    func lingerThenClose() {
+        guard let context, !draining else { return }
+        draining = true
+        cancel()
+        context.close(mode: .output, promise: nil)
+        context.eventLoop.scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if !draining { context.fireChannelReadComplete() }
+    }
+
+    /// A response head went out.
+    func answerStarted() { answered = true }
+
+    /// The request's last part was decoded.
+    func requestRead() {
+        inRequest = false
+        cancel()
+    }
+
+    private func cancel() {
+        timer?.cancel()
+        timer = nil
+    }
+
+    private func expired() {
+        timer = nil
+        guard inRequest, let context else { return }
+        if answered { return context.close(promise: nil) }
+        let seconds = Double(timeout.nanoseconds) / 1e9
+        let bytes = rawJSONError(status: 408, reason: "Request Timeout", code: "request_timeout",
+                                 message: "the request did not arrive in full within \(seconds) seconds of its first byte")
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes))).whenComplete { [self] _ in lingerThenClose() }
+    }
+}
+
+/// HTTP/1 parts: keep-alive as HTTP/1.0 and 1.1 define it, and JSON for parse errors.
+final class HTTP1Semantics: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let deadline: ReadDeadline
+    /// The request being answered asked to be kept alive, and with which version.
+    private var keepAlive = true
+    private var version = HTTPVersion.http1_1
+    /// A response head is out and its end is not (a parse error then only closes).
+    private var responding = false
+    /// The answer says `Connection: close` (a 413 whose body was not read): the connection
+    /// closes after it instead of reading the rest of the body.
+    private var closeAfterAnswer = false
+
+    init(deadline: ReadDeadline) { self.deadline = deadline }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(var head):
+            keepAlive = head.isKeepAlive
+            version = head.version
+            // Hummingbird ends the connection after a request whose header says close.
+            if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
+            context.fireChannelRead(wrapInboundOut(.head(head)))
+        case .body:
+            context.fireChannelRead(data)
+        case .end:
+            deadline.requestRead()
+            context.fireChannelRead(data)
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(var head):
+            responding = true
+            deadline.answerStarted()
+            closeAfterAnswer = keepAlive && head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
+            if !keepAlive {
+                head.headers.replaceOrAdd(name: "connection", value: "close")
+            } else if version == .http1_0 {
+                head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+            }
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+        case .body:
+            context.write(data, promise: promise)
+        case .end:
+            responding = false
+            guard closeAfterAnswer else { return context.write(data, promise: promise) }
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenComplete { [deadline] _ in deadline.lingerThenClose() }
+            written.futureResult.cascade(to: promise)
+            context.write(data, promise: written)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parse = error as? HTTPParserError else { return context.fireErrorCaught(error) }
+        deadline.requestRead()
+        guard !responding else { return context.close(promise: nil) }
+        let (status, message): (HTTPResponseStatus, String)
+        switch parse {
+        case .headerOverflow: (status, message) = (.requestHeaderFieldsTooLarge, "the request's head is over the server's limit")
+        default: (status, message) = (.badRequest, "the request is not valid HTTP/1.1 (\(parse))")
+        }
+        let body = errorBody(code: status == .badRequest ? "bad_http" : "too_large", message: message)
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "connection", value: "close")
+        headers.add(name: "content-length", value: "\(body.count)")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [deadline] _ in deadline.lingerThenClose() }
+    }
+}
