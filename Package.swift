@@ -149,6 +149,19 @@ let package = Package(
 
         .target(name: "_TestSupport", dependencies: ["Engine", "Datasets", "TwoTower"], path: "Tests/_TestSupport"),
 
+        // Fuzz targets for every parser and decoder (tools/fuzz builds them under libFuzzer;
+        // FuzzRegressionTests replays the committed corpora through them).
+        .target(name: "_FuzzTargets", dependencies: [
+            "Engine", "FunnelServer", "Datasets", "GBDT", "HNSW", "Persistence", "Registry", "TwoTower", "_TestSupport",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ], path: "Tests/Fuzz/Targets"),
+        .target(name: "_FuzzMain", path: "Tests/Fuzz/Main"),
+        .executableTarget(name: "funnel-fuzz", dependencies: ["_FuzzTargets", "_FuzzMain"], path: "Tests/Fuzz/Driver"),
+
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra", "_FunnelKernels"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra", "_TestSupport"]),
         .testTarget(name: "ExactSearchTests", dependencies: ["ExactSearch", "Datasets", "LinearAlgebra"]),
@@ -162,12 +175,15 @@ let package = Package(
             "Serving", "Features", "Rerank", "HNSW", "GBDT", "Datasets", "LinearAlgebra", "TwoTower",
             .product(name: "MetricsTestKit", package: "swift-metrics"),
         ]),
-        .testTarget(name: "RegistryTests", dependencies: ["Registry"]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry", "Persistence"]),
         .testTarget(name: "FunnelServerTests", dependencies: [
             "FunnelServer", "Engine", "Registry", "Datasets", "LinearAlgebra", "_TestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["_FuzzTargets"]),
+        // Runs the funnel executable built beside the test runner.
+        .testTarget(name: "CLITests", exclude: []),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Registry", "Serving", "TwoTower", "Datasets", "HNSW", "GBDT", "Persistence", "LinearAlgebra", "_TestSupport"]),
     ],
     swiftLanguageModes: [.v5]

@@ -75,8 +75,10 @@ public struct AttributeTable: Sendable, Equatable {
             }
             let k = row[idx[0]]
             guard !k.isEmpty else { throw DatasetError.badRow(path: path, line: reader.line, reason: "empty \(key)") }
-            guard keys.lookup(k) == nil else {
-                throw DatasetError.badRow(path: path, line: reader.line, reason: "duplicate \(key) '\(k)'")
+            if let known = keys.lookup(k) {
+                let same = keys[known].utf8.elementsEqual(k.utf8)
+                throw DatasetError.badRow(path: path, line: reader.line, reason: same ? "duplicate \(key) '\(k)'"
+                                          : "\(key) \(VocabularyCollision(known: keys[known], new: k))")
             }
             keys.intern(k)
             try builder.append(fields: idx.dropFirst().map { row[$0] }) { reason in

@@ -88,7 +88,11 @@ public struct CSVReader {
                 }
                 field.append(contentsOf: bytes[start..<pos])
             }
-            fields.append(String(decoding: field, as: UTF8.self))
+            // Invalid UTF-8 would decode to U+FFFD: ids differing only there would merge.
+            guard let text = String(validating: field, as: UTF8.self) else {
+                throw DatasetError.badRow(path: path, line: nextLine, reason: "field \(fields.count + 1) is not valid UTF-8")
+            }
+            fields.append(text)
             if pos >= n { break }
             let c = bytes[pos]
             if c == delimiter {

@@ -79,8 +79,14 @@ public struct InteractionLog: Sendable, Equatable {
             guard !it.isEmpty else { throw DatasetError.badRow(path: path, line: reader.line, reason: "empty \(columns.item)") }
             let ui: Int32, ii: Int32
             if allowNewIDs {
-                ui = log.users.intern(u)
-                ii = log.items.intern(it)
+                func exact(_ v: inout Vocabulary, _ id: String) throws -> Int32 {
+                    switch v.internExact(id) {
+                    case .success(let i): return i
+                    case .failure(let c): throw DatasetError.badRow(path: path, line: reader.line, reason: "\(c)")
+                    }
+                }
+                ui = try exact(&log.users, u)
+                ii = try exact(&log.items, it)
             } else {
                 guard let a = log.users.lookup(u) else {
                     throw DatasetError.badRow(path: path, line: reader.line, reason: "unknown \(columns.user) '\(u)'")

@@ -63,8 +63,11 @@ public struct LabeledData: Sendable {
                     if qids.count < labels.count { qids.append(q) }
                     continue
                 }
-                guard let col = Int(key), col >= 0, col < 1 << 24 else {
+                guard let col = Int(key), col >= 0 else {
                     throw DatasetError.badRow(path: path, line: lineNo, reason: "feature index '\(key)' is not a non-negative integer")
+                }
+                guard col < Self.maxFeatures else {
+                    throw DatasetError.badRow(path: path, line: lineNo, reason: "feature index \(col) is over the limit (indices 0..<\(Self.maxFeatures), as LightGBM models)")
                 }
                 guard let v = valueText.lowercased() == "nan" ? Float.nan : DecimalNumber.float(valueText) else {
                     throw DatasetError.badRow(path: path, line: lineNo, reason: "feature \(col) value '\(valueText)' is not a number")
@@ -83,6 +86,12 @@ public struct LabeledData: Sendable {
         guard !overflow, cells <= Self.maxDenseCells else {
             throw DatasetError.badFormat(path: path, reason: "\(labels.count) rows x \(columns) features (largest index \(maxCol)) "
                                          + "would take more than \(Self.maxDenseCells / (1 << 28)) GiB dense; renumber the features densely")
+        }
+        // A lone large index among few values must not ask for gigabytes either: dense rows
+        // may hold at most 1024 cells per stored value (or 64 Mi cells, 256 MiB, in all).
+        guard cells <= max(1 << 26, 1024 * (entries.count + labels.count)) else {
+            throw DatasetError.badFormat(path: path, reason: "\(labels.count) rows x \(columns) features (largest index \(maxCol)) hold only \(entries.count) values; "
+                                         + "stored dense that is \(cells / max(1, entries.count)) cells per value (the limit is 1024); renumber the features densely")
         }
         var m = Matrix(rows: labels.count, columns: columns)
         for e in entries { m[Int(e.row), Int(e.col)] = e.value }
@@ -143,6 +152,9 @@ public struct LabeledData: Sendable {
         if let weightFile { data.weights = try readWeights(weightFile, rows: labels.count) }
         return data
     }
+
+    /// The largest feature index + 1 a data file may use (LightGBM models are held to the same).
+    public static let maxFeatures = 1 << 20
 
     /// The most feature values a dense data set may hold (2^30 floats, 4 GiB).
     public static let maxDenseCells = 1 << 30

@@ -150,7 +150,7 @@ public final class Engine: @unchecked Sendable {
     public static func fromRegistry(_ root: String, name: String, user: String? = nil, inline: Bool = false) throws -> Engine {
         let registry = ModelRegistry(root: root)
         let v = try user.map { try registry.route(name, userID: $0).version } ?? registry.current(name)
-        return try Engine(folder: registry.folder(name, v), name: name, version: "v\(v.version)", inline: inline)
+        return try Engine(folder: try registry.checkedFolder(name, v), name: name, version: "v\(v.version)", inline: inline)
     }
 
     public var itemCount: Int { state.read { liveCatalog.itemIDs.count } }

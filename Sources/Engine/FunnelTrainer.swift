@@ -186,7 +186,7 @@ public final class TrainedFunnel: @unchecked Sendable {
 
     /// Writes the bundle into the registry as the next version of `name` (staging).
     public func register(in root: String, name: String) throws -> ModelVersion {
-        let incoming = "\(root)/.incoming-\(UUID().uuidString)"
+        let incoming = "\(root)/.incoming-\(getpid())-\(UUID().uuidString)"
         let bundle = try writeBundle(to: incoming)
         do {
             return try ModelRegistry(root: root).register(name, from: bundle.folder, dataFingerprint: bundle.manifest.dataFingerprint,

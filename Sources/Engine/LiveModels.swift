@@ -130,7 +130,7 @@ public final class LiveModels: @unchecked Sendable {
         let versions = try registry.versions(of: name)
         func engine(_ v: ModelVersion) throws -> Engine {
             if let e = reuse["v\(v.version)"] { return e }
-            return try Engine(folder: registry.folder(name, v), name: name, version: "v\(v.version)", writable: writable, serving: serving)
+            return try Engine(folder: try registry.checkedFolder(name, v), name: name, version: "v\(v.version)", writable: writable, serving: serving)
         }
         let production = try engine(try registry.current(name))
         var loaded = [production.version!: production]

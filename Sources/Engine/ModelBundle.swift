@@ -240,7 +240,8 @@ public struct ModelBundle: Sendable {
         let url = URL(fileURLWithPath: folder)
         let parent = url.deletingLastPathComponent().path
         try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
-        let temp = "\(parent)/.\(url.lastPathComponent).partial-\(UUID().uuidString)"
+        Leftovers.sweep(parent)
+        let temp = "\(parent)/.\(url.lastPathComponent).partial-\(getpid())-\(UUID().uuidString)"
         try fm.createDirectory(atPath: temp, withIntermediateDirectories: false)
         var done = false
         defer { if !done { try? fm.removeItem(atPath: temp) } }
@@ -315,7 +316,11 @@ public struct ModelBundle: Sendable {
         for (file, expected) in m.files.sorted(by: { $0.key < $1.key }) {
             guard !file.contains("/"), !file.hasPrefix(".") else { throw bad(file, "not a file name of a bundle") }
             let path = "\(folder)/\(file)"
-            guard FileManager.default.fileExists(atPath: path) else { throw bad(file, "missing") }
+            var st = stat()
+            guard lstat(path, &st) == 0 else { throw bad(file, "missing") }
+            guard (st.st_mode & S_IFMT) == S_IFREG else {
+                throw bad(file, (st.st_mode & S_IFMT) == S_IFLNK ? "a symlink (a bundle holds its own files)" : "not a regular file")
+            }
             let actual: FileEntry
             do { actual = try entry(of: path) } catch { throw bad(file, "unreadable: \(error)") }
             guard actual.bytes == expected.bytes else {

@@ -125,6 +125,7 @@ struct AnnBench: ParsableCommand {
     @Option(help: "Exact engine: base vectors per sgemm block.") var baseBlock: Int?
 
     func validate() throws {
+        try checkThreads(threads)
         guard (1...10_000).contains(k) else { throw ValidationError("--k must be in 1...10000") }
         guard ef.split(separator: ",").allSatisfy({ Int($0.trimmingCharacters(in: .whitespaces)).map { (1...100_000).contains($0) } ?? false }) else {
             throw ValidationError("--ef must be a comma-separated list of integers in 1...100000, got '\(ef)'")

@@ -25,7 +25,7 @@ struct Demo: ParsableCommand {
     func validate() throws {
         guard users > 0, items > 1, interactions > 0 else { throw ValidationError("catalog sizes must be positive") }
         guard k > 0, k <= Engine.maxK, epochs > 0 else { throw ValidationError("--k and --epochs must be positive") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        try checkThreads(threads)
     }
 
     func run() throws {

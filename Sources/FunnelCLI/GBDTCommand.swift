@@ -65,6 +65,8 @@ struct GBDTCommand: ParsableCommand {
         @Option(help: "Where to write the model.") var out: String
         @Option(help: "Write training statistics and validation metrics as JSON.") var json: String?
 
+        func validate() throws { try checkThreads(threads) }
+
         func run() throws {
             try FunnelCLI.run {
                 guard let obj = Objective(name: objective) else { throw ValidationError("--objective must be lambdarank, binary or regression") }
@@ -83,7 +85,7 @@ struct GBDTCommand: ParsableCommand {
                 p.baggingFrequency = baggingFreq
                 p.earlyStoppingRounds = earlyStoppingRounds
                 p.seed = seed
-                p.threads = max(1, threads)
+                p.threads = threads
                 var opts = DataOptions()
                 opts.delimiter = delimiter
                 opts.labelColumn = labelColumn

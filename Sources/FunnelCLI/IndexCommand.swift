@@ -26,6 +26,8 @@ struct IndexCommand: ParsableCommand {
         @Option(help: "Beam width while building.") var efConstruction: Int = 200
         @Option(help: "Default beam width when searching.") var ef: Int = 128
         @Option(help: "Build threads (default: all cores).") var threads: Int?
+
+        func validate() throws { try checkThreads(threads) }
         @Option(help: "Registry name of the bundle.") var name: String?
         @Option(help: "Registry root.") var registry: String = "indexes"
         @Option(help: "Write the bundle to this new folder instead of registering it.") var out: String?

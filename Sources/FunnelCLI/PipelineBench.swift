@@ -29,6 +29,11 @@ struct PipelineBench: ParsableCommand {
     @Option(help: "HNSW storage: fp16 (half precision: half the bytes of float, the same candidate recall), none (float) or int8 (traversal on codes, final candidates re-scored in float).")
     var quantization: String = "fp16"
     @Option(help: "Threads for building (generation, training, index); requests always run on one thread.") var threads: Int?
+
+    func validate() throws {
+        try checkThreads(threads)
+        try checkThreads(concurrent, flag: "--concurrent")
+    }
     @Flag(help: "Run the stages on the calling thread (no budget hand-off) instead of serving with budgets.") var inline = false
     @Option(help: "Write the data, the ranker's training set and the requests for tools/peer-pipeline here.") var export: String?
     @Option(help: "Write the latencies as JSON.") var json: String?

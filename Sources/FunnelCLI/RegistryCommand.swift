@@ -25,7 +25,9 @@ struct RegistryCommand: ParsableCommand {
                 guard FileManager.default.fileExists(atPath: options.root, isDirectory: &isDirectory), isDirectory.boolValue else {
                     throw ValidationError("no registry at \(options.root) (not a folder); give --registry ROOT")
                 }
-                let m = try ModelRegistry(root: options.root).manifest()
+                let registry = ModelRegistry(root: options.root)
+                for path in (try? registry.sweepLeftovers()) ?? [] { FileHandle.standardError.write(Data("removed \(path), left by a killed writer\n".utf8)) }
+                let m = try registry.manifest()
                 if m.models.isEmpty { print("no models under \(options.root)/ (funnel train registers one)"); return }
                 var rows = [[String]]()
                 for (name, versions) in m.models.sorted(by: { $0.key < $1.key }) {

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Dispatch
 import Foundation
 
@@ -14,4 +15,9 @@ func quantile(_ sorted: [Double], _ q: Double) -> Double {
 func fmt(_ x: Double, _ digits: Int = 1) -> String {
     guard x.isFinite else { return "-" }
     return String(format: "%.\(digits)f", x)
+}
+
+/// Refuses a thread count no machine runs with (0, negative, or past 1024), naming the flag.
+func checkThreads(_ threads: Int?, flag: String = "--threads") throws {
+    if let threads, !(1...1_024).contains(threads) { throw ValidationError("\(flag) must be in 1...1024, got \(threads)") }
 }

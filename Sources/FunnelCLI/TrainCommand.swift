@@ -64,7 +64,8 @@ struct TrainCommand: ParsableCommand {
         var c = FunnelTrainingConfig()
         var p = TwoTowerParameters()
         guard dimension >= 1, dimension <= 4096 else { throw ValidationError("--dimension must be in 1...4096") }
-        guard epochs >= 1, batchSize >= 1, threads >= 1 else { throw ValidationError("--epochs, --batch-size and --threads must be at least 1") }
+        guard epochs >= 1, batchSize >= 1 else { throw ValidationError("--epochs and --batch-size must be at least 1") }
+        try checkThreads(threads)
         guard temperature.map({ $0 > 0 && $0.isFinite }) ?? true, learningRate > 0, learningRate.isFinite else {
             throw ValidationError("--temperature and --learning-rate must be positive and finite")
         }

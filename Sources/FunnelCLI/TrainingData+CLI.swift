@@ -59,7 +59,7 @@ struct ModelOptions: ParsableArguments {
         if isFolder { return (model, nil, nil) }
         let registry = ModelRegistry(root: root)
         let v = try user.map { try registry.route(model, userID: $0).version } ?? registry.current(model)
-        return (registry.folder(model, v), model, "v\(v.version)")
+        return (try registry.checkedFolder(model, v), model, "v\(v.version)")
     }
 
     /// The kind of bundle `--model` stands for (read from its manifest alone).

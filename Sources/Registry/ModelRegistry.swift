@@ -88,12 +88,35 @@ public struct ModelRegistry: Sendable {
         do {
             var (_, r) = try FunnelFile.read(manifestPath, magic: Self.magic, versions: 1...1)
             let bytes = try r.readArray(UInt8.self, "manifest", maxCount: r.remaining)
-            return try JSONDecoder().decode(Manifest.self, from: Data(bytes))
+            let m = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
+            try Self.check(m)
+            return m
         } catch let e as DecodingError {
             throw RegistryError.corrupt("\(manifestPath): \(e)")
         } catch {
             throw RegistryError.corrupt("\(manifestPath): \(error)")
         }
+    }
+
+    /// Refuses a manifest whose names or paths could point outside the registry: every
+    /// model name is letters, digits, '-' and '_', every version path is exactly
+    /// `<name>/v<version>`, versions are positive and distinct, fractions in (0, 1).
+    static func check(_ m: Manifest) throws {
+        for (name, versions) in m.models {
+            guard Self.validName(name) else { throw RegistryError.corrupt("model name '\(name)' is not letters, digits, '-' and '_'") }
+            var seen = Set<Int>()
+            for v in versions {
+                guard v.version > 0, seen.insert(v.version).inserted else { throw RegistryError.corrupt("\(name): version \(v.version) is not positive or repeats") }
+                guard v.path == "\(name)/v\(v.version)" else {
+                    throw RegistryError.corrupt("\(name) v\(v.version): path '\(v.path)' is not '\(name)/v\(v.version)' (versions live inside the registry root)")
+                }
+                if let f = v.canaryFraction, !(f > 0 && f < 1) { throw RegistryError.corrupt("\(name) v\(v.version): canary fraction \(f) is not in (0, 1)") }
+            }
+        }
+    }
+
+    static func validName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 200 && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
     }
 
     public func versions(of name: String) throws -> [ModelVersion] {
@@ -110,6 +133,18 @@ public struct ModelRegistry: Sendable {
     }
 
     public func folder(_ name: String, _ v: ModelVersion) -> String { "\(root)/\(v.path)" }
+
+    /// `folder(name, v)` when it is a real folder inside the root: a symlink or a file in
+    /// its place is refused (a registry's versions are what `register` moved in).
+    public func checkedFolder(_ name: String, _ v: ModelVersion) throws -> String {
+        let path = folder(name, v)
+        var st = stat()
+        guard lstat(path, &st) == 0 else { throw RegistryError.corrupt("\(path): missing (errno \(errno))") }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw RegistryError.corrupt("\(path) is \((st.st_mode & S_IFMT) == S_IFLNK ? "a symlink" : "not a folder"); a version folder must be a real folder inside the registry")
+        }
+        return path
+    }
 
     /// Which version serves `userID`: the canary for a deterministic `canaryFraction` of
     /// users (by a hash of the id, stable across processes and restarts), else production.
@@ -140,7 +175,7 @@ public struct ModelRegistry: Sendable {
     @discardableResult
     public func register(_ name: String, from source: String, dataFingerprint: String,
                          metrics: [String: Double] = [:]) throws -> ModelVersion {
-        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+        guard Self.validName(name) else {
             throw RegistryError.invalidTransition("model name '\(name)': use letters, digits, '-' and '_'")
         }
         return try update { m in
@@ -232,14 +267,48 @@ public struct ModelRegistry: Sendable {
     }
 
     /// Read-modify-write of the manifest under the registry's lock.
-    func update<T>(_ change: (inout Manifest) throws -> T) throws -> T {
+    /// Removes what killed writers left in the registry: temporaries whose owner process is
+    /// gone (see `Leftovers`) in the root and in each model's folder, and version folders
+    /// the manifest does not list (moved in by a `register` killed before its manifest
+    /// write). Runs under the registry's lock, as every change does.
+    /// - Returns: the paths removed.
+    @discardableResult
+    public func sweepLeftovers() throws -> [String] {
+        guard FileManager.default.fileExists(atPath: manifestPath) else { return Leftovers.sweep(root) }
+        return try locked { try sweepLocked(try manifest()) }
+    }
+
+    private func sweepLocked(_ m: Manifest) throws -> [String] {
+        var removed = Leftovers.sweep(root)
+        for (name, versions) in m.models {
+            let folder = "\(root)/\(name)"
+            removed += Leftovers.sweep(folder)
+            let listed = Set(versions.map { URL(fileURLWithPath: $0.path).lastPathComponent })
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+            where entry.hasPrefix("v") && Int(entry.dropFirst()) != nil && !listed.contains(entry) {
+                if (try? FileManager.default.removeItem(atPath: "\(folder)/\(entry)")) != nil { removed.append("\(folder)/\(entry)") }
+            }
+        }
+        return removed
+    }
+
+    private func locked<T>(_ body: () throws -> T) throws -> T {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let fd = open("\(root)/.registry.lock", O_CREAT | O_RDWR, 0o644)
+        let fd = open("\(root)/.registry.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw RegistryError.corrupt("cannot open \(root)/.registry.lock: errno \(errno)") }
         defer { close(fd) }
         guard flock(fd, LOCK_EX) == 0 else { throw RegistryError.corrupt("cannot lock \(root)/.registry.lock: errno \(errno)") }
         defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+
+    func update<T>(_ change: (inout Manifest) throws -> T) throws -> T {
+        try locked { try updateLocked(change) }
+    }
+
+    private func updateLocked<T>(_ change: (inout Manifest) throws -> T) throws -> T {
         var m = try manifest()
+        _ = try? sweepLocked(m)
         let result = try change(&m)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

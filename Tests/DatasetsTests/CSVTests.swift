@@ -91,6 +91,39 @@ struct CSVTests {
         }
     }
 
+    @Test("ids stay distinct or are refused: invalid UTF-8 and other Unicode forms of a known id name the line")
+    func idSpelling() throws {
+        let dir = TempDir(); defer { dir.cleanup() }
+        // Two user ids that differ only in an invalid byte would both decode to "u\u{FFFD}".
+        let invalid = Array("user,item\nu".utf8) + [0xFF] + Array(",a\nu".utf8) + [0xFE] + Array(",b\n".utf8)
+        let path = dir.file("bytes.csv")
+        FileManager.default.createFile(atPath: path, contents: Data(invalid))
+        do {
+            _ = try InteractionLog.readCSV(path, columns: .init(user: "user", item: "item", timestamp: nil))
+            Issue.record("invalid UTF-8 was read")
+        } catch let DatasetError.badRow(_, line, reason) {
+            #expect(line == 2 && reason.contains("not valid UTF-8"), "\(reason)")
+        }
+        // NFC "café" and NFD "cafe\u{301}" are equal Swift strings: one user, unless refused.
+        let nfc = "caf\u{E9}", nfd = "cafe\u{301}"
+        #expect(nfc == nfd && Array(nfc.utf8) != Array(nfd.utf8))
+        do {
+            _ = try InteractionLog.readCSV(dir.write("forms.csv", "user,item\n\(nfc),a\nx,b\n\(nfd),c\n"), columns: .init(user: "user", item: "item", timestamp: nil))
+            Issue.record("two Unicode forms of one id were merged")
+        } catch let DatasetError.badRow(_, line, reason) {
+            #expect(line == 4 && reason.contains("U+0301") && reason.contains("U+00E9"), "\(reason)")
+        }
+        do {
+            _ = try AttributeTable.readCSV(dir.write("items.csv", "id,c\n\(nfd),x\n\(nfc),y\n"), key: "id", columns: [ColumnSpec("c", .categorical)])
+            Issue.record("two Unicode forms of one key were merged")
+        } catch let DatasetError.badRow(_, line, reason) {
+            #expect(line == 3 && reason.contains("another Unicode form"), "\(reason)")
+        }
+        // The same id spelled the same way twice is one id, as always.
+        let log = try InteractionLog.readCSV(dir.write("same.csv", "user,item\n\(nfc),a\n\(nfc),b\n"), columns: .init(user: "user", item: "item", timestamp: nil))
+        #expect(log.users.count == 1)
+    }
+
     @Test("attribute table: typed columns, missing values, duplicate keys")
     func attributes() throws {
         let dir = TempDir(); defer { dir.cleanup() }

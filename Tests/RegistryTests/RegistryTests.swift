@@ -1,4 +1,5 @@
 import Foundation
+import Persistence
 import Registry
 import Testing
 
@@ -113,5 +114,72 @@ struct RegistryTests {
         #expect(try r.rollback("recs").version == 3)
         #expect(try r.rollback("recs").version == 1)
         #expect(throws: RegistryError.self) { try r.rollback("recs") }
+    }
+
+    /// A pid that is not running: a child that has exited and been reaped.
+    static func deadPID() throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/true")
+        try p.run()
+        p.waitUntilExit()
+        return p.processIdentifier
+    }
+
+    @Test("what a killed writer left is swept by the next change: temporaries of dead owners, unlisted version folders; live owners' are kept")
+    func leftovers() throws {
+        let root = makeRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = ModelRegistry(root: root)
+        try r.register("recs", from: try folder(root, "a"), dataFingerprint: "f1")
+        let dead = try Self.deadPID(), alive = getpid()
+        #expect(Leftovers.owner(of: "registry.fnl.tmp-\(dead)-123") == dead)
+        #expect(Leftovers.owner(of: ".v2.partial-\(dead)-ABC") == dead && Leftovers.owner(of: "v2") == nil && Leftovers.owner(of: "x.tmp-12") == nil)
+        let fm = FileManager.default
+        let deadFiles = ["\(root)/registry.fnl.tmp-\(dead)-77", "\(root)/.incoming-\(dead)-X", "\(root)/recs/.v9.partial-\(dead)-Y"]
+        let liveFile = "\(root)/.incoming-\(alive)-Z"
+        for f in deadFiles + [liveFile] { try fm.createDirectory(atPath: f, withIntermediateDirectories: true) }
+        try fm.createDirectory(atPath: "\(root)/recs/v7", withIntermediateDirectories: true)  // moved in, never listed
+        let removed = Set(try r.sweepLeftovers())
+        #expect(removed == Set(deadFiles + ["\(root)/recs/v7"]))
+        #expect(fm.fileExists(atPath: liveFile) && fm.fileExists(atPath: "\(root)/recs/v1/model.txt"))
+        // A change sweeps too.
+        try fm.createDirectory(atPath: "\(root)/.incoming-\(dead)-W", withIntermediateDirectories: true)
+        try r.promote("recs", version: 1)
+        #expect(!fm.fileExists(atPath: "\(root)/.incoming-\(dead)-W"))
+    }
+
+    @Test("a manifest whose paths leave the root is refused; a symlinked version folder is refused")
+    func confinedPaths() throws {
+        let root = makeRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = ModelRegistry(root: root)
+        try r.register("recs", from: try folder(root, "a"), dataFingerprint: "f1")
+        let good = try r.manifest()
+        for path in ["../../etc", "recs/v2", "/tmp/recs/v1", "other/v1"] {
+            var m = good
+            m.models["recs"]![0].path = path
+            let json = Array(try JSONEncoder().encode(m))
+            try FunnelFile.write(to: "\(root)/registry.fnl", magic: "FNLREGST", version: 1) { $0.write(array: json) }
+            do {
+                _ = try r.manifest()
+                Issue.record("path '\(path)' was accepted")
+            } catch let RegistryError.corrupt(message) {
+                #expect(message.contains("inside the registry root"), "\(message)")
+            }
+        }
+        let json = Array(try JSONEncoder().encode(good))
+        try FunnelFile.write(to: "\(root)/registry.fnl", magic: "FNLREGST", version: 1) { $0.write(array: json) }
+        let v = try r.versions(of: "recs")[0]
+        #expect(try r.checkedFolder("recs", v) == "\(root)/recs/v1")
+        let elsewhere = makeRoot()
+        defer { try? FileManager.default.removeItem(atPath: elsewhere) }
+        try FileManager.default.moveItem(atPath: "\(root)/recs/v1", toPath: "\(elsewhere)/v1")
+        try FileManager.default.createSymbolicLink(atPath: "\(root)/recs/v1", withDestinationPath: "\(elsewhere)/v1")
+        do {
+            _ = try r.checkedFolder("recs", v)
+            Issue.record("a symlinked version folder was accepted")
+        } catch let RegistryError.corrupt(message) {
+            #expect(message.contains("a symlink"), "\(message)")
+        }
     }
 }
