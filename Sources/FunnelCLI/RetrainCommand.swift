@@ -31,6 +31,7 @@ struct Retrain: ParsableCommand {
     func run() throws {
         guard separator.count == 1 else { throw ValidationError("--separator must be one character") }
         guard epochs >= 1, replay >= 0, replay.isFinite, tolerance >= 0 else { throw ValidationError("--epochs >= 1, --replay >= 0, --tolerance >= 0") }
+        try checkDestination(out: out, registry: modelOptions.root, name: nil)
         let engine = try modelOptions.engine()
         guard fromLog != (interactions != nil) else { throw ValidationError("give --interactions FILE or --from-log (one of them)") }
         var options = Retraining.Options()
@@ -75,7 +76,7 @@ struct Retrain: ParsableCommand {
     }
 
     func finish(_ engine: Engine, new: InteractionLog, itemTable: AttributeTable?, userTable: AttributeTable?, options: Retraining.Options) throws {
-        let target = out ?? "\(modelOptions.root)/.incoming-\(UUID().uuidString)"
+        let target = out ?? "\(modelOptions.root)/.incoming-\(getpid())-\(UUID().uuidString)"
         let bar = ProgressBar()
         let (bundle, r) = try Retraining.retrain(engine, interactions: new, items: itemTable, users: userTable, options: options, to: target) {
             if case .batches(let p) = $0 { bar.update(p) }

@@ -148,6 +148,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let config = try configuration()
+        try checkDestination(out: out, registry: registry, name: name)
         let data = try source.load()
         let bar = ProgressBar()
         let funnel = try FunnelTrainer.train(data, config: config, progress: { event in

@@ -115,6 +115,11 @@ public struct ModelRegistry: Sendable {
         }
     }
 
+    /// Refuses a model name `register` would refuse, before any work is done for it.
+    public static func checkName(_ name: String) throws {
+        guard validName(name) else { throw RegistryError.invalidTransition("model name '\(name)': use letters, digits, '-' and '_' (ASCII, at most 200)") }
+    }
+
     static func validName(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 200 && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
     }
