@@ -168,7 +168,7 @@ let package = Package(
         .testTarget(name: "HNSWTests", dependencies: ["HNSW", "ExactSearch", "Datasets", "LinearAlgebra", "Persistence", "_FunnelKernels", "_TestSupport"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence"]),
         .testTarget(name: "GBDTTests", dependencies: ["GBDT", "Datasets", "LinearAlgebra", "_FunnelKernels"], exclude: ["Fixtures"]),  // read by path
-        .testTarget(name: "TwoTowerTests", dependencies: ["TwoTower", "Datasets", "LinearAlgebra", "_FunnelKernels"]),
+        .testTarget(name: "TwoTowerTests", dependencies: ["TwoTower", "Datasets", "LinearAlgebra", "Persistence", "_FunnelKernels"]),
         .testTarget(name: "RerankTests", dependencies: ["Rerank", "LinearAlgebra"]),
         .testTarget(name: "TextSearchTests", dependencies: ["TextSearch"]),
         .testTarget(name: "ServingTests", dependencies: [

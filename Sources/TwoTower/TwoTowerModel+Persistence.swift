@@ -154,6 +154,16 @@ extension TwoTowerModel {
             }
             guard r.remaining == 0 else { throw bad("\(r.remaining) unexpected bytes at the end") }
             guard userIDs.count == towers[0].0.count, itemIDs.count == towers[1].0.count else { throw bad("id lists do not match the towers") }
+            // The saved layers must be the chain the parameters describe, before a model of
+            // those parameters is allocated: features -> hidden widths -> dimension.
+            for (side, (features, _, layers)) in zip(["user", "item"], towers) {
+                let widths = [max(1, features.inputDimension)] + p.hidden + [p.dimension]
+                guard layers.count == widths.count - 1,
+                      layers.indices.allSatisfy({ layers[$0].inputs == widths[$0] && layers[$0].outputs == widths[$0 + 1] }) else {
+                    throw bad("the \(side) tower's layers (\(layers.map { "\($0.inputs)x\($0.outputs)" }.joined(separator: ", "))) "
+                              + "are not the chain \(widths.map(String.init).joined(separator: " -> ")) its features, hidden widths and dimension describe")
+                }
+            }
             let model = TwoTowerModel(userFeatures: towers[0].0, itemFeatures: towers[1].0, parameters: p)
             for (tower, (_, tables, layers)) in zip([model.users, model.items], towers) {
                 guard layers.first?.inputs == max(1, tower.features.inputDimension), layers.last?.outputs == p.dimension else {

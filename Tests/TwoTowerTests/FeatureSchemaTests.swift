@@ -123,6 +123,9 @@ struct FeatureSchemaTests {
         (#"{"items": {"key": "item_id", "features": [{"column": "g", "type": "hashed_categorical", "buckets": 1}]}}"#, "buckets 1"),
         (#"{"items": {"key": "item_id", "features": [{"column": "g", "type": "text", "separator": "ab"}]}}"#, "separator"),
         (#"{"items": {"features": []}}"#, "key"),
+        // A table the schema would ask for must fit: 2^24 buckets of a text feature is refused, not allocated.
+        (#"{"items": {"key": "item_id", "features": [{"column": "t", "type": "text", "buckets": 16777216}]}}"#, "buckets 16777216"),
+        (#"{"items": {"key": "item_id", "features": [{"column": "t", "type": "text", "buckets": 4194304, "dimension": 64}]}}"#, "t"),
         (#"{"items": [1, 2]"#, "schema"),
     ])
     func refusesMistakes(json: String, mentions: String) throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Persistence
 @testable import TwoTower
 import Datasets
 import LinearAlgebra
@@ -389,6 +390,21 @@ struct TwoTowerFileTests {
             b[r.nextInt(below: b.count)] ^= 0x21
             FileManager.default.createFile(atPath: path, contents: Data(b))
             #expect(throws: (any Error).self) { try TwoTowerModel.load(from: path) }
+        }
+        // Payload edits re-sealed with a valid CRC reach the decoder: a hidden width edited to
+        // 2^44 (it would ask for ~10^16 bytes) or to one the saved layers do not have is refused.
+        let payload = Array(good[20..<(good.count - 4)])
+        #expect(payload[8..<16].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } == 1)  // one hidden layer
+        for width: UInt64 in [1 << 44, 60_000, 13] {
+            var edited = payload
+            withUnsafeBytes(of: width.littleEndian) { edited.replaceSubrange(16..<24, with: $0) }
+            try FunnelFile.write(to: path, magic: "FNLTWOT\u{1}", version: 3) { w in edited.withUnsafeBytes { w.write(raw: $0) } }
+            do {
+                _ = try TwoTowerModel.load(from: path)
+                Issue.record("hidden width \(width) was accepted")
+            } catch {
+                #expect("\(error)".contains("hidden") || "\(error)".contains("layer") || "\(error)".contains("inputs"), "\(error)")
+            }
         }
     }
 }
