@@ -6,7 +6,16 @@ import Foundation
 /// date-times (`1997-12-04`, `1997-12-04T15:55:49Z`, `1997-12-04 15:55:49`, with an
 /// optional `+hh:mm` offset), and MovieLens dates (`01-Jan-1995`).
 public enum Timestamp {
+    /// Times Funnel reads lie within years -9999...9999 (Unix seconds ±253,402,300,799):
+    /// differences of two such times never overflow, and a value past them is a typo.
+    public static let range: ClosedRange<Int64> = -253_402_300_799...253_402_300_799
+
     public static func parse(_ text: String) -> Int64? {
+        guard let t = parseUnbounded(text), range.contains(t) else { return nil }
+        return t
+    }
+
+    static func parseUnbounded(_ text: String) -> Int64? {
         let s = text.trimmingCharacters(in: .whitespaces)
         if s.isEmpty { return nil }
         if let v = Int64(s) { return v }

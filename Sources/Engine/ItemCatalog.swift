@@ -136,6 +136,9 @@ public struct ItemCatalog: Sendable {
             throw bad("category offsets do not describe \(items.count) items over \(codes.count) codes")
         }
         let createdAt = try r.read(UInt8.self, "creation flag") == 1 ? try r.readArray(Int64.self, "creation times", maxCount: items.count) : nil
+        if let createdAt, let t = createdAt.first(where: { $0 != Timestamp.missing && !Timestamp.range.contains($0) }) {
+            throw bad("creation time \(t) is outside years -9999...9999")
+        }
         let numericNames = try r.readStrings("numeric names")
         var numeric = [(name: String, values: [Float])]()
         for name in numericNames { numeric.append((name, try r.readArray(Float.self, "numeric '\(name)'", maxCount: items.count))) }

@@ -199,7 +199,7 @@ public struct RankingFeatures: Sendable {
                     row[3] = logRecent[i]
                     row[7] = meanRating[i]
                 }
-                if let c = items.createdAt?[i], c != Timestamp.missing { row[4] = Float(Double(reference - c) / 86_400) } else { row[4] = .nan }
+                if let c = items.createdAt?[i], c != Timestamp.missing { row[4] = Float((Double(reference) - Double(c)) / 86_400) } else { row[4] = .nan }
                 let lo = Int(offsets[i]), hi = Int(offsets[i + 1])
                 if lo == hi || shares.isEmpty { row[5] = 0 } else {
                     var s: Float = 0

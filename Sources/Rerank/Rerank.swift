@@ -93,7 +93,7 @@ public enum FreshnessDecay: Sendable, Equatable {
         items.map { item in
             guard let created = item.createdAt else { return item }
             var x = item
-            let f = self.weight(age: Double(now - created))
+            let f = self.weight(age: Double(now) - Double(created))
             x.score = item.score * ((1 - weight) + weight * f)
             if f < 0.999 { x.freshness = (1 - weight) + weight * f }
             return x

@@ -166,7 +166,8 @@ struct CSVTests {
         #expect(Timestamp.parse(text) == expected)
     }
 
-    @Test("timestamps that are not dates are rejected", arguments: ["", "yesterday", "2000-13-01", "32-Jan-1995", "2000-01-01T25:00"])
+    @Test("timestamps that are not dates, or past year 9999, are rejected",
+          arguments: ["", "yesterday", "2000-13-01", "32-Jan-1995", "2000-01-01T25:00", "9223372036854775807", "-9223372036854775808", "1e14", "253402300800"])
     func badTimestamps(text: String) {
         #expect(Timestamp.parse(text) == nil)
     }
