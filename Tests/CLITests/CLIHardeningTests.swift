@@ -87,6 +87,7 @@ import Glibc
         w.write("lgb-huge.txt", lgb.replacingOccurrences(of: "max_feature_idx=5", with: "max_feature_idx=9223372036854775807"))
         w.write("lgb-nan.txt", lgb.replacingOccurrences(of: "sigmoid:1", with: "sigmoid:nan"))
         mkfifo("\(w.dir)/fifo.svm", 0o600)
+        mkfifo("\(w.dir)/fifo.fvecs", 0o600)
         w.write("base.fvecs", fvecs((0..<10).map { i in (0..<4).map { Float(i * 4 + $0) } }))
         w.write("query.fvecs", fvecs([[0, 1, 2, 3], [4, 5, 6, 7]]))
         w.write("gt.ivecs", texmex([[Int32(0), 50], [1, 2]]))
@@ -126,6 +127,7 @@ import Glibc
             (bench + ["--k", "1000000000"], "--k must be in 1...10000"),
             (bench + ["--threads", "0"], "--threads must be in 1...1024"),
             (bench + ["--gt", "gt.ivecs", "--k", "2"], "50"),
+            (["ann-bench", "--base", "fifo.fvecs", "--query", "query.fvecs"], "not a regular file"),
             // Destinations are checked before any work (no training output before the error).
             (trainCatalog + ["--name", "bad/name", "--registry", "reg"], "model name 'bad/name'"),
             (trainCatalog + ["--out", "reg/shop/v1"], "--out reg/shop/v1 exists already"),
