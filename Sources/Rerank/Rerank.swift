@@ -106,6 +106,10 @@ public enum FreshnessDecay: Sendable, Equatable {
 public struct BusinessRules: Sendable {
     public var exclude: Set<Int> = []
     public var maxPerCategory: Int? = nil
+    /// When the category cap leaves fewer than k items while more candidates remain, the
+    /// rest of the list is filled with the best capped-out items, in order, each marked
+    /// "over the category cap" (false: a hard cap, fewer than k items).
+    public var fillPastCap = true
     public var boost: [Int: Double] = [:]
     public var bury: Set<Int> = []
     /// Items forced to the front, in this order (when they are candidates).
@@ -143,12 +147,19 @@ public struct BusinessRules: Sendable {
         list = front + list
         guard let cap = maxPerCategory else { return Array(list.prefix(k)) }
         var perCategory = [Int: Int]()
-        var out = [RankedItem]()
+        var out = [RankedItem](), over = [RankedItem]()
         for item in list where out.count < k {
             if let c = item.category {
-                if perCategory[c, default: 0] >= cap && !front.contains(where: { $0.id == item.id }) { continue }
+                if perCategory[c, default: 0] >= cap && !front.contains(where: { $0.id == item.id }) {
+                    if fillPastCap && over.count < k { over.append(item) }
+                    continue
+                }
                 perCategory[c, default: 0] += 1
             }
+            out.append(item)
+        }
+        for var item in over where out.count < k {
+            item.reasons.append("over the category cap (filled to k)")
             out.append(item)
         }
         return out

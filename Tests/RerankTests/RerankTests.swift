@@ -76,10 +76,18 @@ struct RerankTests {
         r.bury = [1]
         r.pinned = [4]
         r.maxPerCategory = 1
+        r.fillPastCap = false
         let out = r.apply(items, k: 4)
         // By hand: after exclude and dedupe, scores 1:.9 6:.9 (boosted) 2:.8 3:.7 4:.6; bury 1 -> 6 2 3 4 1;
         // pin 4 -> 4 6 2 3 1; one per category fills 4 (c1), 6 (c2), 2 (c0) and skips 3 and 1 (c0).
         #expect(out.map(\.id) == [4, 6, 2])
+        // By default the cap is filled past to k: the best capped-out item (3) comes last, marked.
+        r.fillPastCap = true
+        let filled = r.apply(items, k: 4)
+        #expect(filled.map(\.id) == [4, 6, 2, 3])
+        #expect(filled.last?.reasons.contains("over the category cap (filled to k)") == true)
+        #expect(r.apply(items, k: 5).map(\.id) == [4, 6, 2, 3, 1])
+        #expect(r.apply(items, k: 2).map(\.id) == [4, 6])
         #expect(out.first?.reasons.contains("pinned") == true)
         #expect(Set(out.map(\.id)).count == out.count)
         #expect(!out.contains { $0.id == 5 })
