@@ -28,7 +28,11 @@ import _TestSupport
                 try registry.register("shop", from: copy, dataFingerprint: "x", metrics: ["HR@10": 0.1])
             }
             try registry.promote("shop", version: 1)
-            let models = try LiveModels(root: root, name: "shop", writable: true)
+            // Budgets far above any stage's time: these tests compare the served answer with
+            // the in-process one, and under a sanitizer or a loaded machine a stage over its
+            // 50 ms budget would answer from a fallback instead.
+            let generous = Data(#"{"retrieval_budget_ms": 60000, "ranking_budget_ms": 60000, "deadline_ms": 120000}"#.utf8)
+            let models = try LiveModels(root: root, name: "shop", writable: true, serving: generous)
             let service = try LiveService(models: models, logPath: "\(root)/shop.wal")
             var settings = ServerSettings()
             settings.apiKey = apiKey
