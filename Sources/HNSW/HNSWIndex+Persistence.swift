@@ -160,7 +160,7 @@ extension HNSWIndex {
             if n > 0 {
                 guard entry != .max else { throw bad("a non-empty index has no entry point") }
                 let node = Int(entry & 0xFFFF_FFFF), level = Int(entry >> 32)
-                guard node < n, Int32(level) == index.levels[node] else { throw bad("entry point \(node) at level \(level) is not an item of that level") }
+                guard node < n, level == Int(index.levels[node]) else { throw bad("entry point \(node) at level \(level) is not an item of that level") }
                 index.storeEntry(node: node, level: level)
             }
             if let floats = index.floats {
