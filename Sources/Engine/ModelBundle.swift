@@ -260,7 +260,8 @@ public struct ModelBundle: Sendable {
         return ModelBundle(folder: folder, manifest: m)
     }
 
-    static func entry(of path: String) throws -> FileEntry {
+    /// A file's manifest entry: its size and CRC-32C, as `write` records and `open` checks.
+    public static func entry(of path: String) throws -> FileEntry {
         let file = try MappedFile(path: path)
         let n = file.bytes.count, body = max(0, n - 4)
         let crc = CRC32C.update(0, UnsafeRawBufferPointer(rebasing: file.bytes[0..<body]))

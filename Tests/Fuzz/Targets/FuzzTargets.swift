@@ -117,7 +117,9 @@ public enum FuzzTargets {
         },
         Target(name: "wal", about: "a write-ahead log file, each record decoded, checked and applied to a bundle's engine") { data in
             let path = try Scratch.shared.file("live.wal", data)
-            let engine = Templates.shared.liveEngine()
+            // A log is replayed onto the bundle it was written against: a fresh engine, so that
+            // no other target's writes (live-change shares one) change what the records mean.
+            let engine = try Engine(folder: Templates.shared.bundle, inline: true, writable: true)
             for record in try WriteAheadLog.read(path) {
                 let change = try JSONDecoder().decode(LiveChange.self, from: Data(record.payload))
                 try engine.check(change)
@@ -301,12 +303,8 @@ final class Templates: @unchecked Sendable {
         let path = "\(folder)/manifest.json"
         guard var m = try JSONSerialization.jsonObject(with: Data(try FileBytes.read(path))) as? [String: Any],
               var files = m["files"] as? [String: Any] else { return }
-        let bytes = try FileBytes.read("\(folder)/\(file)")
-        let body = max(0, bytes.count - 4)
-        let crc = bytes.withUnsafeBytes { CRC32C.update(0, UnsafeRawBufferPointer(rebasing: $0[0..<body])) }
-        var tail: UInt32 = 0
-        for b in bytes[body...] { tail = tail << 8 | UInt32(b) }
-        files[file] = ["bytes": bytes.count, "crc32c": String(format: "%08x%08x", crc, tail)]
+        let entry = try ModelBundle.entry(of: "\(folder)/\(file)")
+        files[file] = ["bytes": entry.bytes, "crc32c": entry.crc32c]
         m["files"] = files
         if let created { m["created"] = created }
         try FuzzTargets.write(Array(try JSONSerialization.data(withJSONObject: m, options: [.prettyPrinted, .sortedKeys])), to: path)
