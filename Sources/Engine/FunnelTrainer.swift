@@ -483,6 +483,43 @@ public enum IndexBuilding {
     }
 }
 
+extension IndexBuilding {
+    /// An index over the vectors of a file (ids 0..<rows), read `slice` rows at a time:
+    /// peak memory is the index and one slice, never the whole file. int8 codes take their
+    /// ranges from a first pass over the file.
+    /// - Complexity: O(n log n * efConstruction * M * d), plus one more read for int8.
+    public static func build(streaming path: String, parameters: HNSWIndex.Parameters, threads: Int, slice: Int = 65_536,
+                             progress: (TrainingEvent) -> Void = { _ in }) throws -> HNSWIndex {
+        var reader = try VectorFileReader(path: path)
+        let n = reader.rows, d = reader.columns
+        let index = try HNSWIndex(dimension: d, parameters: parameters)
+        index.reserve(n)
+        if parameters.quantization == .int8 {
+            var lo = [Float](repeating: .infinity, count: d), hi = [Float](repeating: -.infinity, count: d)
+            while var part = try reader.next(maxRows: slice) {
+                if parameters.metric == .cosine { part.normalizeRows() }
+                part.storage.withUnsafeBufferPointer { p in
+                    for r in 0..<part.rows {
+                        for j in 0..<d {
+                            lo[j] = min(lo[j], p[r * d + j])
+                            hi[j] = max(hi[j], p[r * d + j])
+                        }
+                    }
+                }
+            }
+            try index.setQuantizer(ScalarQuantizer(minimums: lo, maximums: hi))
+            reader = try VectorFileReader(path: path)
+        }
+        progress(.stage("index", done: 0, total: n))
+        while let part = try reader.next(maxRows: slice) {
+            let start = reader.position - part.rows
+            try index.add(part, ids: (UInt64(start)..<UInt64(reader.position)).map { $0 }, threads: max(1, threads))
+            progress(.stage("index", done: reader.position, total: n))
+        }
+        return index
+    }
+}
+
 /// Which data a model saw: CRC-32C of an interaction log's users, items and times.
 public enum Fingerprint {
     public static func of(_ log: InteractionLog) -> String {

@@ -49,3 +49,30 @@ public enum Recall {
         return Double(hits) / Double(result.queryCount * k)
     }
 }
+
+extension Recall {
+    /// Mean recall@k counting ids only: a returned id is a hit when it is among the true
+    /// top k. For a base too large to hold beside the index; on continuous data, where ties
+    /// at the k-th distance have probability zero, it equals `atK`.
+    /// - Parameter baseCount: the base's size, to refuse ground truth naming ids past it.
+    /// - Complexity: O(q * k).
+    public static func ofIDs(_ k: Int, result: KNNResult, truth: [Int32], truthColumns: Int, baseCount: Int) throws -> Double {
+        guard k >= 1, result.k >= k, truthColumns >= k else {
+            throw ExactSearchError.invalidArgument("recall@\(k) needs k columns in results (\(result.k)) and ground truth (\(truthColumns))")
+        }
+        guard truth.count >= result.queryCount * truthColumns else {
+            throw ExactSearchError.invalidArgument(
+                "ground truth covers \(truth.count / max(1, truthColumns)) queries, results have \(result.queryCount)")
+        }
+        var hits = 0
+        for q in 0..<result.queryCount {
+            let trueIds = truth[(q * truthColumns)..<(q * truthColumns + k)]
+            if let bad = trueIds.first(where: { $0 < 0 || Int($0) >= baseCount }) {
+                throw ExactSearchError.invalidArgument("ground truth of query \(q) names id \(bad), the base has \(baseCount) vectors")
+            }
+            let set = Set(trueIds)
+            for j in 0..<k where set.contains(result.ids[q * result.k + j]) { hits += 1 }
+        }
+        return Double(hits) / Double(result.queryCount * k)
+    }
+}

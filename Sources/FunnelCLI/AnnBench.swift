@@ -86,6 +86,15 @@ struct BenchReport: Encodable {
     var bytes_per_vector: Int
     var ground_truth_seconds: Double?
     var points: [BenchPoint]
+    /// Whether recall counts ties at the k-th distance (it needs the base in memory;
+    /// --stream and --index count ids only).
+    var recall_counts_ties = true
+    /// Peak resident memory of the process (VmHWM) after the build, and at the end.
+    var build_peak_rss_bytes: Int?
+    var peak_rss_bytes: Int?
+    var save_seconds: Double?
+    var load_seconds: Double?
+    var file_bytes: Int?
     var machine = MachineReport.current
 }
 
@@ -123,6 +132,12 @@ struct AnnBench: ParsableCommand {
     @Option(help: "Write the report as JSON to this file.") var json: String?
     @Option(help: "Exact engine: queries per sgemm block.") var queryBlock: Int?
     @Option(help: "Exact engine: base vectors per sgemm block.") var baseBlock: Int?
+    @Flag(help: "HNSW: build from --base read a slice at a time, never holding the base in memory (needs --gt; recall counts ids, not ties).")
+    var stream = false
+    @Option(help: "HNSW: save the built index to this file (streamed to disk, atomic).") var save: String?
+    @Option(help: "HNSW: measure an index file written by --save instead of building one (with --query and --gt).")
+    var index: String?
+    @Flag(help: "With --index: map the file read-only instead of copying it into memory.") var mmap = false
 
     func validate() throws {
         try checkThreads(threads)
@@ -131,8 +146,23 @@ struct AnnBench: ParsableCommand {
             throw ValidationError("--ef must be a comma-separated list of integers in 1...100000, got '\(ef)'")
         }
         guard Metric(name: metric) != nil else { throw ValidationError("--metric must be l2, ip or cosine, got '\(metric)'") }
-        guard (model == nil) == (base != nil) else { throw ValidationError("give --base and --query, or --model") }
-        if model == nil, query == nil { throw ValidationError("--query is needed with --base") }
+        if let index {
+            guard base == nil, model == nil, query != nil, gt != nil else {
+                throw ValidationError("--index \(index) is measured with --query and --gt (and no --base or --model)")
+            }
+        } else {
+            guard (model == nil) == (base != nil) else { throw ValidationError("give --base and --query, or --model") }
+            if model == nil, query == nil { throw ValidationError("--query is needed with --base") }
+        }
+        if stream {
+            guard engine == "hnsw", base != nil, gt != nil, maxBase == nil else {
+                throw ValidationError("--stream builds an HNSW index from --base (with --engine hnsw and --gt, without --max-base)")
+            }
+        }
+        if mmap, index == nil { throw ValidationError("--mmap maps an --index file") }
+        if save != nil, engine != "hnsw" || model != nil || index != nil {
+            throw ValidationError("--save writes an HNSW index this run builds (--engine hnsw with --base)")
+        }
         if let m = maxQueries, m < 1 { throw ValidationError("--max-queries must be at least 1") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         guard ["exact", "hnsw"].contains(engine) else { throw ValidationError("--engine must be exact or hnsw, got '\(engine)'") }
@@ -145,6 +175,7 @@ struct AnnBench: ParsableCommand {
     var efList: [Int] { ef.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func run() throws {
+        if stream || index != nil { return try runLarge() }
         try FunnelCLI.run {
             var metric = Metric(name: metric)!
             let threads = threads ?? Parallel.availableCores
@@ -199,6 +230,11 @@ struct AnnBench: ParsableCommand {
                 buildSeconds = now() - h0
                 engineImpl = HNSWEngine(index: index, efs: efList)
                 print("built HNSW (M \(m), efConstruction \(efConstruction), \(quantization)) in \(fmt(buildSeconds, 2)) s on \(threads) threads")
+                if let save {
+                    let s0 = now()
+                    try index.save(to: save)
+                    print("saved \(save) in \(fmt(now() - s0, 2)) s")
+                }
             default:
                 engineImpl = ExactEngine(index: exact)
                 buildSeconds = exactBuild
@@ -232,48 +268,8 @@ struct AnnBench: ParsableCommand {
                 queries.normalizeRows()
             }
 
-            var points = [BenchPoint]()
-            let timed = min(queries.rows, singleQueries ?? queries.rows)
-            for knob in engineImpl.sweep {
-                // Batch, all threads.
-                let bs = now()
-                let batch = try engineImpl.searchBatch(queries, k: k, knob: knob, threads: threads)
-                let batchSeconds = now() - bs
-                var recall = try Recall.atK(k, result: batch, truth: truth, truthColumns: truthColumns,
-                                            base: baseM, queries: queries, metric: metric)
-                var point = BenchPoint(ef: knob, recall: recall, qps: nil, p50_us: nil, p99_us: nil,
-                                       batch_qps: Double(queries.rows) / batchSeconds)
-                if timed > 0 {
-                    // One query at a time, one thread.
-                    var lat = [Double]()
-                    lat.reserveCapacity(timed)
-                    var single = KNNResult(queryCount: timed, k: k)
-                    let wall0 = now()
-                    queries.storage.withUnsafeBufferPointer { qp in
-                        single.ids.withUnsafeMutableBufferPointer { out in
-                            BLAS.withThreads(1) {
-                                for q in 0..<timed {
-                                    let qv = UnsafeBufferPointer(rebasing: qp[(q * queries.columns)..<((q + 1) * queries.columns)])
-                                    let s = now()
-                                    engineImpl.search(qv, k: k, knob: knob, into: out.baseAddress! + q * k)
-                                    lat.append(now() - s)
-                                }
-                            }
-                        }
-                    }
-                    let wall = now() - wall0
-                    lat.sort()
-                    recall = try Recall.atK(k, result: single, truth: truth, truthColumns: truthColumns,
-                                            base: baseM, queries: queries, metric: metric)
-                    if timed == queries.rows && abs(recall - point.recall) > 0.01 {
-                        print("note: single-query recall \(fmt(recall, 4)) differs from batch recall \(fmt(point.recall, 4))")
-                    }
-                    point.recall = recall
-                    point.qps = Double(timed) / wall
-                    point.p50_us = quantile(lat, 0.5) * 1e6
-                    point.p99_us = quantile(lat, 0.99) * 1e6
-                }
-                points.append(point)
+            let points = try sweep(engineImpl, queries: queries, threads: threads) { result in
+                try Recall.atK(k, result: result, truth: truth, truthColumns: truthColumns, base: baseM, queries: queries, metric: metric)
             }
 
             let report = BenchReport(
@@ -281,19 +277,135 @@ struct AnnBench: ParsableCommand {
                 dataset: .init(n: baseM.rows, dim: baseM.columns, queries: queries.rows, metric: metric.rawValue),
                 threads: threads, k: k, build_seconds: buildSeconds, bytes_per_vector: engineImpl.bytesPerVector,
                 ground_truth_seconds: gtSeconds, points: points)
-            printTable(report)
-            if let plot {
-                try AtomicFile.write(Array(RecallPlot.svg(report).utf8), to: plot)
-                print("wrote \(plot)")
-            }
-            if let json {
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-                let data = try enc.encode(report)
-                try AtomicFile.write(Array(data) + [10], to: json)
-                print("wrote \(json)")
-            }
+            try publish(report)
         }
+    }
+
+    /// Prints the report and writes the plot and JSON asked for.
+    func publish(_ report: BenchReport) throws {
+        printTable(report)
+        if let plot {
+            try AtomicFile.write(Array(RecallPlot.svg(report).utf8), to: plot)
+            print("wrote \(plot)")
+        }
+        if let json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let data = try enc.encode(report)
+            try AtomicFile.write(Array(data) + [10], to: json)
+            print("wrote \(json)")
+        }
+    }
+
+    /// Every knob of `engine`: recall, batch QPS on `threads` threads, and QPS and latency
+    /// one query at a time on one thread.
+    func sweep(_ engineImpl: BenchEngine, queries: Matrix, threads: Int,
+               recallOf: (KNNResult) throws -> Double) throws -> [BenchPoint] {
+        var points = [BenchPoint]()
+        let timed = min(queries.rows, singleQueries ?? queries.rows)
+        for knob in engineImpl.sweep {
+            // Batch, all threads.
+            let bs = now()
+            let batch = try engineImpl.searchBatch(queries, k: k, knob: knob, threads: threads)
+            let batchSeconds = now() - bs
+            var recall = try recallOf(batch)
+            var point = BenchPoint(ef: knob, recall: recall, qps: nil, p50_us: nil, p99_us: nil,
+                                   batch_qps: Double(queries.rows) / batchSeconds)
+            if timed > 0 {
+                // One query at a time, one thread.
+                var lat = [Double]()
+                lat.reserveCapacity(timed)
+                var single = KNNResult(queryCount: timed, k: k)
+                let wall0 = now()
+                queries.storage.withUnsafeBufferPointer { qp in
+                    single.ids.withUnsafeMutableBufferPointer { out in
+                        BLAS.withThreads(1) {
+                            for q in 0..<timed {
+                                let qv = UnsafeBufferPointer(rebasing: qp[(q * queries.columns)..<((q + 1) * queries.columns)])
+                                let s = now()
+                                engineImpl.search(qv, k: k, knob: knob, into: out.baseAddress! + q * k)
+                                lat.append(now() - s)
+                            }
+                        }
+                    }
+                }
+                let wall = now() - wall0
+                lat.sort()
+                recall = try recallOf(single)
+                if timed == queries.rows && abs(recall - point.recall) > 0.01 {
+                    print("note: single-query recall \(fmt(recall, 4)) differs from batch recall \(fmt(point.recall, 4))")
+                }
+                point.recall = recall
+                point.qps = Double(timed) / wall
+                point.p50_us = quantile(lat, 0.5) * 1e6
+                point.p99_us = quantile(lat, 0.99) * 1e6
+            }
+            points.append(point)
+        }
+        return points
+    }
+
+    /// An index too large to hold twice: built from --base a slice at a time (--stream),
+    /// or loaded from an --index file (--mmap maps it). The base never enters memory, so
+    /// recall counts ids against the ground truth.
+    func runLarge() throws {
+        try FunnelCLI.run {
+            var queries = try VectorFile.readMatrix(query!, limit: maxQueries)
+            let threads = threads ?? Parallel.availableCores
+            var report = BenchReport(engine: "", dataset: .init(n: 0, dim: queries.columns, queries: queries.rows, metric: metric),
+                                     threads: threads, k: k, build_seconds: 0, bytes_per_vector: 0, ground_truth_seconds: nil, points: [])
+            report.recall_counts_ties = false
+            let hnsw: HNSWIndex
+            if let index {
+                let l0 = now()
+                hnsw = try HNSWIndex.load(from: index, mmap: mmap)
+                report.load_seconds = now() - l0
+                report.file_bytes = fileSize(index)
+                print("loaded \(index) (\(hnsw.count) items, M \(hnsw.parameters.M), \(hnsw.parameters.quantization.rawValue)\(mmap ? ", mapped" : "")) in \(fmt(report.load_seconds!, 2)) s")
+            } else {
+                let params = HNSWIndex.Parameters(metric: Metric(name: metric)!, M: m, efConstruction: efConstruction,
+                                                  quantization: HNSWIndex.Quantization(rawValue: quantization)!)
+                let bar = ProgressBar()
+                let h0 = now()
+                hnsw = try IndexBuilding.build(streaming: base!, parameters: params, threads: threads) { event in
+                    if case .stage(let name, let done, let total) = event { bar.stage(name, done: done, total: total) }
+                }
+                report.build_seconds = now() - h0
+                report.build_peak_rss_bytes = ProcessMemory.peakResidentBytes
+                print("built HNSW (M \(m), efConstruction \(efConstruction), \(quantization)) from \(base!) a slice at a time in \(fmt(report.build_seconds, 2)) s on \(threads) threads")
+                if let save {
+                    let s0 = now()
+                    try hnsw.save(to: save)
+                    report.save_seconds = now() - s0
+                    report.file_bytes = fileSize(save)
+                    print("saved \(save) in \(fmt(report.save_seconds!, 2)) s")
+                }
+            }
+            guard hnsw.dimension == queries.columns else {
+                throw ExactSearchError.dimensionMismatch(expected: hnsw.dimension, got: queries.columns)
+            }
+            let metric = hnsw.parameters.metric
+            if metric == .cosine { queries.normalizeRows() }
+            let g = try VectorFile.read(gt!, format: .ivecs)
+            guard g.rows >= queries.rows, g.columns >= k, let truth = g.int32Values() else {
+                throw DatasetError.badFormat(path: gt!, reason: "ground truth has \(g.rows) rows of \(g.columns) ids; need \(queries.rows) rows of at least \(k)")
+            }
+            let engineImpl = HNSWEngine(index: hnsw, efs: efList)
+            report.engine = engineImpl.name
+            report.dataset = .init(n: hnsw.count, dim: hnsw.dimension, queries: queries.rows, metric: metric.rawValue)
+            report.bytes_per_vector = engineImpl.bytesPerVector
+            print("index \(hnsw.count) x \(hnsw.dimension), queries \(queries.rows), metric \(metric.rawValue), k \(k), threads \(threads)")
+            report.points = try sweep(engineImpl, queries: queries, threads: threads) { result in
+                try Recall.ofIDs(k, result: result, truth: truth, truthColumns: g.columns, baseCount: hnsw.count)
+            }
+            report.peak_rss_bytes = ProcessMemory.peakResidentBytes
+            try publish(report)
+            if let p = report.peak_rss_bytes { print("peak resident memory \(fmt(Double(p) / 1_073_741_824, 2)) GiB") }
+        }
+    }
+
+    func fileSize(_ path: String) -> Int? {
+        (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue
     }
 
     func printTable(_ r: BenchReport) {

@@ -15,3 +15,19 @@ func fmt(_ x: Double, _ digits: Int = 1) -> String {
     guard x.isFinite else { return "-" }
     return String(format: "%.\(digits)f", x)
 }
+
+/// The process's own memory figures, from /proc/self/status (Linux).
+enum ProcessMemory {
+    /// Peak resident set size (VmHWM) in bytes, or nil where /proc does not tell.
+    static var peakResidentBytes: Int? { field("VmHWM:") }
+    /// Resident set size now (VmRSS) in bytes.
+    static var residentBytes: Int? { field("VmRSS:") }
+
+    private static func field(_ name: String) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name) }),
+              let kb = Int(line.dropFirst(name.count).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "")
+        else { return nil }
+        return kb * 1024
+    }
+}

@@ -14,6 +14,10 @@ extension HNSWIndex {
     /// - Complexity: O(n * log(N) * efConstruction * M * d) distance work, divided across threads.
     @discardableResult
     public func add(_ vectors: Matrix, ids: [UInt64]? = nil, threads: Int = Parallel.availableCores) throws -> [UInt64] {
+        try mutating { try insert(vectors, ids: ids, threads: threads) }
+    }
+
+    private func insert(_ vectors: Matrix, ids: [UInt64]?, threads: Int) throws -> [UInt64] {
         guard mappedOwner == nil else { throw HNSWError.readOnly }
         guard vectors.columns == dimension else { throw HNSWError.dimensionMismatch(expected: dimension, got: vectors.columns) }
         if let bad = vectors.firstNonFinite() { throw HNSWError.nonFinite(row: bad.row, column: bad.column) }
@@ -124,6 +128,23 @@ extension HNSWIndex {
         return labelList
     }
 
+    /// Sets the int8 codes' ranges before the first insert, for vectors added a slice at
+    /// a time (by default the first `add` learns them from its own vectors, and later
+    /// values outside them are clamped). The ranges are of vectors as stored: normalized
+    /// for the cosine metric.
+    /// - Throws: `HNSWError.invalidParameter` unless the index is int8 and empty.
+    public func setQuantizer(_ q: ScalarQuantizer) throws {
+        guard parameters.quantization == .int8, q.offsets.count == dimension else {
+            throw HNSWError.invalidParameter("a quantizer of \(q.offsets.count) dimensions for a \(parameters.quantization.rawValue) index of \(dimension)")
+        }
+        try mutating {
+            try writeLocked {
+                guard slotCount == 0 else { throw HNSWError.invalidParameter("the quantizer is set before the first insert") }
+                quantizer = q
+            }
+        }
+    }
+
     /// Inserts one vector with the given id.
     public func add(_ vector: [Float], id: UInt64) throws {
         try add(Matrix(rows: 1, columns: vector.count, storage: vector), ids: [id], threads: 1)
@@ -133,12 +154,14 @@ extension HNSWIndex {
     /// reused by a later insert. - Complexity: O(1).
     public func remove(_ id: UInt64) throws {
         guard mappedOwner == nil else { throw HNSWError.readOnly }
-        bookkeeping.lock()
-        defer { bookkeeping.unlock() }
-        guard let node = labelToNode.removeValue(forKey: id) else { throw HNSWError.unknownLabel(id) }
-        fk_store_u8(deletedFlags + Int(node), 1)
-        deletedCount += 1
-        freeSlots.append(node)
+        try mutating {
+            bookkeeping.lock()
+            defer { bookkeeping.unlock() }
+            guard let node = labelToNode.removeValue(forKey: id) else { throw HNSWError.unknownLabel(id) }
+            fk_store_u8(deletedFlags + Int(node), 1)
+            deletedCount += 1
+            freeSlots.append(node)
+        }
     }
 
     /// Replaces the vector of `id` (inserting it when absent).

@@ -9,44 +9,53 @@ extension HNSWIndex {
     static let formatVersion: UInt32 = 2
 
     /// Saves the index to `path` atomically (temp file, fsync, rename) in Funnel's
-    /// versioned, checksummed container. Concurrent searches wait only while the
-    /// snapshot is copied.
+    /// versioned, checksummed container.
+    ///
+    /// The graph is streamed from memory to the file, never copied: saving a 4 GB index
+    /// needs no second 4 GB. Inserts and deletes wait until the file is written; searches
+    /// go on meanwhile.
     /// - Complexity: O(file size).
     public func save(to path: String) throws {
-        var payload = PayloadWriter()
-        writeLocked {
+        try mutationsPaused {
+            var head = PayloadWriter()
+            var upperBytes = 0
+            let quantizerBytes: Int
             bookkeeping.lock()
-            defer { bookkeeping.unlock() }
-            payload.write(UInt64(dimension))
-            payload.write(string: parameters.metric.rawValue)
-            payload.write(UInt64(parameters.M))
-            payload.write(UInt64(parameters.efConstruction))
-            payload.write(string: parameters.quantization.rawValue)
-            payload.write(parameters.seed)
-            payload.write(UInt64(slotCount))
-            payload.write(UInt64(deletedCount))
-            payload.write(insertSequence)
-            payload.write(fk_load_acquire_u64(entry))
-            payload.write(raw: UnsafeRawBufferPointer(start: levels, count: slotCount * 4))
-            payload.write(raw: UnsafeRawBufferPointer(start: labels, count: slotCount * 8))
-            payload.write(raw: UnsafeRawBufferPointer(start: deletedFlags, count: slotCount))
+            head.write(UInt64(dimension))
+            head.write(string: parameters.metric.rawValue)
+            head.write(UInt64(parameters.M))
+            head.write(UInt64(parameters.efConstruction))
+            head.write(string: parameters.quantization.rawValue)
+            head.write(parameters.seed)
+            head.write(UInt64(slotCount))
+            head.write(UInt64(deletedCount))
+            head.write(insertSequence)
+            head.write(fk_load_acquire_u64(entry))
+            bookkeeping.unlock()
+            for node in 0..<slotCount where levels[node] > 0 { upperBytes += Int(levels[node]) * linkWords * 4 }
+            quantizerBytes = quantizer != nil && floats != nil ? dimension * 8 + slotCount * dimension * 4 : 0
             // Pad so the graph starts 64-byte aligned in the file (the container header is
             // 20 bytes): a memory-mapped load then reads aligned links and vectors.
-            let pad = (64 - (20 + payload.bytes.count + 8) % 64) % 64
-            payload.write(UInt64(pad))
-            [UInt8](repeating: 0, count: pad).withUnsafeBytes { payload.write(raw: $0) }
-            payload.write(raw: UnsafeRawBufferPointer(start: level0, count: slotCount * blockSize))
-            for node in 0..<slotCount where levels[node] > 0 {
-                payload.write(raw: UnsafeRawBufferPointer(start: upperLinks[node]!, count: Int(levels[node]) * linkWords * 4))
+            let before = head.bytes.count + slotCount * (4 + 8 + 1)
+            let pad = (64 - (20 + before + 8) % 64) % 64
+            let length = before + 8 + pad + slotCount * blockSize + upperBytes + quantizerBytes
+            try FunnelFile.write(to: path, magic: Self.magic, version: Self.formatVersion, payloadLength: length) { w in
+                try w.write(head)
+                try w.write(raw: UnsafeRawBufferPointer(start: levels, count: slotCount * 4))
+                try w.write(raw: UnsafeRawBufferPointer(start: labels, count: slotCount * 8))
+                try w.write(raw: UnsafeRawBufferPointer(start: deletedFlags, count: slotCount))
+                try w.write(UInt64(pad))
+                try [UInt8](repeating: 0, count: pad).withUnsafeBytes { try w.write(raw: $0) }
+                try w.write(raw: UnsafeRawBufferPointer(start: level0, count: slotCount * blockSize))
+                for node in 0..<slotCount where levels[node] > 0 {
+                    try w.write(raw: UnsafeRawBufferPointer(start: upperLinks[node]!, count: Int(levels[node]) * linkWords * 4))
+                }
+                if let quantizer, let floats {
+                    for o in quantizer.offsets { try w.write(o) }
+                    for sc in quantizer.scales { try w.write(sc) }
+                    try w.write(raw: UnsafeRawBufferPointer(start: floats, count: slotCount * dimension * 4))
+                }
             }
-            if let quantizer, let floats {
-                for o in quantizer.offsets { payload.write(o) }
-                for sc in quantizer.scales { payload.write(sc) }
-                payload.write(raw: UnsafeRawBufferPointer(start: floats, count: slotCount * dimension * 4))
-            }
-        }
-        try FunnelFile.write(to: path, magic: Self.magic, version: Self.formatVersion) { w in
-            w = payload
         }
     }
 
@@ -85,7 +94,7 @@ extension HNSWIndex {
             _ = try r.view(pad, "graph alignment padding")
             let blocks = try r.view(n * index.blockSize, "layer-0 graph")
 
-            index.grow(to: n)
+            index.grow(to: n, graph: !mmap)
             index.slotCount = n
             var upperTotal = 0
             for i in 0..<n {
@@ -105,6 +114,11 @@ extension HNSWIndex {
                 index.level0.deallocate()
                 index.level0 = UnsafeMutableRawPointer(mutating: blocks.baseAddress!)
                 index.mappedOwner = file
+            } else if mmap {
+                // Nothing to map (empty), or blocks rewritten below: a private copy after all.
+                index.level0.deallocate()
+                index.level0 = UnsafeMutableRawPointer.allocate(byteCount: max(64, n * index.blockSize), alignment: 64)
+                if !blocks.isEmpty { index.level0.copyMemory(from: blocks.baseAddress!, byteCount: blocks.count) }
             } else if !blocks.isEmpty {
                 index.level0.copyMemory(from: blocks.baseAddress!, byteCount: blocks.count)
             }

@@ -109,6 +109,10 @@ public final class HNSWIndex: @unchecked Sendable {
     /// Held by whoever may raise the top level.
     let entryLock = NSLock()
     var rwlock = pthread_rwlock_t()
+    /// Shared by every insert and delete, exclusive while saving: a save streams the live
+    /// storage to its file, which nothing may change meanwhile, while searches go on.
+    /// Taken before `rwlock` and `bookkeeping`, never while holding them.
+    var mutationLock = pthread_rwlock_t()
     let scratchPool = ScratchPool()
 
     /// Creates an empty index for `dimension`-d vectors.
@@ -150,6 +154,7 @@ public final class HNSWIndex: @unchecked Sendable {
         pthread_rwlockattr_init(&attr)
         pthread_rwlockattr_setkind_np(&attr, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
         pthread_rwlock_init(&rwlock, &attr)
+        pthread_rwlock_init(&mutationLock, &attr)
         pthread_rwlockattr_destroy(&attr)
     }
 
@@ -165,6 +170,7 @@ public final class HNSWIndex: @unchecked Sendable {
         entry.deallocate()
         deletedCounter.deallocate()
         pthread_rwlock_destroy(&rwlock)
+        pthread_rwlock_destroy(&mutationLock)
     }
 
     // MARK: - Public state
@@ -202,6 +208,20 @@ public final class HNSWIndex: @unchecked Sendable {
     func readLocked<R>(_ body: () throws -> R) rethrows -> R {
         pthread_rwlock_rdlock(&rwlock)
         defer { pthread_rwlock_unlock(&rwlock) }
+        return try body()
+    }
+
+    /// Runs an insert or delete: any number at once, none during a save.
+    func mutating<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_rwlock_rdlock(&mutationLock)
+        defer { pthread_rwlock_unlock(&mutationLock) }
+        return try body()
+    }
+
+    /// Runs `body` with every insert and delete held off (searches continue).
+    func mutationsPaused<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_rwlock_wrlock(&mutationLock)
+        defer { pthread_rwlock_unlock(&mutationLock) }
         return try body()
     }
 
@@ -267,13 +287,16 @@ public final class HNSWIndex: @unchecked Sendable {
     // MARK: - Capacity
 
     /// Grows storage to hold at least `needed` slots. Call under the write lock.
-    func grow(to needed: Int) {
+    /// - Parameter graph: false leaves the layer-0 blocks alone (a loader about to map them).
+    func grow(to needed: Int, graph: Bool = true) {
         guard needed > capacity else { return }
         let newCap = max(needed, capacity + capacity / 2, 1024)
-        let newLevel0 = UnsafeMutableRawPointer.allocate(byteCount: newCap * blockSize, alignment: 64)
-        newLevel0.copyMemory(from: level0, byteCount: slotCount * blockSize)
-        if mappedOwner == nil { level0.deallocate() }
-        level0 = newLevel0
+        if graph {
+            let newLevel0 = UnsafeMutableRawPointer.allocate(byteCount: newCap * blockSize, alignment: 64)
+            newLevel0.copyMemory(from: level0, byteCount: slotCount * blockSize)
+            if mappedOwner == nil { level0.deallocate() }
+            level0 = newLevel0
+        }
         func regrow<T>(_ p: inout UnsafeMutablePointer<T>, zero: T) {
             let q = UnsafeMutablePointer<T>.allocate(capacity: newCap)
             q.update(from: p, count: slotCount)
@@ -300,7 +323,7 @@ public final class HNSWIndex: @unchecked Sendable {
 
     /// Reserves storage for `n` items in total, so that inserts up to it never grow.
     public func reserve(_ n: Int) {
-        writeLocked { grow(to: n) }
+        mutating { writeLocked { grow(to: n) } }
     }
 
     /// A random level: floor(-ln(U) * mL), from a stream fixed by the insert sequence number.

@@ -39,8 +39,17 @@ public struct ScalarQuantizer: Sendable, Equatable {
                 hi[j] = max(hi[j], v)
             }
         }
-        for j in 0..<d where !lo[j].isFinite { lo[j] = 0; hi[j] = 0 }
-        self.init(offsets: lo, scales: (0..<d).map { (hi[$0] - lo[$0]) / 255 })
+        self.init(minimums: lo, maximums: hi)
+    }
+
+    /// Codes spanning each dimension's range, [minimums[j], maximums[j]] (a range that is
+    /// not finite, as from no data, codes that dimension as a constant 0). For data seen a
+    /// slice at a time: the ranges are accumulated first.
+    public init(minimums: [Float], maximums: [Float]) {
+        precondition(minimums.count == maximums.count, "one minimum and one maximum per dimension")
+        var lo = minimums, hi = maximums
+        for j in lo.indices where !lo[j].isFinite || !hi[j].isFinite || hi[j] < lo[j] { lo[j] = 0; hi[j] = 0 }
+        self.init(offsets: lo, scales: (0..<lo.count).map { (hi[$0] - lo[$0]) / 255 })
     }
 
     /// Encodes `x` into `codes`, returning |x^|^2, the squared norm of the decoded vector.

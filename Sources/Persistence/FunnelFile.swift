@@ -31,6 +31,30 @@ public enum FunnelFile {
         }
     }
 
+    /// Writes a container to `path` atomically without assembling the payload in memory:
+    /// `body` streams exactly `payloadLength` bytes through the writer, which checksums them
+    /// on the way to the file. For files as large as the data itself (a ten-million-item
+    /// index), where `write(to:magic:version:_:)` would hold a second copy.
+    /// - Throws: `PersistenceError.corrupt` if `body` writes another number of bytes (the
+    ///   target is then untouched), or what the file system reports.
+    public static func write(to path: String, magic: String, version: UInt32, payloadLength: Int,
+                             streaming body: (inout PayloadStream) throws -> Void) throws {
+        precondition(magic.utf8.count == 8, "a magic is 8 ASCII bytes")
+        try AtomicFile.write(to: path) { w in
+            var head = [UInt8](magic.utf8)
+            withUnsafeBytes(of: version.littleEndian) { head.append(contentsOf: $0) }
+            withUnsafeBytes(of: UInt64(payloadLength).littleEndian) { head.append(contentsOf: $0) }
+            var stream = PayloadStream(writer: w, crc: head.withUnsafeBytes { fk_crc32c(0, $0.baseAddress, $0.count) })
+            try stream.writer.write(head)
+            try body(&stream)
+            guard stream.written == payloadLength else {
+                throw PersistenceError.corrupt(path: path, reason: "the payload was announced as \(payloadLength) bytes and \(stream.written) were written")
+            }
+            try stream.writer.write(value: stream.crc.littleEndian)
+            w = stream.writer
+        }
+    }
+
     /// Reads a container, verifying magic, version and checksum; returns the version
     /// and a reader over the payload.
     public static func read(_ path: String, magic: String, versions: ClosedRange<UInt32>) throws -> (version: UInt32, payload: RawReader) {
@@ -87,6 +111,34 @@ public struct PayloadWriter {
         array.withUnsafeBytes { bytes.append(contentsOf: $0) }
     }
     public mutating func write(string: String) { write(array: Array(string.utf8)) }
+}
+
+/// A payload streamed to its file (see `FunnelFile.write(to:magic:version:payloadLength:streaming:)`):
+/// little-endian values and raw arrays, checksummed as they pass.
+public struct PayloadStream {
+    var writer: FileWriter
+    var crc: UInt32
+    /// Payload bytes written so far.
+    public private(set) var written = 0
+
+    init(writer: FileWriter, crc: UInt32) {
+        self.writer = writer
+        self.crc = crc
+    }
+
+    public mutating func write(raw: UnsafeRawBufferPointer) throws {
+        crc = fk_crc32c(crc, raw.baseAddress, raw.count)
+        written += raw.count
+        try writer.write(raw)
+    }
+    public mutating func write<T: FixedWidthInteger>(_ v: T) throws {
+        try withUnsafeBytes(of: v.littleEndian) { try write(raw: $0) }
+    }
+    public mutating func write(_ v: Float) throws { try write(v.bitPattern) }
+    /// What a `PayloadWriter` holds (a small header assembled in memory).
+    public mutating func write(_ payload: PayloadWriter) throws {
+        try payload.bytes.withUnsafeBytes { try write(raw: $0) }
+    }
 }
 
 /// A read-only file in memory: mapped with mmap, unmapped on release.

@@ -90,4 +90,20 @@ import Testing
             #expect(file == VectorIndex.vectorsFile)
         }
     }
+
+    @Test("an index built from a file a slice at a time is the index built from the vectors in memory, byte for byte",
+          arguments: HNSWIndex.Quantization.allCases)
+    func streamedBuild(quantization: HNSWIndex.Quantization) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("funnel-stream-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (m, _, _) = try Self.world(n: 1_500, d: 16)
+        try VectorFile.writeFvecs(m, to: dir + "/base.fvecs")
+        let p = HNSWIndex.Parameters(metric: .cosine, M: 8, efConstruction: 40, quantization: quantization)
+        // One thread: the graph is then a function of the seed and the insertion order only.
+        try IndexBuilding.build(m, parameters: p, threads: 1).save(to: dir + "/memory.hnsw")
+        try IndexBuilding.build(streaming: dir + "/base.fvecs", parameters: p, threads: 1, slice: 97).save(to: dir + "/stream.hnsw")
+        #expect(FileManager.default.contents(atPath: dir + "/memory.hnsw") == FileManager.default.contents(atPath: dir + "/stream.hnsw"))
+    }
 }
+

@@ -128,4 +128,57 @@ struct HNSWPersistenceTests {
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains(".tmp-") }
         #expect(leftovers.isEmpty)
     }
+
+    @Test("a streamed save of a loaded index writes the same bytes, for every storage", arguments: HNSWIndex.Quantization.allCases)
+    func resaveIsIdentical(quantization: HNSWIndex.Quantization) throws {
+        let dir = TempDir(); defer { dir.cleanup() }
+        let (index, _) = try built(quantization)
+        try index.save(to: dir.file("a.hnsw"))
+        for mmap in [false, true] {
+            try HNSWIndex.load(from: dir.file("a.hnsw"), mmap: mmap).save(to: dir.file("b.hnsw"))
+            #expect(FileManager.default.contents(atPath: dir.file("a.hnsw")) == FileManager.default.contents(atPath: dir.file("b.hnsw")))
+        }
+    }
+
+    @Test("saves taken while other threads insert and search each load as a whole snapshot")
+    func saveDuringInserts() throws {
+        let dir = TempDir(); defer { dir.cleanup() }
+        let base = clustered(3_000, 12, seed: 21)
+        let index = try HNSWIndex(dimension: 12, parameters: .init(metric: .l2, M: 8, efConstruction: 32))
+        try index.add(base.rows(0..<500), ids: (0..<500).map { UInt64($0) })
+        final class Stop: @unchecked Sendable {
+            let lock = NSLock()
+            var value = false
+            var isSet: Bool { lock.withLock { value } }
+            func set() { lock.withLock { value = true } }
+        }
+        let stop = Stop()
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            for b in 0..<25 {
+                let lo = 500 + b * 100
+                try! index.add(base.rows(lo..<(lo + 100)), ids: (lo..<(lo + 100)).map { UInt64($0) }, threads: 1)
+                if b % 5 == 4 { try! index.remove(UInt64(b)) }
+            }
+        }
+        DispatchQueue.global().async(group: group) {
+            while !stop.isSet { _ = try! index.searchLabels(base.rows(0..<8), k: 5, ef: 16) }
+        }
+        var counts = [Int]()
+        for i in 0..<6 {
+            let path = dir.file("s\(i).hnsw")
+            try index.save(to: path)
+            let loaded = try HNSWIndex.load(from: path)   // checks every link, level, flag and count
+            counts.append(loaded.count)
+            // A snapshot: every item it holds has the vector it was added with.
+            let probe = try loaded.searchLabels(base.rows(600..<601), k: 1, ef: 16)
+            if loaded.contains(600) { #expect(probe.ids[0] == 600) }
+        }
+        stop.set()
+        group.wait()
+        #expect(counts == counts.sorted())
+        try index.save(to: dir.file("last.hnsw"))
+        #expect(try HNSWIndex.load(from: dir.file("last.hnsw")).count == 3_000 - 5)
+    }
 }
+
