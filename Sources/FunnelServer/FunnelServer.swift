@@ -32,7 +32,9 @@ public struct ServerSettings: Sendable {
     public var readTimeout = 10.0
     /// Largest request head (request line and headers), in bytes; past it, a 431.
     public var maxHeaderBytes = 32 * 1024
-    /// Connections open at once at most; past it, new ones wait in the backlog.
+    /// Connections served at once at most; past it, a new one is answered 503 with
+    /// `Retry-After: 1` and closed (and past a reserve of a quarter more, up to 1,024, the
+    /// server stops accepting: they wait in the kernel's backlog).
     public var maxConnections = 4_096
     /// Recommendation answers cached (0: no cache), and for how long at most (seconds).
     public var cacheEntries = 10_000
@@ -141,7 +143,7 @@ public final class FunnelServer: @unchecked Sendable {
         -> Application<Responder> where Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
         Application(responder: router, server: .hardenedHTTP1(settings),
                     configuration: .init(address: .hostname(settings.host, port: settings.port),
-                                         availableConnectionsDelegate: MaximumAvailableConnections(settings.maxConnections)),
+                                         availableConnectionsDelegate: MaximumAvailableConnections(ConnectionGate.acceptLimit(settings.maxConnections))),
                     onServerRunning: onServerRunning, logger: logger)
     }
 

@@ -27,6 +27,10 @@ import NIOHTTPTypesHTTP1
 ///   connection after it is sent, instead of reading the rest of an oversized body.
 /// - **Malformed requests** get a JSON error: 431 when the head is over `maxHeaderBytes`,
 ///   400 otherwise, then the connection is closed.
+/// - **Past `maxConnections`** open connections, a new one is answered at once with a JSON
+///   503 and `Retry-After: 1`, then closed, so that a load balancer can send the request
+///   elsewhere instead of waiting in the kernel's backlog. Past that plus a reserve for
+///   these answers, the server stops accepting.
 struct HardenedHTTP1Channel: HTTPChannelHandler {
     typealias Value = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 
@@ -34,22 +38,29 @@ struct HardenedHTTP1Channel: HTTPChannelHandler {
     let readTimeout: TimeAmount
     let idleTimeout: TimeAmount
     let maxHeaderBytes: Int
+    let gate: ConnectionGate
 
     init(responder: @escaping HTTPChannelHandler.Responder, settings: ServerSettings) {
         self.responder = responder
         readTimeout = .nanoseconds(Int64(settings.readTimeout * 1e9))
         idleTimeout = .nanoseconds(Int64(settings.idleTimeout * 1e9))
         maxHeaderBytes = settings.maxHeaderBytes
+        gate = ConnectionGate(limit: settings.maxConnections)
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
+            let sync = channel.pipeline.syncOperations
+            if gate.enter() {
+                channel.closeFuture.whenComplete { [gate] _ in gate.leave() }
+            } else {
+                try sync.addHandler(OverCapacity(limit: gate.limit))
+            }
             var limits = NIOHTTPDecoderLimitConfiguration()
             limits.maxHeaderFieldSize = maxHeaderBytes
             limits.maxHeaderListSize = maxHeaderBytes
             limits.maxHeaderFieldCount = 200
             let deadline = ReadDeadline(timeout: readTimeout)
-            let sync = channel.pipeline.syncOperations
             try sync.addHandler(deadline)
             try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false,
                                                  withOutboundHeaderValidation: false, withEncoderConfiguration: .init(),
@@ -72,6 +83,58 @@ extension HTTPServerBuilder {
     /// JSON answers to malformed requests (see `HardenedHTTP1Channel`).
     static func hardenedHTTP1(_ settings: ServerSettings) -> HTTPServerBuilder {
         HTTPServerBuilder { responder in HardenedHTTP1Channel(responder: responder, settings: settings) }
+    }
+}
+
+/// Counts open connections against the cap (`ServerSettings.maxConnections`).
+final class ConnectionGate: @unchecked Sendable {
+    let limit: Int
+    private var open = 0
+    private let lock = NSLock()
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Admits a connection if fewer than `limit` are open.
+    func enter() -> Bool {
+        lock.withLock {
+            guard open < limit else { return false }
+            open += 1
+            return true
+        }
+    }
+
+    func leave() { lock.withLock { open -= 1 } }
+
+    /// Connections accepted past the cap only to be told 503: a reserve of a quarter of the
+    /// cap (16 to 1024); past cap + reserve the server stops accepting.
+    static func acceptLimit(_ cap: Int) -> Int { cap + min(1_024, max(16, cap / 4)) }
+}
+
+/// First in the pipeline of a connection over the cap: answers 503 as soon as the
+/// connection is up, drops whatever the client sends, closes after a short linger.
+final class OverCapacity: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    let limit: Int
+    private var answered = false
+
+    init(limit: Int) { self.limit = limit }
+
+    func handlerAdded(context: ChannelHandlerContext) { if context.channel.isActive { answer(context) } }
+    func channelActive(context: ChannelHandlerContext) { answer(context); context.fireChannelActive() }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+    func channelReadComplete(context: ChannelHandlerContext) {}
+
+    private func answer(_ context: ChannelHandlerContext) {
+        guard !answered else { return }
+        answered = true
+        var bytes = rawJSONError(status: 503, reason: "Service Unavailable", code: "over_capacity",
+                                 message: "the server holds its maximum of \(limit) connections; retry shortly or elsewhere")
+        let split = bytes.firstIndex(of: UInt8(ascii: "\r"))!
+        bytes.insert(contentsOf: Array("\r\nRetry-After: 1".utf8), at: split)
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: bytes))).whenComplete { _ in
+            context.close(mode: .output, promise: nil)
+            context.eventLoop.scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
+        }
     }
 }
 
@@ -136,12 +199,29 @@ final class ReadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
         if !draining { context.fireChannelReadComplete() }
     }
 
-    /// A response head went out.
-    func answerStarted() { answered = true }
+    /// The head of the request being read has been decoded.
+    private var headSeen = false
+
+    /// The answer to the request being read has started (answers to earlier, pipelined
+    /// requests do not count: `HTTP1Semantics` tells them apart).
+    func answerStarted() { if headSeen { answered = true } }
+
+    /// A request's head was decoded: the deadline runs from here if no byte armed it, as
+    /// for a pipelined request that came in the same read as the one before it.
+    func requestStarted() {
+        headSeen = true
+        guard let context, !inRequest, !draining else { return }
+        inRequest = true
+        answered = false
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: timeout) { loopBound.value.expired() }
+    }
 
     /// The request's last part was decoded.
     func requestRead() {
         inRequest = false
+        headSeen = false
+        answered = false
         cancel()
     }
 
@@ -174,6 +254,10 @@ final class HTTP1Semantics: ChannelDuplexHandler, RemovableChannelHandler {
     private var version = HTTPVersion.http1_1
     /// A response head is out and its end is not (a parse error then only closes).
     private var responding = false
+    /// Request heads decoded and response heads written: an answer is to the request being
+    /// read only when they are equal after it (otherwise it answers a pipelined earlier one).
+    private var heads = 0
+    private var answers = 0
     /// The answer says `Connection: close` (a 413 whose body was not read): the connection
     /// closes after it instead of reading the rest of the body.
     private var closeAfterAnswer = false
@@ -183,6 +267,8 @@ final class HTTP1Semantics: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(var head):
+            heads += 1
+            deadline.requestStarted()
             keepAlive = head.isKeepAlive
             version = head.version
             // Hummingbird ends the connection after a request whose header says close.
@@ -200,7 +286,8 @@ final class HTTP1Semantics: ChannelDuplexHandler, RemovableChannelHandler {
         switch unwrapOutboundIn(data) {
         case .head(var head):
             responding = true
-            deadline.answerStarted()
+            answers += 1
+            if answers == heads { deadline.answerStarted() }
             closeAfterAnswer = keepAlive && head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
             if !keepAlive {
                 head.headers.replaceOrAdd(name: "connection", value: "close")

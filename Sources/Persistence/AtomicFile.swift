@@ -33,7 +33,7 @@ public enum AtomicFile {
         let dir = directory(of: path)
         let tmp = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw PersistenceError.io(path: tmp, operation: "create", errno: errno) }
+        guard fd >= 0 else { throw PersistenceError.io(path: path, operation: "create", errno: errno) }
         var writer = FileWriter(fd: fd, path: tmp)
         do {
             try fill(&writer)
@@ -45,6 +45,10 @@ public enum AtomicFile {
         } catch {
             close(fd)
             unlink(tmp)
+            // Name the file the caller asked for, not the temporary beside it.
+            if case .io(let p, let op, let e) = error as? PersistenceError, p == tmp {
+                throw PersistenceError.io(path: path, operation: op, errno: e)
+            }
             throw error
         }
         guard rename(tmp, path) == 0 else {

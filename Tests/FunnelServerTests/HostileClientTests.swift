@@ -54,13 +54,14 @@ import Glibc
         func close() { _ = Glibc.close(fd) }
     }
 
-    static func app(readTimeout: Double = 0.5) -> some ApplicationProtocol {
+    static func app(readTimeout: Double = 0.5, maxConnections: Int = 4_096) -> some ApplicationProtocol {
         let router = Router()
         router.get("ping") { _, _ in "pong" }
         router.post("echo") { request, _ in String(buffer: try await request.body.collect(upTo: 10_000)) }
         var settings = ServerSettings()
         settings.readTimeout = readTimeout
         settings.maxHeaderBytes = 4_096
+        settings.maxConnections = maxConnections
         return FunnelServer.application(router: router.buildResponder(), settings: settings, logger: Logger(label: "test"))
     }
 
@@ -153,4 +154,51 @@ import Glibc
             #expect(!r.closed && r.text.hasSuffix("pong"), "\(r.text.prefix(200))")
         }
     }
+
+    @Test("a pipelined request cut after its head gets the read deadline too")
+    func pipelinedDeadline() async throws {
+        try await Self.app(readTimeout: 0.5).test(.live) { client in
+            let c = try RawClient(port: try #require(client.port))
+            defer { c.close() }
+            // Both heads in one write: no later byte arms the deadline for the second.
+            c.send("GET /ping HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            let r = await c.readAll(seconds: 4)
+            #expect(r.text.contains("pong"))
+            #expect(r.closed && r.text.contains(" 408 ") && r.text.contains("request_timeout"), "closed \(r.closed): \(r.text)")
+        }
+    }
+
+    @Test("past max_connections a new connection gets a JSON 503 with Retry-After at once; a freed slot serves again")
+    func connectionCap() async throws {
+        try await Self.app(maxConnections: 3).test(.live) { client in
+            let port = try #require(client.port)
+            var held = [RawClient]()
+            defer { held.forEach { $0.close() } }
+            // Served connections until the first refusal: the cap, less the one the test
+            // client may hold open itself.
+            var refusal: (text: String, closed: Bool)? = nil
+            while refusal == nil && held.count <= 3 {
+                let c = try RawClient(port: port)
+                c.send("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                let r = await c.readAll(seconds: 3, until: { $0.hasSuffix("pong") })
+                if r.text.hasSuffix("pong") { held.append(c) } else { refusal = r; c.close() }
+            }
+            #expect((2...3).contains(held.count), "\(held.count) connections served under a cap of 3")
+            let r = try #require(refusal)
+            #expect(r.closed && Self.status(r.text) == 503 && Self.errorCode(r.text) == "over_capacity", "\(r.text.prefix(300))")
+            #expect(r.text.contains("Retry-After: 1"))
+            held.removeFirst().close()
+            // The slot frees when the server sees the close.
+            var served = false
+            for _ in 0..<50 where !served {
+                let c = try RawClient(port: port)
+                defer { c.close() }
+                c.send("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                served = await c.readAll(seconds: 2, until: { $0.hasSuffix("pong") || $0.contains(" 503 ") }).text.hasSuffix("pong")
+                if !served { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(served)
+        }
+    }
 }
+
