@@ -13,18 +13,24 @@ import TwoTower
 /// by vector or by an item's id, with filters on the attributes; answers have the shape of
 /// the funnel's (`EngineAnswer`), each item named and with its retrieval rank and score.
 ///
-/// Files: `manifest.json`, `items.hnsw`, `vectors.fnl` (the float vectors: the exact
-/// fallback for filters that leave few items, and the source of an item's own vector),
-/// `catalog.fnl` (ids, titles, categories, creation times, numeric attributes).
+/// Files: `manifest.json`, `items.hnsw`, `vectors.fnl` (the float vectors as given: the
+/// source of an item's own vector), `catalog.fnl` (ids, titles, categories, creation times,
+/// numeric attributes).
+///
+/// Memory when serving: the HNSW graph (memory-mapped) and the catalog. The float vectors
+/// stay in their mapped file and are read only for an item's own vector; a filter that
+/// leaves few items is answered by the index's exact scan of its stored vectors. So an
+/// fp16 index of ten million 128-d vectors serves in about 4 GB.
 public final class VectorIndex: @unchecked Sendable {
     public let bundle: ModelBundle
     public let catalog: ItemCatalog
     public let index: HNSWIndex
-    public let vectors: Matrix
     public let name: String?
     public let version: String?
     let rows: [String: Int]
-    let exact: ExactIndex
+    /// vectors.fnl, mapped; `floats` points at its values (row-major, `dimension` per row).
+    let vectorFile: MappedFile
+    let floats: UnsafePointer<Float>
 
     public static let vectorsFile = "vectors.fnl"
     static let vectorsMagic = "FNLVECTR"
@@ -53,8 +59,45 @@ public final class VectorIndex: @unchecked Sendable {
         if let bad = vectors.storage.firstIndex(where: { !$0.isFinite }) {
             throw EngineError.invalidData("vector \(bad / vectors.columns) holds \(vectors.storage[bad]) at dimension \(bad % vectors.columns)")
         }
-        let ids = ids ?? (0..<vectors.rows).map(String.init)
-        guard ids.count == vectors.rows else { throw EngineError.invalidData("\(ids.count) ids for \(vectors.rows) vectors") }
+        var crc: UInt32 = 0
+        vectors.storage.withUnsafeBytes { crc = CRC32C.update(crc, $0) }
+        return try assemble(rows: vectors.rows, columns: vectors.columns, crc: crc, ids: ids, attributes: attributes, title: title,
+                            category: category, createdAt: createdAt, options: options, dataLabel: dataLabel, to: folder,
+                            buildIndex: { try IndexBuilding.build(vectors, parameters: options.parameters, threads: options.threads, progress: progress) },
+                            writeVectors: { w in try vectors.storage.withUnsafeBytes { try w.write(raw: $0) } })
+    }
+
+    /// Builds an index bundle from a vector file (`.fvecs`, `.bvecs` or `.npy`) read a slice
+    /// at a time: memory stays at the index, the catalog and one slice, whatever the file's
+    /// size (`build(vectors:...)` holds every vector, and more while it writes them).
+    @discardableResult
+    public static func build(vectorFile path: String, ids: [String]? = nil, attributes: AttributeTable? = nil, title: String? = nil,
+                             category: String? = nil, createdAt: String? = nil, options: BuildOptions = BuildOptions(),
+                             dataLabel: String = "vectors", to folder: String,
+                             progress: (TrainingEvent) -> Void = { _ in }) throws -> ModelBundle {
+        let slice = 65_536
+        // First pass: the sizes, every value checked, and the fingerprint.
+        let first = try VectorFileReader(path: path)
+        guard first.rows > 0 else { throw EngineError.invalidData("\(path): no vectors to index") }
+        var crc: UInt32 = 0
+        while let part = try first.next(maxRows: slice) { part.storage.withUnsafeBytes { crc = CRC32C.update(crc, $0) } }
+        return try assemble(rows: first.rows, columns: first.columns, crc: crc, ids: ids, attributes: attributes, title: title,
+                            category: category, createdAt: createdAt, options: options, dataLabel: dataLabel, to: folder,
+                            buildIndex: { try IndexBuilding.build(streaming: path, parameters: options.parameters, threads: options.threads,
+                                                                  slice: slice, progress: progress) },
+                            writeVectors: { w in
+                                let again = try VectorFileReader(path: path)
+                                while let part = try again.next(maxRows: slice) { try part.storage.withUnsafeBytes { try w.write(raw: $0) } }
+                            })
+    }
+
+    /// The bundle around an index and its vectors, whichever way they come.
+    private static func assemble(rows n: Int, columns d: Int, crc: UInt32, ids: [String]?, attributes: AttributeTable?, title: String?,
+                                 category: String?, createdAt: String?, options: BuildOptions, dataLabel: String, to folder: String,
+                                 buildIndex: () throws -> HNSWIndex,
+                                 writeVectors: (inout PayloadStream) throws -> Void) throws -> ModelBundle {
+        let ids = ids ?? (0..<n).map(String.init)
+        guard ids.count == n else { throw EngineError.invalidData("\(ids.count) ids for \(n) vectors") }
         let keys = Vocabulary(ids)
         guard keys.count == ids.count else {
             var seen = Set<String>()
@@ -70,25 +113,25 @@ public final class VectorIndex: @unchecked Sendable {
         data.schema = FeatureSchema(items: .init(key: "id", features: numeric.map { .init(column: $0, type: .numeric) },
                                                  category: category, createdAt: createdAt, title: title))
         let catalog = try ItemCatalog(data)
-        let index = try IndexBuilding.build(vectors, parameters: options.parameters, threads: options.threads, progress: progress)
+        let index = try buildIndex()
         var serving = ServingSettings()
         serving.ef = options.ef
-        var crc: UInt32 = 0
-        vectors.storage.withUnsafeBytes { crc = CRC32C.update(crc, $0) }
         let p = options.parameters
-        let manifest = ModelBundle.Manifest(kind: .index, dataLabel: dataLabel, dataFingerprint: String(format: "crc32c:%08x/%d", crc, vectors.rows),
+        let manifest = ModelBundle.Manifest(kind: .index, dataLabel: dataLabel, dataFingerprint: String(format: "crc32c:%08x/%d", crc, n),
                                             schema: data.schema, serving: serving,
                                             parameters: ["metric": p.metric.rawValue, "hnsw_m": "\(p.M)", "hnsw_ef_construction": "\(p.efConstruction)",
-                                                         "quantization": p.quantization.rawValue, "dimension": "\(vectors.columns)"])
+                                                         "quantization": p.quantization.rawValue, "dimension": "\(d)"])
         return try ModelBundle.write(to: folder, manifest: manifest, files: [ModelBundle.File.index, vectorsFile, ModelBundle.File.catalog]) { file, path in
             switch file {
             case ModelBundle.File.index: try index.save(to: path)
             case ModelBundle.File.catalog: try catalog.save(to: path)
             default:
-                try FunnelFile.write(to: path, magic: vectorsMagic, version: 1) { w in
-                    w.write(UInt64(vectors.rows))
-                    w.write(UInt64(vectors.columns))
-                    w.write(array: vectors.storage)
+                // rows, columns, then the values as `PayloadWriter.write(array:)` lays them out.
+                try FunnelFile.write(to: path, magic: vectorsMagic, version: 1, payloadLength: 24 + n * d * 4) { w in
+                    try w.write(UInt64(n))
+                    try w.write(UInt64(d))
+                    try w.write(UInt64(n * d))
+                    try writeVectors(&w)
                 }
             }
         }
@@ -106,16 +149,23 @@ public final class VectorIndex: @unchecked Sendable {
         let catalog = try bundle.loadCatalog()
         self.catalog = catalog
         let n = catalog.itemIDs.count
-        vectors = try bundle.reading(Self.vectorsFile) {
-            var (_, r) = try FunnelFile.read(bundle.path(Self.vectorsFile), magic: Self.vectorsMagic, versions: 1...1)
+        (vectorFile, floats, dimension) = try bundle.reading(Self.vectorsFile) {
+            let file = try MappedFile(path: bundle.path(Self.vectorsFile))
+            var (_, r) = try FunnelFile.open(file, magic: Self.vectorsMagic, versions: 1...1)
             let rows = try r.readCount("rows", max: n), columns = try r.readCount("columns", max: 1 << 16)
             guard rows == n, columns > 0 else { throw bad(Self.vectorsFile, "\(rows) x \(columns) vectors for \(n) items") }
-            let values = try r.readArray(Float.self, "vectors", maxCount: rows * columns)
-            guard values.count == rows * columns else { throw bad(Self.vectorsFile, "\(values.count) values for \(rows) x \(columns)") }
-            return try Matrix(rows: rows, columns: columns, storage: values)
+            let count = try r.readCount("vectors count", max: r.remaining / 4)
+            guard count == rows * columns else { throw bad(Self.vectorsFile, "\(count) values for \(rows) x \(columns)") }
+            let values = try r.view(count * 4, "vectors")
+            guard r.remaining == 0 else { throw bad(Self.vectorsFile, "\(r.remaining) bytes after the vectors") }
+            // The values sit 44 bytes into the file: 4-byte aligned, so readable in place.
+            let p = values.baseAddress!.assumingMemoryBound(to: Float.self)
+            for i in 0..<count where !p[i].isFinite { throw bad(Self.vectorsFile, "vector \(i / columns) is not finite") }
+            // Checked: let the kernel drop the pages until an item's vector is read again.
+            file.dropResidentPages()
+            return (file, UnsafePointer(p), columns)
         }
-        index = try bundle.loadIndex(items: n, dimension: vectors.columns)
-        exact = try ExactIndex(vectors: vectors, metric: index.parameters.metric)
+        index = try bundle.loadIndex(items: n, dimension: dimension)
         rows = Dictionary(catalog.itemIDs.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
@@ -124,7 +174,18 @@ public final class VectorIndex: @unchecked Sendable {
     }
 
     public var count: Int { catalog.itemIDs.count }
-    public var dimension: Int { vectors.columns }
+    public let dimension: Int
+
+    /// Item `row`'s vector, as given (read from the mapped file).
+    public func vector(_ row: Int) -> [Float] {
+        Array(UnsafeBufferPointer(start: floats + row * dimension, count: dimension))
+    }
+
+    /// Every item's vector, copied into memory (for tools that measure against them).
+    public var vectors: Matrix {
+        (try? Matrix(rows: count, columns: dimension, storage: Array(UnsafeBufferPointer(start: floats, count: count * dimension))))
+            ?? Matrix(rows: 0, columns: dimension)
+    }
     public func item(_ id: String) -> Int? { rows[id] }
 
     /// The `k` items nearest to `vector` that pass `filter` (HNSW with the filter applied
@@ -156,20 +217,15 @@ public final class VectorIndex: @unchecked Sendable {
             if allowed == nil { allowed = [Bool](repeating: true, count: count) }
             allowed![i] = false
         }
-        let found: [Neighbor], path: String
-        let passing = allowed.map { $0.lazy.filter { $0 }.count } ?? count
-        if let allowed, passing < max(4 * k, count / 50) {
-            // Few items pass: scan them exactly.
-            let all = try exact.search(vector, k: count)
-            found = Array(all.lazy.filter { allowed[$0.id] }.prefix(k))
-            path = "exact"
-        } else if let allowed {
+        // A filter that leaves few items is scanned exactly inside the index (its own
+        // stored vectors); otherwise the graph walk skips what the filter rejects.
+        let found: [Neighbor]
+        if let allowed {
             found = try index.search(vector, k: k, ef: max(ef, k), filter: SearchFilter { allowed[Int($0)] })
-            path = "hnsw"
         } else {
             found = try index.search(vector, k: k, ef: max(ef, k))
-            path = "hnsw"
         }
+        let path = "hnsw"
         let t1 = Clock.now()
         let attrs = catalog.attributes, names = attrs.categoryNames
         let items = found.enumerated().map { (rank, n) -> ServedItem in
@@ -185,7 +241,7 @@ public final class VectorIndex: @unchecked Sendable {
     /// The `k` items nearest to item `id` (itself left out).
     public func similar(item id: String, k: Int, ef: Int? = nil, filter: ItemFilter = ItemFilter()) throws -> EngineAnswer {
         guard let i = rows[id] else { throw EngineError.unknown(kind: "item", id: id) }
-        var answer = try search(vector: Array(vectors.row(i)), k: k, ef: ef, filter: filter, exclude: [i])
+        var answer = try search(vector: vector(i), k: k, ef: ef, filter: filter, exclude: [i])
         answer.query = id
         return answer
     }

@@ -39,7 +39,9 @@ struct IndexCommand: ParsableCommand {
                 throw ValidationError("--m in 2...512, --ef-construction and --ef in 1...100000")
             }
             guard out != nil || name != nil else { throw ValidationError("give --name (to register the bundle) or --out DIR") }
-            var (matrix, fileIDs) = try VectorIndex.readVectors(vectors)
+            // Binary vector files stream (a slice at a time); CSV is parsed into memory.
+            let streamed = [.fvecs, .bvecs, .npy].contains(VectorFormat.infer(fromPath: vectors))
+            var (matrix, fileIDs) = streamed ? (Matrix(rows: 0, columns: 0), nil) : try VectorIndex.readVectors(vectors)
             if let ids {
                 let lines = try String(contentsOfFile: ids, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: true)
                     .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
@@ -63,10 +65,15 @@ struct IndexCommand: ParsableCommand {
             let target = out ?? "\(registry)/.incoming-\(UUID().uuidString)"
             let bar = ProgressBar()
             let t0 = now()
-            let bundle = try VectorIndex.build(vectors: matrix, ids: fileIDs, attributes: table, title: title, category: category,
-                                               createdAt: createdAt, options: options, dataLabel: (vectors as NSString).lastPathComponent,
-                                               to: target) { if case let .stage(n, d, t) = $0 { bar.stage(n, done: d, total: t) } }
-            print("indexed \(matrix.rows) vectors of dimension \(matrix.columns) (\(metric.rawValue), \(q.rawValue)) in \(fmt(now() - t0, 2)) s")
+            let label = (vectors as NSString).lastPathComponent
+            let show: (TrainingEvent) -> Void = { if case let .stage(n, d, t) = $0 { bar.stage(n, done: d, total: t) } }
+            let bundle = streamed
+                ? try VectorIndex.build(vectorFile: vectors, ids: fileIDs, attributes: table, title: title, category: category,
+                                        createdAt: createdAt, options: options, dataLabel: label, to: target, progress: show)
+                : try VectorIndex.build(vectors: matrix, ids: fileIDs, attributes: table, title: title, category: category,
+                                        createdAt: createdAt, options: options, dataLabel: label, to: target, progress: show)
+            let dim = bundle.manifest.parameters["dimension"] ?? "?"
+            print("indexed \(bundle.manifest.dataFingerprint.split(separator: "/").last ?? "?") vectors of dimension \(dim) (\(metric.rawValue), \(q.rawValue)) in \(fmt(now() - t0, 2)) s")
             matrix = Matrix(rows: 0, columns: 0)
             if let name, out == nil {
                 let v = try ModelRegistry(root: registry).register(name, from: bundle.folder, dataFingerprint: bundle.manifest.dataFingerprint)

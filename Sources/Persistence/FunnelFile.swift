@@ -171,6 +171,12 @@ public final class MappedFile: @unchecked Sendable {
     deinit {
         if let base { munmap(base, length) }
     }
+
+    /// Lets the kernel drop the mapping's resident pages (after a loader has read them all
+    /// to check them); later reads fault them back in from the file.
+    public func dropResidentPages() {
+        if let base { madvise(base, length, MADV_DONTNEED) }
+    }
 }
 
 /// A bounds-checked cursor over raw bytes (a mapped file's payload, or an array's bytes

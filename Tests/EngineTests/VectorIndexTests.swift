@@ -105,5 +105,28 @@ import Testing
         try IndexBuilding.build(streaming: dir + "/base.fvecs", parameters: p, threads: 1, slice: 97).save(to: dir + "/stream.hnsw")
         #expect(FileManager.default.contents(atPath: dir + "/memory.hnsw") == FileManager.default.contents(atPath: dir + "/stream.hnsw"))
     }
+
+    @Test("an index bundle built from a vector file a slice at a time has the files of one built in memory, and serves the same")
+    func streamedBundle() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("funnel-vb-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (m, ids, table) = try Self.world(n: 1_200, d: 16)
+        try VectorFile.writeFvecs(m, to: dir + "/v.fvecs")
+        var options = VectorIndex.BuildOptions()
+        options.parameters = .init(metric: .cosine, M: 8, efConstruction: 40, quantization: .fp16)
+        options.threads = 1
+        let a = try VectorIndex.build(vectors: m, ids: ids, attributes: table, title: "name", category: "kind", options: options, to: dir + "/a")
+        let b = try VectorIndex.build(vectorFile: dir + "/v.fvecs", ids: ids, attributes: table, title: "name", category: "kind", options: options, to: dir + "/b")
+        #expect(a.manifest.dataFingerprint == b.manifest.dataFingerprint)
+        for file in [ModelBundle.File.index, VectorIndex.vectorsFile, ModelBundle.File.catalog] {
+            #expect(FileManager.default.contents(atPath: a.path(file)) == FileManager.default.contents(atPath: b.path(file)), "\(file)")
+        }
+        let served = try VectorIndex(folder: dir + "/b")
+        #expect(served.vectors == m)
+        #expect(served.vector(17) == Array(m.row(17)))
+        let s = try served.similar(item: ids[17], k: 5)
+        #expect(s.items.count == 5 && !s.items.contains { $0.item == ids[17] })
+    }
 }
 
