@@ -13,6 +13,8 @@ then, each in its own process so that each peak resident memory is its own:
                  threads, peak RSS of the build.
   funnel serve   ann-bench --index FILE --mmap: the saved file mapped read-only, load
                  seconds, recall@10 and one-thread QPS over an ef sweep, peak RSS.
+                 For fp16 a second time with --rescore base.fvecs: candidates re-scored
+                 with the float rows of the mapped input (their pages count in its RSS).
   hnswlib build  the same base (read a slice at a time as well), same M,
                  efConstruction and threads, save_index; build seconds, peak RSS.
   hnswlib serve  load_index, the same ef sweep through knn_query with one thread (one call
@@ -152,6 +154,10 @@ def main():
              "--m", str(a.m), "--ef-construction", str(a.ef_construction), "--quantization", a.quantization,
              "--save", fidx, "--ef", "128", "--single-queries", "0", "--json", fb] + common, log)
         run([a.funnel, "ann-bench", "--engine", "hnsw", "--index", fidx, "--mmap", "--ef", a.ef, "--json", fs] + common, log)
+        fr = os.path.join(d, "funnel-serve-rescore.json")
+        if a.quantization == "fp16":
+            run([a.funnel, "ann-bench", "--engine", "hnsw", "--index", fidx, "--mmap", "--rescore", files["base.fvecs"],
+                 "--ef", a.ef, "--json", fr] + common, log)
         b, s = json.load(open(fb)), json.load(open(fs))
         row = {"n": n, "funnel": {"engine": b["engine"], "build_seconds": b["build_seconds"], "save_seconds": b.get("save_seconds"),
                                   "build_peak_rss_bytes": b.get("build_peak_rss_bytes"), "file_bytes": b.get("file_bytes"),
@@ -159,6 +165,11 @@ def main():
                                   "serve_peak_rss_bytes": s.get("peak_rss_bytes"),
                                   "points": [{"ef": p["ef"], "recall": p["recall"], "qps": p["qps"]} for p in s["points"]]},
                "machine": b.get("machine")}
+        if os.path.exists(fr):
+            x = json.load(open(fr))
+            row["funnel+rescore"] = {**row["funnel"], "engine": x["engine"], "load_seconds": x.get("load_seconds"),
+                                     "serve_peak_rss_bytes": x.get("peak_rss_bytes"),
+                                     "points": [{"ef": p["ef"], "recall": p["recall"], "qps": p["qps"]} for p in x["points"]]}
         os.unlink(fidx)
         if n <= a.peer_max:
             import hnswlib  # noqa: F401  (fail early if missing)
@@ -187,7 +198,7 @@ def report(rows, a):
            f"{'QPS@.90':>9}{'QPS@.95':>9}{'QPS@.99':>9}")
     print(hdr)
     for r in rows:
-        for name in ("funnel", "hnswlib"):
+        for name in ("funnel", "funnel+rescore", "hnswlib"):
             e = r.get(name)
             if not e:
                 continue
@@ -195,13 +206,16 @@ def report(rows, a):
             print(f"{r['n']:>10} {name:<14}{e['build_seconds']:>9.1f}{fmt_gib(e.get('build_peak_rss_bytes')):>10}"
                   f"{(e.get('save_seconds') or 0):>8.1f}{(e.get('load_seconds') or 0):>8.1f}{fmt_gib(e.get('serve_peak_rss_bytes')):>10}"
                   f"{e['bytes_per_vector']:>7.0f}" + "".join(f"{x:>9.0f}" if x else f"{'-':>9}" for x in q))
-        if "hnswlib" in r:
-            f, h = r["funnel"], r["hnswlib"]
+        for name in ("funnel", "funnel+rescore"):
+            if "hnswlib" not in r or name not in r:
+                continue
+            f, h = r[name], r["hnswlib"]
             ratios = []
             for t in (0.90, 0.95, 0.99):
                 x, y = qps_at(f["points"], t), qps_at(h["points"], t)
                 ratios.append(f"{x / y:.2f}x" if x and y else "-")
-            print(f"{'':>10} {'ratio':<14}{h['build_seconds'] / f['build_seconds']:>8.2f}x"
+            label = "ratio" if name == "funnel" else "ratio rescore"
+            print(f"{'':>10} {label:<14}{h['build_seconds'] / f['build_seconds']:>8.2f}x"
                   f"{h['build_peak_rss_bytes'] / f['build_peak_rss_bytes']:>9.2f}x{'':>16}"
                   f"{h['serve_peak_rss_bytes'] / f['serve_peak_rss_bytes']:>9.2f}x{h['bytes_per_vector'] / f['bytes_per_vector']:>6.2f}x"
                   + "".join(f"{x:>9}" for x in ratios))
@@ -210,7 +224,7 @@ def report(rows, a):
         lo, hi = rows[0], rows[-1]
         g = hi["n"] / lo["n"]
         print(f"growth from {lo['n']} to {hi['n']} ({g:.0f}x the items):")
-        for name in ("funnel", "hnswlib"):
+        for name in ("funnel", "funnel+rescore", "hnswlib"):
             if name in lo and name in hi:
                 x, y = lo[name], hi[name]
                 q0, q1 = qps_at(x["points"], 0.95), qps_at(y["points"], 0.95)

@@ -18,9 +18,11 @@ import TwoTower
 /// numeric attributes).
 ///
 /// Memory when serving: the HNSW graph (memory-mapped) and the catalog. The float vectors
-/// stay in their mapped file and are read only for an item's own vector; a filter that
-/// leaves few items is answered by the index's exact scan of its stored vectors. So an
-/// fp16 index of ten million 128-d vectors serves in about 4 GB.
+/// stay in their mapped file, read for an item's own vector and, under fp16 storage, to
+/// re-score each search's candidates (`RescoreSource`): fp16 traversal with float answers.
+/// A filter that leaves few items is answered by the index's exact scan. So an fp16 index
+/// of ten million 128-d vectors serves from about 4 GB, plus the vector rows the kernel
+/// keeps cached.
 public final class VectorIndex: @unchecked Sendable {
     public let bundle: ModelBundle
     public let catalog: ItemCatalog
@@ -167,6 +169,11 @@ public final class VectorIndex: @unchecked Sendable {
         }
         index = try bundle.loadIndex(items: n, dimension: dimension)
         rows = Dictionary(catalog.itemIDs.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        if index.parameters.quantization == .fp16 {
+            // Half-precision traversal, candidates re-scored with the mapped float vectors.
+            let source = RescoreSource(first: floats, rows: n, dimension: dimension, owner: vectorFile)
+            try bundle.reading(Self.vectorsFile) { try index.rescore(with: source) }
+        }
     }
 
     public convenience init(folder: String, name: String? = nil, version: String? = nil) throws {

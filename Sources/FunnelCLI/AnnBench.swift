@@ -138,6 +138,8 @@ struct AnnBench: ParsableCommand {
     @Option(help: "HNSW: measure an index file written by --save instead of building one (with --query and --gt).")
     var index: String?
     @Flag(help: "With --index: map the file read-only instead of copying it into memory.") var mmap = false
+    @Option(help: "With --index of an fp16 index: re-score each search's candidates with the float vectors of this .fvecs file (mapped, read as touched).")
+    var rescore: String?
 
     func validate() throws {
         try checkThreads(threads)
@@ -160,6 +162,7 @@ struct AnnBench: ParsableCommand {
             }
         }
         if mmap, index == nil { throw ValidationError("--mmap maps an --index file") }
+        if rescore != nil, index == nil { throw ValidationError("--rescore re-scores an --index file's searches") }
         if save != nil, engine != "hnsw" || model != nil || index != nil {
             throw ValidationError("--save writes an HNSW index this run builds (--engine hnsw with --base)")
         }
@@ -362,6 +365,10 @@ struct AnnBench: ParsableCommand {
                 report.load_seconds = now() - l0
                 report.file_bytes = fileSize(index)
                 print("loaded \(index) (\(hnsw.count) items, M \(hnsw.parameters.M), \(hnsw.parameters.quantization.rawValue)\(mmap ? ", mapped" : "")) in \(fmt(report.load_seconds!, 2)) s")
+                if let rescore {
+                    try hnsw.rescore(with: RescoreSource(fvecs: rescore))
+                    print("re-scoring with the float vectors of \(rescore) (mapped)")
+                }
             } else {
                 let params = HNSWIndex.Parameters(metric: Metric(name: metric)!, M: m, efConstruction: efConstruction,
                                                   quantization: HNSWIndex.Quantization(rawValue: quantization)!)
@@ -391,7 +398,7 @@ struct AnnBench: ParsableCommand {
                 throw DatasetError.badFormat(path: gt!, reason: "ground truth has \(g.rows) rows of \(g.columns) ids; need \(queries.rows) rows of at least \(k)")
             }
             let engineImpl = HNSWEngine(index: hnsw, efs: efList)
-            report.engine = engineImpl.name
+            report.engine = engineImpl.name + (rescore != nil ? "+rescore" : "")
             report.dataset = .init(n: hnsw.count, dim: hnsw.dimension, queries: queries.rows, metric: metric.rawValue)
             report.bytes_per_vector = engineImpl.bytesPerVector
             print("index \(hnsw.count) x \(hnsw.dimension), queries \(queries.rows), metric \(metric.rawValue), k \(k), threads \(threads)")

@@ -80,10 +80,17 @@ extension HNSWIndex {
     func distance(_ q: PreparedQuery, _ node: Int) -> Float { view.distance(q, node) }
 
     /// The exact float distance from a prepared query to `node` (for rescoring); under
-    /// fp16 storage, the distance to the half vector (there are no floats).
+    /// fp16 storage, the distance to the float row outside the index when a `RescoreSource`
+    /// is attached, else to the half vector (there are no floats).
     @inline(__always)
     func exactDistance(_ q: PreparedQuery, _ node: Int) -> Float {
-        if parameters.quantization == .fp16 { return view.distance(q, node) }
+        if parameters.quantization == .fp16 {
+            // Items added after the source was attached have no row there: their half vector.
+            if let source = rescoreSource, labels[node] < UInt64(source.rows) {
+                return externalDistance(q, source, label: labels[node])
+            }
+            return view.distance(q, node)
+        }
         return parameters.metric.distance(q.floats!, floatVector(node), dimension)
     }
 }

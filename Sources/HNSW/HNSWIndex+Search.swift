@@ -123,8 +123,9 @@ extension HNSWIndex {
         searchBaseLayer(q, entry: cur, entryDist: curDist, ef: width, scratch: scratch,
                         filter: filter, skipDeleted: !deletedNone)
         let n = scratch.drainResultsSorted()
-        if quantizer != nil {
-            // Re-score the beam with the float vectors (the scratch's heap: no allocation).
+        if quantizer != nil || rescoreSource != nil {
+            // Re-score the beam with the float vectors, in the index (int8) or outside it
+            // (fp16 with a `RescoreSource`); the scratch's heap: no allocation.
             let heap = scratch.rescore
             heap.reset(k: k)
             for i in 0..<n {

@@ -93,6 +93,8 @@ public final class HNSWIndex: @unchecked Sendable {
     let entry: UnsafeMutablePointer<UInt64>
     /// Keeps a memory-mapped file alive for read-only indexes.
     var mappedOwner: AnyObject?
+    /// Float vectors outside the index that re-score fp16 searches (`rescore(with:)`).
+    var rescoreSource: RescoreSource?
 
     // MARK: Bookkeeping (under `bookkeeping`)
 

@@ -18,8 +18,14 @@ import _TestSupport
         #expect(funnel.ranker != nil)
         let folder = "\(cat.folder)/bundle"
         try funnel.writeBundle(to: folder)
-        let engine = try Engine(folder: folder, inline: true)
+        // Both sides with budgets no loaded machine reaches: a stage over the default 50 ms
+        // (under a sanitizer, beside a fuzzer) would answer from a fallback on one side only.
+        let generous = Data(#"{"retrieval_budget_ms": 60000, "ranking_budget_ms": 60000, "deadline_ms": 120000}"#.utf8)
+        let engine = try Engine(folder: folder, inline: true, serving: generous)
         let pipeline = try funnel.pipeline()
+        pipeline.recommender.retrievalBudget = 60
+        pipeline.recommender.rankingBudget = 60
+        pipeline.recommender.deadline = 120
         for u in stride(from: 0, to: 200, by: 17) {
             let user = funnel.catalog.userIDs[u]
             let seen = Set(funnel.features.statistics.history(u, before: funnel.features.now &+ 1))

@@ -150,6 +150,10 @@ struct PipelineTests {
         config.inline = true
         config.mmrLambda = 0.5
         config.explanations = 2
+        // Budgets far above what a loaded CI machine (ASan, a fuzzer beside it) needs: the
+        // test checks each stage's answer, not its time.
+        config.retrievalBudget = 5
+        config.rankingBudget = 5
         let model = try ranker(w)
         let p = try pipeline(w, ranker: model, config: config)
         for u in 0..<5 {
@@ -191,6 +195,8 @@ struct PipelineTests {
         config.mmrLambda = 1
         config.freshness = nil
         config.rules = BusinessRules()
+        config.retrievalBudget = 5  // the exact fallback must not turn into a timeout on a loaded machine
+        config.rankingBudget = 5
         let p = try pipeline(w, ranker: nil, config: config)
         // The ANN stage has failed often enough for its breaker to open: no ANN call now.
         for _ in 0..<p.recommender.retrievalBreaker.failureThreshold { p.recommender.retrievalBreaker.record(success: false) }
@@ -211,7 +217,9 @@ struct PipelineTests {
     @Test("a malformed request is an error naming the problem, not a silent fallback")
     func malformedRequests() throws {
         let w = World(seed: 10)
-        let p = try pipeline(w, ranker: nil, config: PipelineConfig())
+        var config = PipelineConfig()
+        config.retrievalBudget = 5  // the last check wants the ANN path, not a loaded machine's timeout
+        let p = try pipeline(w, ranker: nil, config: config)
         let q = Array(w.userVectors.row(0))
         func message(_ request: FunnelRequest, k: Int = 5) -> String? {
             do { _ = try p.recommend(request, k: k); return nil } catch let e as ServingError { return "\(e)" } catch { return "\(error)" }
