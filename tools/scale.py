@@ -189,11 +189,34 @@ def main():
             json.dump({"rows": rows, "settings": vars(a)}, open(a.json, "w"), indent=2)
 
 
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def hnswlib_kernels():
+    """Whether the installed hnswlib was compiled with AVX-512 (zmm registers in its code)."""
+    try:
+        import hnswlib
+        out = subprocess.run(["objdump", "-d", hnswlib.__file__], capture_output=True, text=True).stdout
+        return "AVX-512 (built here with -march=native)" if "zmm" in out else ("AVX2" if "ymm" in out else "SSE")
+    except Exception:
+        return "unknown"
+
+
 def report(rows, a):
     from importlib.metadata import version
     print(f"\n{a.dim}-d clustered cosine vectors, k 10, M {a.m}, efConstruction {a.ef_construction}, build on {a.threads} threads, "
           f"search on 1; Funnel {a.quantization} (no float copy), hnswlib {version('hnswlib')} float; "
-          f"{platform.machine()}, {os.cpu_count()} cores")
+          f"{cpu_model()}, {os.cpu_count()} cores")
+    m = next((r.get("machine") for r in rows if r.get("machine")), None) or {}
+    print(f"Funnel kernels {m.get('kernels', '?')}, OpenBLAS core {m.get('blas_core', '?')}; "
+          f"hnswlib: {hnswlib_kernels()}")
     hdr = (f"{'n':>10} {'engine':<14}{'build s':>9}{'build GiB':>10}{'save s':>8}{'load s':>8}{'serve GiB':>10}{'B/vec':>7}"
            f"{'QPS@.90':>9}{'QPS@.95':>9}{'QPS@.99':>9}")
     print(hdr)

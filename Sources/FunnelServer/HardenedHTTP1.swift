@@ -177,12 +177,7 @@ final class ReadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if draining { return }
-        if !inRequest {
-            inRequest = true
-            answered = false
-            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            timer = context.eventLoop.scheduleTask(in: timeout) { loopBound.value.expired() }
-        }
+        if !inRequest { arm(context) }
         context.fireChannelRead(data)
     }
 
@@ -211,6 +206,11 @@ final class ReadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     func requestStarted() {
         headSeen = true
         guard let context, !inRequest, !draining else { return }
+        arm(context)
+    }
+
+    /// A request begins: its deadline starts now.
+    private func arm(_ context: ChannelHandlerContext) {
         inRequest = true
         answered = false
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
