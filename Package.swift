@@ -4,6 +4,7 @@
 // The module graph mirrors the funnel; each stage imports only the stages below it.
 //
 //   CBLAS, _FunnelKernels          system BLAS/LAPACKE, AVX2/FMA C kernels
+//   CMPI, Collectives              Open MPI; allreduce / allgather / alltoall over MPI, threads, or one rank
 //   LinearAlgebra                  Matrix, BLAS wrappers, distances, top-k, RNG, parallel loops
 //   Persistence                    atomic writes, bounds-checked binary reading
 //   Datasets                       vector files, CSV/MovieLens loaders, synthetic catalogs
@@ -29,6 +30,7 @@ let package = Package(
     products: [
         .library(name: "Funnel", targets: ["Funnel"]),
         .library(name: "LinearAlgebra", targets: ["LinearAlgebra"]),
+        .library(name: "Collectives", targets: ["Collectives"]),
         .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "ExactSearch", targets: ["ExactSearch"]),
         .library(name: "HNSW", targets: ["HNSW"]),
@@ -61,6 +63,7 @@ let package = Package(
             dependencies: ["CBLAS", "_FunnelKernels"]
         ),
         .target(name: "Persistence", dependencies: ["_FunnelKernels"]),
+        .target(name: "Collectives", dependencies: ["CMPI"]),
         .target(
             name: "Datasets",
             dependencies: ["LinearAlgebra", "Persistence"]
@@ -75,7 +78,7 @@ let package = Package(
         ),
         .target(
             name: "TwoTower",
-            dependencies: ["LinearAlgebra", "Datasets", "Persistence", "CBLAS", "_FunnelKernels"]
+            dependencies: ["LinearAlgebra", "Collectives", "Datasets", "Persistence", "CBLAS", "_FunnelKernels"]
         ),
         .target(
             name: "TextSearch",
@@ -96,7 +99,7 @@ let package = Package(
         ),
         .target(
             name: "GBDT",
-            dependencies: ["LinearAlgebra", "Datasets", "Persistence", "_FunnelKernels"]
+            dependencies: ["LinearAlgebra", "Collectives", "Datasets", "Persistence", "_FunnelKernels"]
         ),
         .target(
             name: "Serving",
@@ -122,7 +125,7 @@ let package = Package(
         ),
         .target(
             name: "Funnel",
-            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "Candidates", "Rerank", "TextSearch", "Features", "Registry", "Serving", "Engine"]
+            dependencies: ["LinearAlgebra", "Collectives", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "Candidates", "Rerank", "TextSearch", "Features", "Registry", "Serving", "Engine"]
         ),
         .executableTarget(
             name: "FunnelCLI",
@@ -142,6 +145,11 @@ let package = Package(
             name: "CBLAS",
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]
+        ),
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]
         ),
         .target(name: "_FunnelKernels"),
 
@@ -167,7 +175,8 @@ let package = Package(
         .testTarget(name: "ExactSearchTests", dependencies: ["ExactSearch", "Datasets", "LinearAlgebra"]),
         .testTarget(name: "HNSWTests", dependencies: ["HNSW", "ExactSearch", "Datasets", "LinearAlgebra", "Persistence", "_FunnelKernels", "_TestSupport"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence"]),
-        .testTarget(name: "GBDTTests", dependencies: ["GBDT", "Datasets", "LinearAlgebra", "_FunnelKernels"], exclude: ["Fixtures"]),  // read by path
+        .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
+        .testTarget(name: "GBDTTests", dependencies: ["GBDT", "Collectives", "Datasets", "LinearAlgebra", "_FunnelKernels"], exclude: ["Fixtures"]),  // read by path
         .testTarget(name: "TwoTowerTests", dependencies: ["TwoTower", "Datasets", "LinearAlgebra", "Persistence", "_FunnelKernels"]),
         .testTarget(name: "RerankTests", dependencies: ["Rerank", "LinearAlgebra"]),
         .testTarget(name: "TextSearchTests", dependencies: ["TextSearch"]),

@@ -25,6 +25,20 @@ public struct LabeledData: Sendable {
     public var featureCount: Int { features.columns }
     public var queryCount: Int { (groups?.count ?? 1) - 1 }
 
+    /// Part `index` of `count` for data-parallel training: a contiguous block of whole
+    /// queries (rows when ungrouped), the blocks in order and of nearly equal size, so
+    /// rank order is row order. A part may be empty when there are fewer queries than parts.
+    /// - Complexity: O(rows in the part * features).
+    public func part(_ index: Int, of count: Int) -> LabeledData {
+        precondition(count >= 1 && (0..<count).contains(index), "part \(index) of \(count)")
+        let units = groups.map { $0.count - 1 } ?? rowCount
+        let lo = index * units / count, hi = (index + 1) * units / count
+        let rows = groups.map { $0[lo]..<$0[hi] } ?? lo..<hi
+        return LabeledData(features: features.rows(rows), labels: Array(labels[rows]),
+                           groups: groups.map { g in g[lo...hi].map { $0 - rows.lowerBound } },
+                           weights: weights.map { Array($0[rows]) })
+    }
+
     /// Reads SVMlight / LibSVM text: `label [qid:Q] index:value ...` per line.
     ///
     /// Query groups come from `qid:` tokens (consecutive equal ids) or from `queryFile`

@@ -1,5 +1,6 @@
 // `import Funnel` gives the whole stack; each stage module also stands alone.
 @_exported import LinearAlgebra
+@_exported import Collectives
 @_exported import Persistence
 @_exported import Datasets
 @_exported import ExactSearch

@@ -34,7 +34,7 @@ struct FunnelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "funnel",
         abstract: "A recommendation and search retrieval engine: embeddings, ANN retrieval, ranking, re-ranking.",
-        subcommands: [Demo.self, Doctor.self, TrainCommand.self, IndexCommand.self, PipelineEval.self, PipelineBench.self, RegistryCommand.self, Serve.self, Search.self, Retrain.self, Eval.self, Recommend.self, Similar.self, LearningCurve.self, AnnBench.self, Generate.self, GBDTCommand.self]
+        subcommands: [Demo.self, Doctor.self, MPICheck.self, TrainCommand.self, IndexCommand.self, PipelineEval.self, PipelineBench.self, RegistryCommand.self, Serve.self, Search.self, Retrain.self, Eval.self, Recommend.self, Similar.self, LearningCurve.self, AnnBench.self, Generate.self, GBDTCommand.self]
     )
 }
 

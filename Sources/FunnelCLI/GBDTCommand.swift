@@ -38,7 +38,9 @@ struct GBDTCommand: ParsableCommand {
     }
 
     struct Train: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Train a model; LightGBM's defaults and names.")
+        static let configuration = CommandConfiguration(
+            abstract: "Train a model; LightGBM's defaults and names.",
+            discussion: "Under mpirun (mpirun -np 4 funnel gbdt train ...) the ranks train data-parallel: each keeps its block of queries, histograms are summed with MPI_Allreduce, and rank 0 writes the model.")
         @Option(help: "Training data.") var train: String
         @Option(help: "Training query file.") var query: String?
         @Option(help: "Training weight file.") var weight: String?
@@ -89,22 +91,30 @@ struct GBDTCommand: ParsableCommand {
                 var opts = DataOptions()
                 opts.delimiter = delimiter
                 opts.labelColumn = labelColumn
+                // Under mpirun every rank trains on its block of queries (data-parallel, as
+                // LightGBM's tree_learner=data); rank 0 writes and prints.
+                let comm = try defaultCommunicator()
                 let t0 = now()
-                let trainData = try opts.load(train, query: query, weight: weight)
+                let allData = try opts.load(train, query: query, weight: weight)
+                let trainData = comm.size > 1 ? allData.part(comm.rank, of: comm.size) : allData
                 let validData = try valid.map { try opts.load($0, query: validQuery, weight: validWeight, featureCount: trainData.featureCount) }
                 let loadSeconds = now() - t0
                 let t1 = now()
-                let (model, history) = try GBDTTrainer.train(p, train: trainData, valid: validData) { print($0) }
+                let (model, history) = try GBDTTrainer.train(p, train: trainData, valid: validData, communicator: comm) {
+                    if comm.isRoot { print($0) }
+                }
                 let trainSeconds = now() - t1
+                guard comm.isRoot else { return }
                 try model.save(to: out)
-                print("trained \(model.trees.count) trees on \(trainData.rowCount) rows x \(trainData.featureCount) features "
-                      + "in \(fmt(trainSeconds, 3)) s (\(p.threads) threads; loading took \(fmt(loadSeconds, 2)) s); wrote \(out)")
+                let ranks = comm.size > 1 ? "\(comm.size) ranks x " : ""
+                print("trained \(model.trees.count) trees on \(allData.rowCount) rows x \(trainData.featureCount) features "
+                      + "in \(fmt(trainSeconds, 3)) s (\(ranks)\(p.threads) threads; loading took \(fmt(loadSeconds, 2)) s); wrote \(out)")
                 if let last = history.last {
                     print("validation: " + last.values.map { "\($0.name) \(fmt($0.value, 5))" }.joined(separator: "  "))
                 }
                 if let json {
                     var obj: [String: Double] = ["train_seconds": trainSeconds, "trees": Double(model.trees.count),
-                                                 "threads": Double(p.threads), "rows": Double(trainData.rowCount)]
+                                                 "threads": Double(p.threads), "rows": Double(allData.rowCount), "ranks": Double(comm.size)]
                     for (k, v) in history.last?.values ?? [] { obj[k] = v }
                     let bytes = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
                     try AtomicFile.write(Array(bytes) + [10], to: json)

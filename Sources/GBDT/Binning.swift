@@ -1,3 +1,4 @@
+import Collectives
 import LinearAlgebra
 
 /// Per-feature histogram bins: quantile-based upper bounds over the non-missing values,
@@ -121,7 +122,10 @@ struct BinnedData {
     let rowStart: [Int]
     let entries: [UInt32]
 
-    init(_ m: Matrix, bins fb: FeatureBins, threads: Int) {
+    /// Bins `m`, this rank's rows. With several ranks, which features have missing values
+    /// and each feature's most frequent bin are agreed over all ranks' rows, so every rank
+    /// reads histograms the same way.
+    init(_ m: Matrix, bins fb: FeatureBins, threads: Int, communicator comm: any Communicator = SingleProcess.shared) {
         rows = m.rows
         features = m.columns
         var counts = [Int](), offsets = [Int]()
@@ -153,12 +157,22 @@ struct BinnedData {
             }
         }
         bins = b
+        var binRows = [Int64](repeating: 0, count: total)
+        for j in 0..<d {
+            let o = offsets[j]
+            for r in 0..<n { binRows[o + Int(b[j * n + r])] += 1 }
+        }
+        if comm.size > 1 {
+            var m = missing.map { $0 ? 1 as UInt8 : 0 }
+            m.withUnsafeMutableBufferPointer { comm.allreduceMax($0) }
+            missing = m.map { $0 != 0 }
+            comm.allreduceSum(&binRows)
+        }
         hasMissing = missing
         var defaults = [Int](repeating: 0, count: d)
         for j in 0..<d {
-            var counts = [Int](repeating: 0, count: counts[j])
-            for r in 0..<n { counts[Int(b[j * n + r])] += 1 }
-            defaults[j] = counts.indices.max { counts[$0] < counts[$1] } ?? 0
+            let cells = binRows[offsets[j]..<(offsets[j] + counts[j])]
+            defaults[j] = cells.indices.max { cells[$0] < cells[$1] }.map { $0 - offsets[j] } ?? 0
         }
         defaultBin = defaults
         var starts = [Int](repeating: 0, count: n + 1)

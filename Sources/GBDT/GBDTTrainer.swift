@@ -1,3 +1,4 @@
+import Collectives
 import Datasets
 import Foundation
 import LinearAlgebra
@@ -58,30 +59,56 @@ public enum GBDTTrainer {
     /// Trains a model on `train`, evaluating `valid` after every round when given.
     ///
     /// Deterministic for a fixed seed and thread count.
+    ///
+    /// Data-parallel when `communicator` has several ranks: `train` is this rank's part
+    /// (whole queries; `LabeledData.part(_:of:)`), `valid` the same on every rank (or nil
+    /// on all). Bins are learned from the same sample of rows as one process would take,
+    /// histograms are summed over the ranks, and without bagging the ranks grow exactly the
+    /// trees one process grows on all the rows (up to the order of floating-point sums).
+    /// With bagging each rank draws its own rows.
     /// - Throws: on bad parameters, or data that does not fit the objective (binary labels
     ///   outside {0, 1}, lambdarank without query groups, mismatched feature counts).
     /// - Parameter progress: called after every boosting round with (rounds done, rounds planned).
     public static func train(_ p: GBDTParameters, train: LabeledData, valid: LabeledData? = nil,
+                             communicator comm: any Communicator = SingleProcess.shared,
                              log: ((String) -> Void)? = nil,
                              progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> (model: GBDTModel, history: [RoundMetrics]) {
         try p.validate()
-        try check(train, p.objective, "training")
+        let distributed = comm.size > 1
+        if distributed {
+            // Every rank must fail the same way, or the others would wait in a collective.
+            let shapes = comm.allgather([Int64(train.featureCount), train.weights == nil ? 0 : 1, train.groups == nil ? 0 : 1])
+            for r in 0..<comm.size where Array(shapes.values[(3 * r)..<(3 * r + 3)]) != Array(shapes.values[0..<3]) {
+                throw GBDTError.invalidData("rank \(r)'s training part differs from rank 0's in feature count, weights or query groups")
+            }
+            let bad = comm.allgather([(try? check(train, p.objective, "training", allowEmpty: true)) == nil ? 1 as UInt8 : 0])
+            if let r = bad.values.firstIndex(of: 1) {
+                try check(train, p.objective, "training", allowEmpty: true)
+                throw GBDTError.invalidData("rank \(r)'s training part is not valid for \(p.objective)")
+            }
+            guard comm.sum(Int64(train.rowCount)) > 0 else { throw GBDTError.invalidData("the training data has no rows") }
+        } else {
+            try check(train, p.objective, "training")
+        }
         if let valid {
             try check(valid, p.objective, "validation")
             guard valid.featureCount <= train.featureCount || true else { throw GBDTError.invalidData("") }
         }
         let n = train.rowCount
-        let bins = FeatureBins(features: train.features, maxBin: p.maxBin)
-        let binned = BinnedData(train.features, bins: bins, threads: p.threads)
-        let learner = TreeLearner(data: binned, numLeaves: p.numLeaves, maxDepth: p.maxDepth,
+        let bins = distributed ? Self.sharedBins(train.features, maxBin: p.maxBin, comm) : FeatureBins(features: train.features, maxBin: p.maxBin)
+        let binned = BinnedData(train.features, bins: bins, threads: p.threads, communicator: comm)
+        var learner = TreeLearner(data: binned, numLeaves: p.numLeaves, maxDepth: p.maxDepth,
                                   minDataInLeaf: p.minDataInLeaf, minSumHessian: p.minSumHessianInLeaf,
                                   lambdaL2: p.lambdaL2, threads: p.threads)
-        let initScore = Self.initScore(p.objective, train)
+        learner.communicator = comm
+        let initScore = Self.initScore(p.objective, train, comm)
         var model = GBDTModel(objective: p.objective, trees: [], initScore: initScore, featureCount: train.featureCount)
         var scores = [Double](repeating: initScore, count: n)
         var validScores = valid.map { [Double](repeating: initScore, count: $0.rowCount) } ?? []
         var g = [Float](repeating: 0, count: n), h = [Float](repeating: 0, count: n)
         var rng = SeededGenerator(seed: p.seed)
+        // Several ranks draw the same feature subsets (from `rng`) but each its own bag.
+        var bagRNG = SeededGenerator(seed: p.seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(comm.rank + 1))
         var bag = (0..<Int32(n)).map { $0 }
         let usable = (0..<train.featureCount).filter { bins.valueBins($0) > 1 || binned.hasMissing[$0] }
         var history = [RoundMetrics]()
@@ -93,7 +120,8 @@ public enum GBDTTrainer {
             Gradients.compute(p.objective, scores: scores, labels: train.labels, weights: train.weights,
                               groups: train.groups, rank: p.lambdaRank, g: &g, h: &h, threads: p.threads, queries: queries)
             if p.baggingFrequency > 0 && p.baggingFraction < 1 && round % p.baggingFrequency == 0 {
-                bag = (0..<Int32(n)).filter { _ in rng.nextUnitDouble() < p.baggingFraction }
+                bag = distributed ? (0..<Int32(n)).filter { _ in bagRNG.nextUnitDouble() < p.baggingFraction }
+                                  : (0..<Int32(n)).filter { _ in rng.nextUnitDouble() < p.baggingFraction }
             }
             var features = usable
             if p.featureFraction < 1 {
@@ -151,8 +179,8 @@ public enum GBDTTrainer {
         return (model, history)
     }
 
-    static func check(_ d: LabeledData, _ objective: Objective, _ what: String) throws {
-        guard d.rowCount > 0 else { throw GBDTError.invalidData("the \(what) data has no rows") }
+    static func check(_ d: LabeledData, _ objective: Objective, _ what: String, allowEmpty: Bool = false) throws {
+        guard d.rowCount > 0 || allowEmpty else { throw GBDTError.invalidData("the \(what) data has no rows") }
         guard d.labels.count == d.rowCount else { throw GBDTError.invalidData("the \(what) data has \(d.labels.count) labels for \(d.rowCount) rows") }
         if let w = d.weights, w.count != d.rowCount { throw GBDTError.invalidData("the \(what) data has \(w.count) weights for \(d.rowCount) rows") }
         switch objective {
@@ -161,7 +189,7 @@ public enum GBDTTrainer {
                 throw GBDTError.invalidData("binary labels must be 0 or 1; \(what) row \(bad) has \(d.labels[bad])")
             }
         case .lambdarank:
-            guard let g = d.groups, g.count >= 2, g.last == d.rowCount else {
+            guard let g = d.groups, g.count >= (allowEmpty && d.rowCount == 0 ? 1 : 2), g.last == d.rowCount else {
                 throw GBDTError.invalidData("lambdarank needs query groups for the \(what) data (qid: tokens or a .query file)")
             }
             if let bad = d.labels.firstIndex(where: { $0 < 0 || $0 > 31 || $0 != $0.rounded() }) {
@@ -172,12 +200,35 @@ public enum GBDTTrainer {
         }
     }
 
-    static func initScore(_ objective: Objective, _ d: LabeledData) -> Double {
+    /// Bins every rank agrees on, from the rows one process would sample: every
+    /// `rows / sampleRows`-th row of the whole data (counted across the ranks in order),
+    /// gathered to every rank.
+    static func sharedBins(_ local: Matrix, maxBin: Int, _ comm: any Communicator, sampleRows: Int = 200_000) -> FeatureBins {
+        let counts = comm.allgather([Int64(local.rows)]).values.map(Int.init)
+        let offset = counts.prefix(comm.rank).reduce(0, +), total = counts.reduce(0, +)
+        let step = max(1, total / max(1, sampleRows)), d = local.columns
+        var sample = [Float]()
+        var r = (step - offset % step) % step
+        while r < local.rows {
+            for j in 0..<d { sample.append(local[r, j]) }
+            r += step
+        }
+        let all = comm.allgather(sample).values
+        let m = try! Matrix(rows: all.count / max(1, d), columns: d, storage: d == 0 ? [] : all)
+        return FeatureBins(features: m, maxBin: maxBin, sampleRows: Int.max)
+    }
+
+    static func initScore(_ objective: Objective, _ d: LabeledData, _ comm: any Communicator = SingleProcess.shared) -> Double {
         var s = 0.0, w = 0.0
         for i in 0..<d.rowCount {
             let wi = Double(d.weights?[i] ?? 1)
             s += wi * Double(d.labels[i])
             w += wi
+        }
+        if comm.size > 1 {
+            var t = [s, w]
+            comm.allreduceSum(&t)
+            (s, w) = (t[0], t[1])
         }
         let mean = s / max(w, 1e-300)
         switch objective {

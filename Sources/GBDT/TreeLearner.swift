@@ -1,3 +1,4 @@
+import Collectives
 import LinearAlgebra
 
 /// One histogram cell: sums of gradients and hessians of a bin. Row counts are not
@@ -26,6 +27,11 @@ struct SplitCandidate {
 
 /// Grows one tree leaf-wise (best-first) on binned data, LightGBM style: histograms per
 /// leaf, built for the smaller child and subtracted from the parent for the larger.
+///
+/// Data-parallel (LightGBM's `tree_learner=data`): each rank holds some rows; leaf
+/// totals, row counts and histograms are summed over the ranks before any decision, so
+/// every rank picks the same split and grows the same tree while partitioning only its
+/// own rows.
 struct TreeLearner {
     let data: BinnedData
     let numLeaves: Int
@@ -34,6 +40,7 @@ struct TreeLearner {
     let minSumHessian: Double
     let lambdaL2: Double
     let threads: Int
+    var communicator: any Communicator = SingleProcess.shared
 
     struct Leaf {
         var start: Int
@@ -59,6 +66,11 @@ struct TreeLearner {
             rootSum.h += Double(h[Int(r)])
         }
         rootSum.c = rows.count
+        if communicator.size > 1 {
+            var t = [rootSum.g, rootSum.h, Double(rootSum.c)]
+            communicator.allreduceSum(&t)
+            rootSum = LeafSums(g: t[0], h: t[1], c: Int(t[2]))
+        }
         var leaves = [Leaf]()
         var root = Leaf(start: 0, end: rows.count, sum: rootSum, depth: 0,
                         hist: buildHistogram(rows: rows, range: 0..<rows.count, sum: rootSum, g: g, h: h, features: features),
@@ -78,6 +90,7 @@ struct TreeLearner {
                 pick = i
                 bestGain = l.best.gain
             }
+            if communicator.size > 1 { agree(on: &pick, leaves: &leaves) }
             if pick < 0 { break }
             var s = leaves[pick].best
             var parentLeaf = leaves[pick]
@@ -100,7 +113,13 @@ struct TreeLearner {
 
             s.left.c = nl
             s.right.c = nr
-            if nl == 0 || nr == 0 {
+            if communicator.size > 1 {
+                var c = [Int64(nl), Int64(nr)]
+                communicator.allreduceSum(&c)
+                s.left.c = Int(c[0])
+                s.right.c = Int(c[1])
+            }
+            if s.left.c == 0 || s.right.c == 0 {
                 // Estimated counts allowed a split that moves no row: drop it.
                 leaves[pick].best = SplitCandidate()
                 leaves[pick].hist = parentLeaf.hist
@@ -125,7 +144,7 @@ struct TreeLearner {
 
             // Children histograms: build the smaller, subtract for the larger.
             let leftRange = parentLeaf.start..<mid, rightRange = mid..<parentLeaf.end
-            let smallIsLeft = leftRange.count <= rightRange.count
+            let smallIsLeft = s.left.c <= s.right.c  // over all ranks: each builds the same side
             let small = buildHistogram(rows: rows, range: smallIsLeft ? leftRange : rightRange,
                                        sum: smallIsLeft ? s.left : s.right, g: g, h: h, features: features)
             // Hand the parent's buffer to the larger child: uniquely referenced, so no copy.
@@ -170,12 +189,32 @@ struct TreeLearner {
         return (tree, thresholdBins, leaves.map { $0.start..<$0.end })
     }
 
+    /// Every rank takes rank 0's choice of leaf and split. The ranks compute it from the
+    /// same summed histograms, so this changes nothing when they agree; if an MPI
+    /// reduction ever rounded differently on one rank, the ranks still grow one tree
+    /// (and keep calling the same collectives) instead of diverging.
+    func agree(on pick: inout Int, leaves: inout [Leaf]) {
+        var d = [Double]()
+        if pick >= 0 {
+            let s = leaves[pick].best
+            d = [Double(pick), Double(s.feature), Double(s.bin), s.defaultLeft ? 1 : 0, s.gain,
+                 s.left.g, s.left.h, Double(s.left.c), s.right.g, s.right.h, Double(s.right.c)]
+        }
+        communicator.broadcast(&d, root: 0)
+        guard d.count == 11 else { pick = -1; return }
+        pick = Int(d[0])
+        leaves[pick].best = SplitCandidate(gain: d[4], feature: Int(d[1]), bin: Int(d[2]), defaultLeft: d[3] != 0,
+                                           left: LeafSums(g: d[5], h: d[6], c: Int(d[7])),
+                                           right: LeafSums(g: d[8], h: d[9], c: Int(d[10])))
+    }
+
     @inline(__always)
     func leafOutput(_ s: LeafSums) -> Double { -s.g / (s.h + lambdaL2) }
 
-    /// Histogram of the rows `rows[range]` whose totals are `sum`: the non-default bins
-    /// are accumulated row by row from the sparse view (on two threads for big leaves,
-    /// merged after), and each feature's default bin is the total minus the rest.
+    /// Histogram of the rows `rows[range]` whose totals (over all ranks) are `sum`: the
+    /// non-default bins are accumulated row by row from the sparse view (on two threads for
+    /// big leaves, merged after), summed over the ranks, and each feature's default bin is
+    /// the total minus the rest.
     func buildHistogram(rows: [Int32], range: Range<Int>, sum: LeafSums, g: [Float], h: [Float], features: [Int]) -> [HistBin] {
         let cells = data.totalBins
         let work = range.count * max(1, data.entries.count / max(1, data.rows))
@@ -221,6 +260,11 @@ struct TreeLearner {
             for i in 0..<cells {
                 hist[i].g += p[i].g
                 hist[i].h += p[i].h
+            }
+        }
+        if communicator.size > 1 {
+            hist.withUnsafeMutableBytes { raw in
+                communicator.allreduceSum(raw.bindMemory(to: Double.self))
             }
         }
         hist.withUnsafeMutableBufferPointer { hp in

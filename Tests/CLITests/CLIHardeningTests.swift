@@ -27,10 +27,17 @@ import Glibc
     }
 
     static func run(_ args: [String], in dir: String, timeout: Double = 120) throws -> Outcome {
+        try run(executable: funnel, args, in: dir, timeout: timeout)
+    }
+
+    /// Runs `executable` with `args` in `dir` (stdout and stderr together), killed after `timeout`.
+    static func run(executable: String, _ args: [String], in dir: String, environment: [String: String]? = nil,
+                    timeout: Double = 120) throws -> Outcome {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: funnel)
+        p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = args
         p.currentDirectoryURL = URL(fileURLWithPath: dir)
+        if let environment { p.environment = environment }
         let out = Pipe()
         p.standardOutput = out
         p.standardError = out

@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The funnel binary under Open MPI's mpirun on this machine (`--oversubscribe -np 1|2|4`):
+/// the collectives against known results, and data-parallel training against one process.
+@Suite("MPI: mpirun -np 1, 2, 4 on localhost", .serialized) struct MPITests {
+    static let mpirun: String? = {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+            let p = "\(dir)/mpirun"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return nil
+    }()
+
+    /// Runs `mpirun -np ranks funnel args`; root is allowed (CI runs as root), leak
+    /// reports are off (MPI's own allocations outlive MPI_Finalize under ASan).
+    static func mpi(_ ranks: Int, _ args: [String], in dir: String, timeout: Double = 300) throws -> CLIHardeningTests.Outcome {
+        guard let mpirun else {
+            throw CocoaError(.fileNoSuchFile, userInfo: [NSLocalizedDescriptionKey: "mpirun not found on PATH: tools/setup installs Open MPI (openmpi-bin)"])
+        }
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["ASAN_OPTIONS"] = (env["ASAN_OPTIONS"].map { $0 + ":" } ?? "") + "detect_leaks=0"
+        return try CLIHardeningTests.run(executable: mpirun, ["--oversubscribe", "-np", "\(ranks)", CLIHardeningTests.funnel] + args,
+                                         in: dir, environment: env, timeout: timeout)
+    }
+
+    static func tempDir() throws -> String {
+        let dir = NSTemporaryDirectory() + "funnel-mpi-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test("mpi-check: sums, gathers, exchanges and broadcasts are right on every rank", arguments: [1, 2, 4])
+    func collectives(ranks: Int) throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try Self.mpi(ranks, ["mpi-check"], in: dir)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("\(ranks) ranks over MPI"), "\(r.output)")
+    }
+
+    /// SVMlight ranking data: 90 queries, a feature with missing values, a discrete one.
+    static func rankingFile(_ path: String) {
+        var state: UInt64 = 7
+        func next() -> Double {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(state >> 11) / Double(1 << 53)
+        }
+        var text = ""
+        for q in 0..<90 {
+            for _ in 0..<(4 + Int(next() * 20)) {
+                let x0 = next() * 2 - 1, x1 = next() * 2 - 1, x2 = Double(Int(next() * 4)), missing = next() < 0.15
+                let label = max(0, min(4, Int((x0 + (missing ? 0.3 : x1) * 0.8 - 0.2 * x2 + next() * 0.4 + 1.2) * 1.5)))
+                text += "\(label) qid:\(q) 0:\(x0) 1:\(missing ? "nan" : "\(x1)") 2:\(x2) 3:\(next())\n"
+            }
+        }
+        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+    }
+
+    @Test("gbdt train on 2 and 4 ranks writes the model one process writes, byte for byte")
+    func gbdtRanksEqualOneProcess() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        Self.rankingFile("\(dir)/rank.svm")
+        let args = ["gbdt", "train", "--train", "rank.svm", "--rounds", "20", "--num-leaves", "15", "--min-data-in-leaf", "8",
+                    "--feature-fraction", "0.75", "--seed", "5"]
+        let one = try CLIHardeningTests.run(args + ["--out", "one.fgb"], in: dir)
+        #expect(one.status == 0, "\(one.output)")
+        let reference = FileManager.default.contents(atPath: "\(dir)/one.fgb")
+        #expect(reference != nil)
+        for ranks in [2, 4] {
+            let r = try Self.mpi(ranks, args + ["--out", "mpi\(ranks).fgb"], in: dir)
+            #expect(r.status == 0, "\(r.output)")
+            #expect(r.output.contains("\(ranks) ranks"), "\(r.output)")
+            #expect(FileManager.default.contents(atPath: "\(dir)/mpi\(ranks).fgb") == reference, "\(ranks) ranks wrote a different model")
+        }
+    }
+}
