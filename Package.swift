@@ -108,7 +108,7 @@ let package = Package(
         ),
         .target(
             name: "Engine",
-            dependencies: ["LinearAlgebra", "Persistence", "Datasets", "HNSW", "GBDT", "TwoTower", "Candidates", "Features", "Rerank", "TextSearch", "Registry", "Serving"]
+            dependencies: ["LinearAlgebra", "Collectives", "Persistence", "Datasets", "HNSW", "GBDT", "TwoTower", "Candidates", "Features", "Rerank", "TextSearch", "Registry", "Serving"]
         ),
         .target(
             name: "FunnelServer",

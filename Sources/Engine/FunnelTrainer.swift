@@ -1,3 +1,4 @@
+import Collectives
 import Datasets
 import Foundation
 import GBDT
@@ -11,6 +12,10 @@ import TwoTower
 /// Everything that decides how a funnel is trained.
 public struct FunnelTrainingConfig: Sendable {
     public var towers = TwoTowerParameters()
+    /// The ranks that train the towers together (data parallelism; `defaultCommunicator()`
+    /// under mpirun). Rank 0 calls `FunnelTrainer.train`, every other rank
+    /// `FunnelTrainer.trainTowersAsWorker`; the stages after the towers run on rank 0.
+    public var communicator: any Communicator = SingleProcess.shared
     /// The item index (cosine over unit item embeddings).
     public var index = HNSWIndex.Parameters(metric: .cosine, M: 16, efConstruction: 200)
     /// Threads for the index build.
@@ -221,14 +226,21 @@ extension FunnelTrainer {
     /// Towers with one set of parameters, early-stopped on `selection`: the model
     /// (with its best epoch's weights), every epoch's report, the best epoch's validation
     /// metrics and its number.
+    ///
+    /// With several ranks in `communicator`, each fits its share of the training pairs in
+    /// lockstep (`TwoTowerModel.communicator`) and only rank 0 validates.
     static func fitTowers(_ p: TwoTowerParameters, data: TrainingData, split: LeaveLastOutSplit, validation: [Int32: Int32],
-                          selection: ValidationMetric, progress: @escaping (TrainingEvent) -> Void) throws
+                          selection: ValidationMetric, communicator comm: any Communicator = SingleProcess.shared,
+                          progress: @escaping (TrainingEvent) -> Void) throws
         -> (TwoTowerModel, [EpochReport], RetrievalMetrics, Int) {
         let model = TwoTowerModel(userFeatures: data.userFeatures, itemFeatures: data.itemFeatures, parameters: p)
-        var rng = SeededGenerator(seed: p.seed)
+        model.communicator = comm
+        var rng = SeededGenerator(seed: p.seed &+ UInt64(comm.rank))
         var validationError: Error? = nil
         var best = RetrievalMetrics(), bestEpoch = 0, bestScore = -Double.infinity
-        let epochs = model.fit(split.train, rng: &rng, progress: { progress(.batches($0)) }) { r in
+        let pairs = comm.size > 1 ? Array(split.train[comm.share(of: split.train.count)]) : split.train
+        let epochs = model.fit(pairs, rng: &rng, progress: { progress(.batches($0)) }) { r in
+            guard comm.isRoot else { return nil }
             do {
                 let valid = try model.evaluate(heldOut: validation, exclude: { split.trainItems[Int($0)] })
                 progress(.epoch(r, validation: valid))
@@ -252,11 +264,18 @@ extension FunnelTrainer {
 /// index, a GBDT ranker on validation requests replayed as of their time, and an
 /// evaluation against popularity and ALS on the same split's test part.
 public enum FunnelTrainer {
-    /// - Parameter progress: called on the training thread for every `TrainingEvent`.
-    /// - Complexity: towers O(epochs * interactions * width), index O(items log items),
-    ///   ranker O(validation users * candidates * trees).
-    public static func train(_ data: TrainingData, config: FunnelTrainingConfig = FunnelTrainingConfig(),
-                             progress: @escaping (TrainingEvent) -> Void = { _ in }) throws -> TrainedFunnel {
+    /// The part of `train` that a rank other than 0 takes in data-parallel training: the
+    /// towers' fit on its share of the training pairs, in lockstep with rank 0, which goes
+    /// on alone to the index, the ranker and the bundle. Every rank must load the same data
+    /// (the vocabularies and the split must agree) and pass the same configuration.
+    public static func trainTowersAsWorker(_ data: TrainingData, config: FunnelTrainingConfig) throws {
+        let split = try checkedSplit(data, config)
+        _ = try fitTowers(config.towers, data: data, split: split, validation: [:], selection: config.selection,
+                          communicator: config.communicator, progress: { _ in })
+    }
+
+    /// The leave-last-one-out split, after the checks every rank makes alike.
+    static func checkedSplit(_ data: TrainingData, _ config: FunnelTrainingConfig) throws -> LeaveLastOutSplit {
         let log = data.log
         guard log.count > 0, log.users.count > 0, log.items.count > 1 else {
             throw EngineError.invalidData("\(data.label): \(log.count) interactions over \(log.items.count) items cannot train a funnel")
@@ -265,6 +284,28 @@ public enum FunnelTrainer {
         guard !split.validation.isEmpty else {
             throw EngineError.invalidData("\(data.label): no user has three interactions, so there is nothing to validate or test on")
         }
+        if config.communicator.size > 1 {
+            guard config.tuning == nil else {
+                throw EngineError.invalidData("the towers' validation search runs in one process; data-parallel training takes one setting (no tuning)")
+            }
+            guard split.train.count >= config.communicator.size else {
+                throw EngineError.invalidData("\(split.train.count) training interactions cannot be shared by \(config.communicator.size) ranks")
+            }
+        }
+        return split
+    }
+
+    /// - Parameter progress: called on the training thread for every `TrainingEvent`.
+    /// - Complexity: towers O(epochs * interactions * width), index O(items log items),
+    ///   ranker O(validation users * candidates * trees).
+    public static func train(_ data: TrainingData, config: FunnelTrainingConfig = FunnelTrainingConfig(),
+                             progress: @escaping (TrainingEvent) -> Void = { _ in }) throws -> TrainedFunnel {
+        let comm = config.communicator
+        guard comm.isRoot else {
+            throw EngineError.invalidData("rank \(comm.rank) trains the towers with FunnelTrainer.trainTowersAsWorker; only rank 0 calls train")
+        }
+        let log = data.log
+        let split = try checkedSplit(data, config)
         progress(.note("\(data.label): \(log.count) interactions, \(log.users.count) users, \(log.items.count) items; "
                        + "\(split.train.count) train, \(split.validation.count) validation, \(split.test.count) test"))
         let p = config.towers
@@ -294,7 +335,8 @@ public enum FunnelTrainer {
             report.epochs = search.trials.first(where: \.chosen)?.epochs ?? 0
         } else {
             (model, epochs, _, _) = try fitTowers(p, data: data, split: split, validation: validationItems, selection: config.selection,
-                                                  progress: progress)
+                                                  communicator: comm, progress: progress)
+            if comm.size > 1 { progress(.note("towers trained data-parallel on \(comm.size) ranks")) }
             report.epochs = epochs.count
         }
         report.trainSeconds = Clock.now() - t0

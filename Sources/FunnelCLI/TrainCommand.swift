@@ -147,9 +147,21 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        let config = try configuration()
-        try checkDestination(out: out, registry: registry, name: name)
+        var config = try configuration()
+        // Under mpirun the towers train data-parallel: every rank loads the same data and
+        // fits its share in lockstep; rank 0 goes on to the index, ranker and bundle.
+        let comm = try defaultCommunicator()
+        config.communicator = comm
+        if comm.size > 1 && config.tuning != nil {
+            if comm.isRoot { print("under mpirun the towers train with one setting: the validation search is skipped (as with --no-tune)") }
+            config.tuning = nil
+        }
+        if comm.isRoot { try checkDestination(out: out, registry: registry, name: name) }
         let data = try source.load()
+        guard comm.isRoot else {
+            try FunnelTrainer.trainTowersAsWorker(data, config: config)
+            return
+        }
         let bar = ProgressBar()
         let funnel = try FunnelTrainer.train(data, config: config, progress: { event in
             switch event {

@@ -1,4 +1,5 @@
 import CBLAS
+import Collectives
 import Foundation
 import LinearAlgebra
 
@@ -83,6 +84,9 @@ public final class Tower {
     var partial: [[(gw: Scratch, gb: Scratch)]] = []
     /// Lazy Adam's moments per table (allocated when that optimizer first runs).
     var adamM: [[Float]] = [], adamV: [[Float]] = []
+    /// The ranks training this tower together (Tower+DataParallel.swift): dense gradients
+    /// are summed over them, embedding row `code` is owned by rank `code % size`.
+    var communicator: any Communicator = SingleProcess.shared
     // Row-wise updates: slot of each touched embedding row (-1: untouched), and their sums.
     var slots: [[Int32]] = []
     let rowGradients = Scratch()
@@ -340,46 +344,63 @@ public final class Tower {
                     let inv = sum ? 1 : 1 / Float(hi - lo)
                     for k in lo..<hi { add(f.codes[k], src, inv) }
                 }
-                switch optimizer {
-                case .adagrad:
-                    tables[fi].withUnsafeMutableBufferPointer { table in
-                        tableAccum[fi].withUnsafeMutableBufferPointer { accum in
-                            for (s, code) in touched.enumerated() {
-                                let row = Int(code), gr = sums + s * d
-                                var sq: Float = 0
-                                for j in 0..<d { sq += gr[j] * gr[j] }
-                                accum[row] += sq / Float(d)
-                                let lr = embeddingLearningRate / (accum[row].squareRoot() + 1e-6)
-                                for j in 0..<d { table[row * d + j] -= lr * gr[j] }
-                                slot[row] = -1
-                            }
-                        }
+                for code in touched { slot[Int(code)] = -1 }
+            }
+            if communicator.size > 1 {
+                // Each row's gradient goes to the rank that owns it, which sums the ranks' parts.
+                let (codes, grads) = exchangeRowGradients(touched, sums, dimension: d)
+                grads.withUnsafeBufferPointer { g in
+                    if let base = g.baseAddress { applyRows(field: fi, codes: codes, grads: base, rate: embeddingLearningRate, optimizer: optimizer) }
+                }
+            } else {
+                applyRows(field: fi, codes: touched, grads: sums, rate: embeddingLearningRate, optimizer: optimizer)
+            }
+        }
+    }
+
+    /// One embedding-optimizer update per row: `grads` holds each of `codes`' summed
+    /// gradient (`dimension` floats each).
+    private func applyRows(field fi: Int, codes: [Int32], grads: UnsafePointer<Float>, rate embeddingLearningRate: Float,
+                           optimizer: EmbeddingOptimizer) {
+        let d = features.fields[fi].dimension
+        let b1: Float = 0.9, b2: Float = 0.999, eps: Float = 1e-8
+        let c1 = 1 - pow(b1, Float(adamStep)), c2 = 1 - pow(b2, Float(adamStep))
+        switch optimizer {
+        case .adagrad:
+            tables[fi].withUnsafeMutableBufferPointer { table in
+                tableAccum[fi].withUnsafeMutableBufferPointer { accum in
+                    for (s, code) in codes.enumerated() {
+                        let row = Int(code), gr = grads + s * d
+                        var sq: Float = 0
+                        for j in 0..<d { sq += gr[j] * gr[j] }
+                        accum[row] += sq / Float(d)
+                        let lr = embeddingLearningRate / (accum[row].squareRoot() + 1e-6)
+                        for j in 0..<d { table[row * d + j] -= lr * gr[j] }
                     }
-                case .lazyAdam:
-                    // Adam moments only for the rows this batch touched (untouched rows keep
-                    // theirs as they were), bias-corrected by the global step.
-                    let size = tables[fi].count
-                    if adamM.count != features.fields.count { adamM = features.fields.map { _ in [] }; adamV = adamM }
-                    if adamM[fi].count < size {
-                        adamM[fi] += [Float](repeating: 0, count: size - adamM[fi].count)
-                        adamV[fi] += [Float](repeating: 0, count: size - adamV[fi].count)
-                    }
-                    tables[fi].withUnsafeMutableBufferPointer { table in
-                    adamM[fi].withUnsafeMutableBufferPointer { m in
-                    adamV[fi].withUnsafeMutableBufferPointer { v in
-                        for (s, code) in touched.enumerated() {
-                            let row = Int(code), gr = sums + s * d
-                            for j in 0..<d {
-                                let k = row * d + j
-                                m[k] = b1 * m[k] + (1 - b1) * gr[j]
-                                v[k] = b2 * v[k] + (1 - b2) * gr[j] * gr[j]
-                                table[k] -= embeddingLearningRate * (m[k] / c1) / ((v[k] / c2).squareRoot() + eps)
-                            }
-                            slot[row] = -1
-                        }
-                    }}}
                 }
             }
+        case .lazyAdam:
+            // Adam moments only for the rows this batch touched (untouched rows keep
+            // theirs as they were), bias-corrected by the global step.
+            let size = tables[fi].count
+            if adamM.count != features.fields.count { adamM = features.fields.map { _ in [] }; adamV = adamM }
+            if adamM[fi].count < size {
+                adamM[fi] += [Float](repeating: 0, count: size - adamM[fi].count)
+                adamV[fi] += [Float](repeating: 0, count: size - adamV[fi].count)
+            }
+            tables[fi].withUnsafeMutableBufferPointer { table in
+            adamM[fi].withUnsafeMutableBufferPointer { m in
+            adamV[fi].withUnsafeMutableBufferPointer { v in
+                for (s, code) in codes.enumerated() {
+                    let row = Int(code), gr = grads + s * d
+                    for j in 0..<d {
+                        let k = row * d + j
+                        m[k] = b1 * m[k] + (1 - b1) * gr[j]
+                        v[k] = b2 * v[k] + (1 - b2) * gr[j] * gr[j]
+                        table[k] -= embeddingLearningRate * (m[k] / c1) / ((v[k] / c2).squareRoot() + eps)
+                    }
+                }
+            }}}
         }
     }
 }

@@ -1,4 +1,5 @@
 import CBLAS
+import Collectives
 import _FunnelKernels
 import Datasets
 import Foundation
@@ -124,6 +125,15 @@ public final class TwoTowerModel {
     let logits = Scratch()
     /// The learning-rate schedule's multiplier for the next step (set by `fit`).
     var rateFactor: Float = 1
+    /// The ranks training this model together (data parallelism over MPI or threads):
+    /// each calls `fit` or `trainStep` with its own part of the interactions, in lockstep.
+    /// The default is the group of one.
+    public var communicator: any Communicator = SingleProcess.shared {
+        didSet {
+            users.communicator = communicator
+            items.communicator = communicator
+        }
+    }
 
     public convenience init(userFeatures: EntityFeatures, itemFeatures: EntityFeatures, parameters: TwoTowerParameters) {
         self.init(userFeatures: userFeatures, itemFeatures: itemFeatures, parameters: parameters, towers: nil)
@@ -146,7 +156,14 @@ public final class TwoTowerModel {
     /// s_ij = -inf when j != i holds the same item as i (an accidental hit).
     @discardableResult
     public func trainStep(users batchUsers: [Int32], items batchItems: [Int32], rng: inout SeededGenerator) -> Float {
-        let loss = computeGradients(users: batchUsers, items: batchItems, rng: &rng)
+        let loss: Float
+        if communicator.size > 1 {
+            loss = computeGradientsDataParallel(users: batchUsers, items: batchItems, rng: &rng)
+            users.allreduceDenseGradients()
+            items.allreduceDenseGradients()
+        } else {
+            loss = computeGradients(users: batchUsers, items: batchItems, rng: &rng)
+        }
         let lr = parameters.learningRate * rateFactor, elr = parameters.embeddingLearningRate * rateFactor
         users.step(learningRate: lr, embeddingLearningRate: elr, optimizer: parameters.embeddingOptimizer)
         items.step(learningRate: lr, embeddingLearningRate: elr, optimizer: parameters.embeddingOptimizer)
@@ -253,11 +270,19 @@ extension TwoTowerModel {
         var reports = [EpochReport]()
         var best = -Double.infinity, bestEpoch = 0
         let bs = max(1, parameters.batchSize), epochs = max(1, parameters.epochs)
-        let stepsPerEpoch = (order.count + bs - 1) / bs
+        // Data-parallel: `pairs` is this rank's part, a global batch of `bs` is cut into
+        // one share per rank, and every rank runs as many steps as the rank with the most
+        // pairs (a rank that runs out starts its shuffled order again).
+        let comm = communicator, distributed = comm.size > 1
+        let localBatch = distributed ? max(1, comm.share(of: bs).count) : bs
+        precondition(!distributed || !pairs.isEmpty, "rank \(comm.rank) has no interactions to train on")
+        let stepsPerEpoch = distributed ? Int(comm.max(Int64((order.count + localBatch - 1) / localBatch)))
+                                        : (order.count + bs - 1) / bs
+        let examplesPerEpoch = distributed ? Int(comm.sum(Int64(order.count))) : order.count
         var globalStep = 0
         var bestWeights: Weights? = nil
         if parameters.logQCorrection && parameters.logQEstimate == .counts {
-            logFrequency = Self.logFrequencies(pairs, items: items.features.count)
+            logFrequency = Self.logFrequencies(pairs, items: items.features.count, communicator: comm)
         }
         defer { rateFactor = 1; logFrequency = nil }
         for epoch in 1...epochs {
@@ -267,26 +292,39 @@ extension TwoTowerModel {
             // A step splits its batch across `parameters.threads` threads itself, so each
             // sgemm runs on the calling thread.
             BLAS.withThreads(1) {
-                while start < order.count {
-                    let idx = order[start..<min(order.count, start + bs)]
+                while distributed ? batches < stepsPerEpoch : start < order.count {
+                    let idx = distributed ? (start..<(start + localBatch)).map { order[$0 % order.count] }
+                                          : Array(order[start..<min(order.count, start + bs)])
                     rateFactor = parameters.schedule.factor(step: globalStep, total: stepsPerEpoch * epochs)
                     loss += trainStep(users: idx.map { pairs[$0].user }, items: idx.map { pairs[$0].item }, rng: &rng)
                     batches += 1
                     globalStep += 1
-                    start += bs
+                    start += distributed ? localBatch : bs
                     if let progress {
                         let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                        let done = min(start, order.count)
-                        progress(TrainingProgress(epoch: epoch, epochs: epochs, examplesDone: done, examplesTotal: order.count,
+                        let done = distributed ? min(batches * bs, examplesPerEpoch) : min(start, order.count)
+                        progress(TrainingProgress(epoch: epoch, epochs: epochs, examplesDone: done, examplesTotal: examplesPerEpoch,
                                                   loss: loss / Float(batches), examplesPerSecond: Double(done) / max(seconds, 1e-9),
                                                   rateFactor: rateFactor))
                     }
                 }
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            let report = EpochReport(epoch: epoch, loss: loss / Float(max(1, batches)), examplesPerSecond: Double(order.count) / max(seconds, 1e-9))
+            let report = EpochReport(epoch: epoch, loss: loss / Float(max(1, batches)), examplesPerSecond: Double(examplesPerEpoch) / max(seconds, 1e-9))
             reports.append(report)
-            if let score = onEpoch(report) {
+            if distributed {
+                // Every rank holds the whole model between epochs (to evaluate or snapshot it).
+                users.synchronizeTables()
+                items.synchronizeTables()
+            }
+            var verdict = onEpoch(report)
+            if distributed {
+                // Rank 0's validation score decides for everyone.
+                var v: [Double] = verdict.map { [1, $0] } ?? [0, 0]
+                comm.broadcast(&v, root: 0)
+                verdict = v[0] != 0 ? v[1] : nil
+            }
+            if let score = verdict {
                 if score > best {
                     best = score
                     bestEpoch = epoch
@@ -305,10 +343,12 @@ extension TwoTowerModel {
     /// log(count / pairs) per item, the probability that a softmax column holds the item
     /// under in-batch sampling; an item absent from `pairs` counts as half a sighting (it
     /// can only be a random negative, whose column has its own correction).
-    static func logFrequencies(_ pairs: [(user: Int32, item: Int32)], items: Int) -> [Float] {
+    static func logFrequencies(_ pairs: [(user: Int32, item: Int32)], items: Int,
+                               communicator comm: any Communicator = SingleProcess.shared) -> [Float] {
         var counts = [Double](repeating: 0, count: items)
         for p in pairs where p.item >= 0 && Int(p.item) < items { counts[Int(p.item)] += 1 }
-        let total = Double(max(1, pairs.count))
+        comm.allreduceSum(&counts)
+        let total = Double(max(1, comm.sum(Int64(pairs.count))))
         return counts.map { Float(log(max($0, 0.5) / total)) }
     }
 }

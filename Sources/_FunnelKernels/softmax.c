@@ -100,19 +100,24 @@ FK_AVX2 static float row_avx2(float *row, size_t n, size_t i, const int32_t *ite
 }
 #endif
 
-float fk_inbatch_softmax_rows(float *s, size_t n, size_t row0, size_t row1,
-                              const int32_t *items, const float *logq, float scale) {
+float fk_inbatch_softmax_rows_at(float *s, size_t n, size_t rows, size_t positive0,
+                                 const int32_t *items, const float *logq, float scale) {
     double loss = 0;
 #if FK_X86
     if (fk_simd_level() >= 1) {
-        for (size_t i = row0; i < row1; i++) loss += row_avx2(s + i * n, n, i, items, logq, scale);
+        for (size_t r = 0; r < rows; r++) loss += row_avx2(s + r * n, n, positive0 + r, items, logq, scale);
         return (float)loss;
     }
 #endif
-    for (size_t i = row0; i < row1; i++) {
-        float *row = s + i * n;
-        float mx = prepare_row_scalar(row, n, i, items, logq);
-        loss += softmax_row_scalar(row, n, i, mx, scale);
+    for (size_t r = 0; r < rows; r++) {
+        float *row = s + r * n;
+        float mx = prepare_row_scalar(row, n, positive0 + r, items, logq);
+        loss += softmax_row_scalar(row, n, positive0 + r, mx, scale);
     }
     return (float)loss;
+}
+
+float fk_inbatch_softmax_rows(float *s, size_t n, size_t row0, size_t row1,
+                              const int32_t *items, const float *logq, float scale) {
+    return fk_inbatch_softmax_rows_at(s + row0 * n, n, row1 - row0, row0, items, logq, scale);
 }

@@ -80,4 +80,28 @@ import Glibc
             #expect(FileManager.default.contents(atPath: "\(dir)/mpi\(ranks).fgb") == reference, "\(ranks) ranks wrote a different model")
         }
     }
+
+    @Test("funnel train with the towers on 2 ranks: a bundle whose test HR@10 is within 0.05 of one process's")
+    func towersOnTwoRanks() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let g = try CLIHardeningTests.run(["generate", "catalog", "--users", "300", "--items", "200", "--interactions", "12000", "--out", "cat"], in: dir)
+        #expect(g.status == 0, "\(g.output)")
+        let args = ["train", "--interactions", "cat/interactions.csv", "--items", "cat/items.csv", "--users", "cat/users.csv",
+                    "--schema", "cat/schema.json", "--epochs", "4", "--no-als", "--no-tune", "--no-ranker"]
+        let one = try CLIHardeningTests.run(args + ["--json", "one.json", "--out", "one"], in: dir, timeout: 300)
+        #expect(one.status == 0, "\(one.output)")
+        let two = try Self.mpi(2, args + ["--json", "two.json", "--out", "two"], in: dir)
+        #expect(two.status == 0, "\(two.output)")
+        #expect(two.output.contains("towers trained data-parallel on 2 ranks"), "\(two.output)")
+        #expect(FileManager.default.fileExists(atPath: "\(dir)/two/manifest.json") || FileManager.default.fileExists(atPath: "\(dir)/two"))
+        func hr(_ file: String) throws -> Double {
+            let data = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(file)"))
+            let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+            return obj?["HR@10"] as? Double ?? -1
+        }
+        let (a, b) = (try hr("one.json"), try hr("two.json"))
+        #expect(a > 0.05 && b > 0.05, "HR@10 \(a) and \(b): the towers did not learn")
+        #expect(abs(a - b) <= 0.05, "HR@10 one process \(a), two ranks \(b)")
+    }
 }

@@ -154,6 +154,11 @@ void fk_gram_f32(const float *x, size_t n, size_t dim, float *out);
 float fk_inbatch_softmax_rows(float *s, size_t n, size_t row0, size_t row1,
                               const int32_t *items, const float *logq, float scale);
 
+/// The same for `rows` rows stored from `s` whose positives are columns positive0,
+/// positive0 + 1, ...: one rank's rows of a batch whose columns span every rank.
+float fk_inbatch_softmax_rows_at(float *s, size_t n, size_t rows, size_t positive0,
+                                 const int32_t *items, const float *logq, float scale);
+
 #ifdef __cplusplus
 }
 #endif
