@@ -69,7 +69,7 @@ def main():
     ap.add_argument("--interactions", type=int, default=10_000_000, help="size of the generated log")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--ranks", default="0,1,2", help="0 = a plain process")
-    ap.add_argument("--out", default=os.path.join(ROOT, "Benchmarks", "results", "mpi.json"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "Benchmarks", "results", time.strftime("%Y-%m-%d") + "-mpi.json"))
     a = ap.parse_args()
     ranks_list = [int(r) for r in a.ranks.split(",")]
     work = tempfile.mkdtemp(prefix="funnel-mpi-")

@@ -44,6 +44,20 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         return w
     }
 
+    /// Ends the whole job when this process is one of several MPI ranks: prints `message`
+    /// with this rank's number and calls MPI_Abort. A rank that merely exited would leave
+    /// the others waiting in their next collective (and MPI_Finalize waiting for them).
+    /// Returns when MPI is not running or the job has one rank.
+    public static func abortJobIfParallel(_ message: String) {
+        lock.lock()
+        let w = world
+        lock.unlock()
+        guard let w, w.size > 1 else { return }
+        FileHandle.standardError.write(Data("funnel: rank \(w.rank) of \(w.size): \(message); aborting the job\n".utf8))
+        _ = fmpi_abort(1)
+        exit(1)
+    }
+
     static func message(_ code: Int32) -> String {
         var buffer = [CChar](repeating: 0, count: Int(fmpi_max_error_string()) + 1)
         fmpi_error_string(code, &buffer, Int32(buffer.count))

@@ -16,6 +16,9 @@ public struct FunnelTrainingConfig: Sendable {
     /// under mpirun). Rank 0 calls `FunnelTrainer.train`, every other rank
     /// `FunnelTrainer.trainTowersAsWorker`; the stages after the towers run on rank 0.
     public var communicator: any Communicator = SingleProcess.shared
+    /// A folder for the towers' checkpoint, written by rank 0 after every epoch; a run
+    /// started again with it resumes after the last epoch saved (TowerCheckpoint). Nil: none.
+    public var checkpoint: String? = nil
     /// The item index (cosine over unit item embeddings).
     public var index = HNSWIndex.Parameters(metric: .cosine, M: 16, efConstruction: 200)
     /// Threads for the index build.
@@ -231,16 +234,23 @@ extension FunnelTrainer {
     /// lockstep (`TwoTowerModel.communicator`) and only rank 0 validates.
     static func fitTowers(_ p: TwoTowerParameters, data: TrainingData, split: LeaveLastOutSplit, validation: [Int32: Int32],
                           selection: ValidationMetric, communicator comm: any Communicator = SingleProcess.shared,
-                          progress: @escaping (TrainingEvent) -> Void) throws
+                          checkpoint: String? = nil, progress: @escaping (TrainingEvent) -> Void) throws
         -> (TwoTowerModel, [EpochReport], RetrievalMetrics, Int) {
         let model = TwoTowerModel(userFeatures: data.userFeatures, itemFeatures: data.itemFeatures, parameters: p)
         model.communicator = comm
+        let saver = checkpoint.map { TowerCheckpoint(folder: $0) }
+        let done = try saver?.resume(model, data: data, parameters: p) ?? 0
+        if done > 0 { progress(.note("resuming the towers from the checkpoint in \(checkpoint!) after epoch \(done) of \(p.epochs)")) }
+        var checkpointError: Error? = nil
         var rng = SeededGenerator(seed: p.seed &+ UInt64(comm.rank))
         var validationError: Error? = nil
         var best = RetrievalMetrics(), bestEpoch = 0, bestScore = -Double.infinity
         let pairs = comm.size > 1 ? Array(split.train[comm.share(of: split.train.count)]) : split.train
-        let epochs = model.fit(pairs, rng: &rng, progress: { progress(.batches($0)) }) { r in
+        let epochs = model.fit(pairs, rng: &rng, epochsDone: done, progress: { progress(.batches($0)) }) { r in
             guard comm.isRoot else { return nil }
+            if let saver, checkpointError == nil {
+                do { try saver.save(model, epoch: r.epoch, data: data, parameters: p) } catch { checkpointError = error }
+            }
             do {
                 let valid = try model.evaluate(heldOut: validation, exclude: { split.trainItems[Int($0)] })
                 progress(.epoch(r, validation: valid))
@@ -253,6 +263,8 @@ extension FunnelTrainer {
             }
         }
         if let validationError { throw validationError }
+        if let checkpointError { throw EngineError.invalidData("writing the towers' checkpoint failed: \(checkpointError)") }
+        if comm.isRoot { saver?.remove() }
         // Without restoring, the model is the last epoch's.
         if !p.restoreBest, let last = epochs.last { bestEpoch = last.epoch }
         return (model, epochs, best, bestEpoch)
@@ -271,7 +283,7 @@ public enum FunnelTrainer {
     public static func trainTowersAsWorker(_ data: TrainingData, config: FunnelTrainingConfig) throws {
         let split = try checkedSplit(data, config)
         _ = try fitTowers(config.towers, data: data, split: split, validation: [:], selection: config.selection,
-                          communicator: config.communicator, progress: { _ in })
+                          communicator: config.communicator, checkpoint: config.checkpoint, progress: { _ in })
     }
 
     /// The leave-last-one-out split, after the checks every rank makes alike.
@@ -335,7 +347,7 @@ public enum FunnelTrainer {
             report.epochs = search.trials.first(where: \.chosen)?.epochs ?? 0
         } else {
             (model, epochs, _, _) = try fitTowers(p, data: data, split: split, validation: validationItems, selection: config.selection,
-                                                  communicator: comm, progress: progress)
+                                                  communicator: comm, checkpoint: config.checkpoint, progress: progress)
             if comm.size > 1 { progress(.note("towers trained data-parallel on \(comm.size) ranks")) }
             report.epochs = epochs.count
         }

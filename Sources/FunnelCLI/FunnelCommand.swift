@@ -9,7 +9,19 @@ import Glibc
 enum Main {
     static func main() async {
         BLASSelection.relaunchIfNeeded()
-        await FunnelCommand.main()
+        // ArgumentParser's main, except that one rank of an MPI job that fails ends the
+        // whole job: the others would wait for it in their next collective.
+        do {
+            var command = try FunnelCommand.parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            MPICommunicator.abortJobIfParallel(FunnelCommand.message(for: error))
+            FunnelCommand.exit(withError: error)
+        }
     }
 }
 

@@ -35,6 +35,8 @@ struct TrainCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "logQ correction of the in-batch softmax.") var logQ = true
     @Option(help: "logQ's item probabilities: counts (the training pairs' item shares) or streaming (Yi et al.'s estimate).")
     var logQEstimate: String = "counts"
+    @Option(help: "Folder for the towers' checkpoint: written after every epoch, resumed from when the same command is run again (after a crash or kill), removed when training ends.")
+    var checkpoint: String?
     @Option(help: "Stop when validation NDCG@10 has not improved for this many epochs (0: run every epoch; the best epoch is kept either way).")
     var patience: Int = 3
     @Option(help: "Extra negatives per batch drawn uniformly from the catalog (mixed negative sampling; 0: in-batch only).")
@@ -141,6 +143,7 @@ struct TrainCommand: ParsableCommand {
         c.ranker.numLeaves = numLeaves
         c.ranker.seed = seed
         c.rankerHistory = rankerHistory
+        c.checkpoint = checkpoint
         c.baselines = !noALS
         c.alsGrid = alsGrid ? [(1, 10), (10, 10), (1, 40), (10, 40)] : [(1, 10)]
         return c

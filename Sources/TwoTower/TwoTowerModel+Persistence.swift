@@ -178,3 +178,21 @@ extension TwoTowerModel {
         }
     }
 }
+
+extension TwoTowerModel {
+    /// Takes `other`'s weights (embedding tables and dense layers) as this model's own,
+    /// after checking that both towers have the same shapes: to resume training from a
+    /// checkpoint saved by `save(to:userIDs:itemIDs:)`.
+    /// - Throws: `TwoTowerError.invalidData` naming the first table or layer that differs.
+    public func adoptWeights(of other: TwoTowerModel) throws {
+        for (name, mine, theirs) in [("user", users, other.users), ("item", items, other.items)] {
+            guard mine.tables.map(\.count) == theirs.tables.map(\.count) else {
+                throw TwoTowerError.invalidData("the \(name) tower's embedding tables differ in size from this model's")
+            }
+            guard mine.layers.map({ [$0.inputs, $0.outputs] }) == theirs.layers.map({ [$0.inputs, $0.outputs] }) else {
+                throw TwoTowerError.invalidData("the \(name) tower's dense layers differ in shape from this model's")
+            }
+        }
+        restore(other.weights())
+    }
+}

@@ -261,9 +261,13 @@ extension TwoTowerModel {
     ///
     /// After each epoch `onEpoch` receives the report and returns a validation score (or nil);
     /// training stops early when that score has not improved for `parameters.patience` epochs.
+    ///
+    /// `epochsDone` resumes a run whose first epochs were trained before (a checkpoint's
+    /// weights already loaded): epochs `epochsDone + 1 ... epochs` run, the learning-rate
+    /// schedule continues where it was, and the best epoch is chosen among those run now.
     /// - Returns: the reports of the epochs run.
     @discardableResult
-    public func fit(_ pairs: [(user: Int32, item: Int32)], rng: inout SeededGenerator,
+    public func fit(_ pairs: [(user: Int32, item: Int32)], rng: inout SeededGenerator, epochsDone: Int = 0,
                     progress: ((TrainingProgress) -> Void)? = nil,
                     onEpoch: (EpochReport) -> Double? = { _ in nil }) -> [EpochReport] {
         var order = Array(pairs.indices)
@@ -285,7 +289,9 @@ extension TwoTowerModel {
             logFrequency = Self.logFrequencies(pairs, items: items.features.count, communicator: comm)
         }
         defer { rateFactor = 1; logFrequency = nil }
-        for epoch in 1...epochs {
+        let first = min(max(0, epochsDone), epochs - 1) + 1
+        globalStep = (first - 1) * stepsPerEpoch
+        for epoch in first...epochs {
             order.shuffle(using: &rng)
             var loss: Float = 0, batches = 0, start = 0
             let t0 = DispatchTime.now().uptimeNanoseconds

@@ -104,4 +104,63 @@ import Glibc
         #expect(a > 0.05 && b > 0.05, "HR@10 \(a) and \(b): the towers did not learn")
         #expect(abs(a - b) <= 0.05, "HR@10 one process \(a), two ranks \(b)")
     }
+
+    @Test("kill -9 of a 2-rank training job after a checkpoint: the same command resumes after the saved epoch and finishes")
+    func checkpointSurvivesKill() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let g = try CLIHardeningTests.run(["generate", "catalog", "--users", "1500", "--items", "600", "--interactions", "60000", "--out", "cat"], in: dir)
+        #expect(g.status == 0, "\(g.output)")
+        guard let mpirun = Self.mpirun else { Issue.record("mpirun not found on PATH: tools/setup installs Open MPI"); return }
+        let args = ["--oversubscribe", "-np", "2", CLIHardeningTests.funnel, "train", "--interactions", "cat/interactions.csv",
+                    "--items", "cat/items.csv", "--users", "cat/users.csv", "--schema", "cat/schema.json", "--epochs", "12", "--patience", "0",
+                    "--no-als", "--no-tune", "--no-ranker", "--checkpoint", "ck", "--out", "bundle"]
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["ASAN_OPTIONS"] = (env["ASAN_OPTIONS"].map { $0 + ":" } ?? "") + "detect_leaks=0"
+        let job = Process()
+        job.executableURL = URL(fileURLWithPath: mpirun)
+        job.arguments = args
+        job.currentDirectoryURL = URL(fileURLWithPath: dir)
+        job.environment = env
+        job.standardOutput = FileHandle.nullDevice
+        job.standardError = FileHandle.nullDevice
+        try job.run()
+        let state = "\(dir)/ck/towers.json"
+        let deadline = Date().addingTimeInterval(240)
+        while !FileManager.default.fileExists(atPath: state) && job.isRunning && Date() < deadline { usleep(50_000) }
+        #expect(FileManager.default.fileExists(atPath: state), "no checkpoint appeared")
+        // The ranks are mpirun's children: kill them first, then mpirun, all with SIGKILL.
+        let ranks = Process()
+        ranks.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
+        ranks.arguments = ["-KILL", "-P", "\(job.processIdentifier)"]
+        try ranks.run()
+        ranks.waitUntilExit()
+        kill(job.processIdentifier, SIGKILL)
+        job.waitUntilExit()
+        #expect(job.terminationReason == .uncaughtSignal, "the job ended before it was killed")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/bundle/manifest.json"))
+        let again = try CLIHardeningTests.run(executable: mpirun, args, in: dir, environment: env, timeout: 400)
+        #expect(again.status == 0, "\(again.output)")
+        #expect(again.output.contains("resuming the towers from the checkpoint in ck after epoch"), "\(again.output)")
+        #expect(!FileManager.default.fileExists(atPath: state), "the finished run left its checkpoint")
+        #expect(FileManager.default.fileExists(atPath: "\(dir)/bundle"))
+    }
+
+    @Test("one rank's error ends the whole job with that error, instead of leaving the others waiting")
+    func oneRankFailingEndsTheJob() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        Self.rankingFile("\(dir)/rank.svm")
+        try FileManager.default.createDirectory(atPath: "\(dir)/taken", withIntermediateDirectories: true)
+        // Rank 0 alone checks the destination and fails; rank 1 has gone on to load the data.
+        let g = try CLIHardeningTests.run(["generate", "catalog", "--users", "100", "--items", "80", "--interactions", "3000", "--out", "cat"], in: dir)
+        #expect(g.status == 0, "\(g.output)")
+        let t0 = Date()
+        let r = try Self.mpi(2, ["train", "--interactions", "cat/interactions.csv", "--epochs", "1", "--no-tune", "--out", "taken"], in: dir, timeout: 120)
+        #expect(r.exited && r.status != 0, "\(r.output)")
+        #expect(r.output.contains("exists already"), "\(r.output)")
+        #expect(Date().timeIntervalSince(t0) < 100, "the job hung until the timeout")
+    }
 }
