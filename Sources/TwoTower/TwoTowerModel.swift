@@ -156,17 +156,20 @@ public final class TwoTowerModel {
     /// s_ij = -inf when j != i holds the same item as i (an accidental hit).
     @discardableResult
     public func trainStep(users batchUsers: [Int32], items batchItems: [Int32], rng: inout SeededGenerator) -> Float {
-        let loss: Float
-        if communicator.size > 1 {
-            loss = computeGradientsDataParallel(users: batchUsers, items: batchItems, rng: &rng)
-            users.allreduceDenseGradients()
-            items.allreduceDenseGradients()
-        } else {
-            loss = computeGradients(users: batchUsers, items: batchItems, rng: &rng)
-        }
+        let loss = stepGradients(users: batchUsers, items: batchItems, rng: &rng)
         let lr = parameters.learningRate * rateFactor, elr = parameters.embeddingLearningRate * rateFactor
         users.step(learningRate: lr, embeddingLearningRate: elr, optimizer: parameters.embeddingOptimizer)
         items.step(learningRate: lr, embeddingLearningRate: elr, optimizer: parameters.embeddingOptimizer)
+        return loss
+    }
+
+    /// A step's gradients, left in the towers: the dense ones summed over the ranks when
+    /// there are several. Returns the (global) batch's mean loss.
+    func stepGradients(users batchUsers: [Int32], items batchItems: [Int32], rng: inout SeededGenerator) -> Float {
+        guard communicator.size > 1 else { return computeGradients(users: batchUsers, items: batchItems, rng: &rng) }
+        let loss = computeGradientsDataParallel(users: batchUsers, items: batchItems, rng: &rng)
+        users.allreduceDenseGradients()
+        items.allreduceDenseGradients()
         return loss
     }
 
