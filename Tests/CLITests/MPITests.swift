@@ -21,12 +21,17 @@ import Glibc
         guard let mpirun else {
             throw CocoaError(.fileNoSuchFile, userInfo: [NSLocalizedDescriptionKey: "mpirun not found on PATH: tools/setup installs Open MPI (openmpi-bin)"])
         }
+        return try CLIHardeningTests.run(executable: mpirun, ["--oversubscribe", "-np", "\(ranks)", CLIHardeningTests.funnel] + args,
+                                         in: dir, environment: environment, timeout: timeout)
+    }
+
+    /// This process's environment with root allowed and leak reports off.
+    static var environment: [String: String] {
         var env = ProcessInfo.processInfo.environment
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         env["ASAN_OPTIONS"] = (env["ASAN_OPTIONS"].map { $0 + ":" } ?? "") + "detect_leaks=0"
-        return try CLIHardeningTests.run(executable: mpirun, ["--oversubscribe", "-np", "\(ranks)", CLIHardeningTests.funnel] + args,
-                                         in: dir, environment: env, timeout: timeout)
+        return env
     }
 
     static func tempDir() throws -> String {
@@ -115,10 +120,7 @@ import Glibc
         let args = ["--oversubscribe", "-np", "2", CLIHardeningTests.funnel, "train", "--interactions", "cat/interactions.csv",
                     "--items", "cat/items.csv", "--users", "cat/users.csv", "--schema", "cat/schema.json", "--epochs", "12", "--patience", "0",
                     "--no-als", "--no-tune", "--no-ranker", "--checkpoint", "ck", "--out", "bundle"]
-        var env = ProcessInfo.processInfo.environment
-        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-        env["ASAN_OPTIONS"] = (env["ASAN_OPTIONS"].map { $0 + ":" } ?? "") + "detect_leaks=0"
+        let env = Self.environment
         let job = Process()
         job.executableURL = URL(fileURLWithPath: mpirun)
         job.arguments = args

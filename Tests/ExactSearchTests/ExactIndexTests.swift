@@ -3,23 +3,34 @@ import ExactSearch
 import LinearAlgebra
 import Foundation
 
-/// Brute force in double precision: the oracle.
+/// Brute force in double precision: the oracle. Plain loops over buffers: the sums are
+/// the definition, and they stay cheap in debug and sanitizer builds.
 func bruteForce(base: Matrix, query: [Float], k: Int, metric: Metric) -> [(id: Int, distance: Double)] {
-    func norm(_ v: [Float]) -> [Double] {
-        let n = sqrt(v.reduce(0.0) { $0 + Double($1) * Double($1) })
-        return v.map { n > 0 ? Double($0) / n : Double($0) }
+    let d = query.count
+    func doubles(_ v: [Float]) -> [Double] {
+        var out = [Double](repeating: 0, count: v.count)
+        var n = 0.0
+        for i in 0..<v.count { out[i] = Double(v[i]); n += out[i] * out[i] }
+        n = n.squareRoot()
+        if metric == .cosine && n > 0 { for i in 0..<v.count { out[i] /= n } }
+        return out
     }
-    let q = metric == .cosine ? norm(query) : query.map(Double.init)
+    let q = doubles(query)
     var all = [(id: Int, distance: Double)]()
+    all.reserveCapacity(base.rows)
     for r in 0..<base.rows {
-        let x = metric == .cosine ? norm(base.row(r)) : base.row(r).map(Double.init)
-        let d: Double
-        switch metric {
-        case .l2: d = zip(q, x).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
-        case .innerProduct: d = -zip(q, x).reduce(0) { $0 + $1.0 * $1.1 }
-        case .cosine: d = 1 - zip(q, x).reduce(0) { $0 + $1.0 * $1.1 }
+        let x = doubles(base.row(r))
+        var dot = 0.0, l2 = 0.0
+        q.withUnsafeBufferPointer { q in
+            x.withUnsafeBufferPointer { x in
+                for i in 0..<d { dot += q[i] * x[i]; l2 += (q[i] - x[i]) * (q[i] - x[i]) }
+            }
         }
-        all.append((r, d))
+        switch metric {
+        case .l2: all.append((r, l2))
+        case .innerProduct: all.append((r, -dot))
+        case .cosine: all.append((r, 1 - dot))
+        }
     }
     return Array(all.sorted { ($0.distance, $0.id) < ($1.distance, $1.id) }.prefix(k))
 }

@@ -3,9 +3,17 @@ import LinearAlgebra
 import _FunnelKernels
 import Foundation
 
-/// Naive double-precision oracles.
-func naiveDot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
-func naiveL2(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + pow(Double($1.0) - Double($1.1), 2) } }
+/// Naive double-precision oracles (index loops: cheap in debug and sanitizer builds).
+func naiveDot(_ a: [Float], _ b: [Float]) -> Double {
+    var s = 0.0
+    for i in 0..<min(a.count, b.count) { s += Double(a[i]) * Double(b[i]) }
+    return s
+}
+func naiveL2(_ a: [Float], _ b: [Float]) -> Double {
+    var s = 0.0
+    for i in 0..<min(a.count, b.count) { let t = Double(a[i]) - Double(b[i]); s += t * t }
+    return s
+}
 
 func randomVector(_ n: Int, _ rng: inout SeededGenerator) -> [Float] { (0..<n).map { _ in rng.nextGaussian() } }
 

@@ -327,8 +327,11 @@ final class Templates: @unchecked Sendable {
         return live!
     }
 
+    /// Loads a copy of the template bundle with `file` replaced by `data`. Each file has its
+    /// own copy: the replay test runs the bundle targets at once, and one target's
+    /// replacement must never be read through another's manifest.
     func bundle(replacing file: String, with data: [UInt8]) throws {
-        let copy = Scratch.shared.folder("bundle")
+        let copy = Scratch.shared.folder("bundle-" + file)
         for name in ["manifest.json", "towers.fnl", "items.hnsw", "ranker.gbdt", "catalog.fnl", "metrics.json"] where name != file {
             let target = "\(copy)/\(name)"
             if !FileManager.default.fileExists(atPath: target) { try? FileManager.default.copyItem(atPath: "\(bundle)/\(name)", toPath: target) }
