@@ -7,8 +7,8 @@ import _FuzzTargets
 /// by this build's own writers, must still be accepted (a target whose seeds are refused
 /// has gone stale: its mutations no longer reach the decoder behind the first check). A
 /// `crash-*` file is an input that once crashed: it must now come back as an answer.
-/// Serialized: the `http` target waits on a semaphore for a task on the shared pool, so two
-/// of its inputs at once can hold both threads of a 2-core machine's pool and wait forever.
+/// Async, through `FuzzTargets.answer`: the `http` target's blocking form waits for a task
+/// of the pool it would be holding a thread of. Serialized: one bundle loaded at a time.
 @Suite("Fuzz corpora", .serialized) struct FuzzRegressionTests {
     static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../Fuzz/corpus").standardized.path
@@ -36,12 +36,12 @@ import _FuzzTargets
 
     @Test("every corpus input is answered, and seeds are accepted",
           arguments: FuzzTargets.all.map(\.name))
-    func replay(_ name: String) throws {
+    func replay(_ name: String) async throws {
         let target = try #require(FuzzTargets.target(named: name))
         for file in Self.files(name) {
             let data = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
             var reason = ""
-            let accepted = FuzzTargets.run(target, data) { reason = "\($0)" }
+            let accepted = await FuzzTargets.answer(target, data) { reason = "\($0)" }
             let base = URL(fileURLWithPath: file).lastPathComponent
             if base.hasPrefix("seed-") && !Self.trainedBytes.contains(name) { #expect(accepted, "\(name)/\(base) refused: \(reason)") }
         }
@@ -51,13 +51,14 @@ import _FuzzTargets
     static let fresh = Result { try FuzzSeeds.all() }
 
     @Test("the seeds this build writes are accepted by their targets", arguments: FuzzTargets.all.map(\.name))
-    func freshSeeds(_ name: String) throws {
+    func freshSeeds(_ name: String) async throws {
         let target = try #require(FuzzTargets.target(named: name))
         let seeds = try #require(try Self.fresh.get().first { $0.0 == name }?.1, "no seeds written for \(name)")
         #expect(!seeds.isEmpty)
         for (i, seed) in seeds.enumerated() {
             var reason = ""
-            #expect(FuzzTargets.run(target, seed) { reason = "\($0)" }, "\(name) seed \(i + 1) refused: \(reason)")
+            let accepted = await FuzzTargets.answer(target, seed) { reason = "\($0)" }
+            #expect(accepted, "\(name) seed \(i + 1) refused: \(reason)")
         }
     }
 }

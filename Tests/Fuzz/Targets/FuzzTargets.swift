@@ -30,6 +30,10 @@ public enum FuzzTargets {
         public let name: String
         public let about: String
         let run: @Sendable ([UInt8]) throws -> Void
+        /// The same work for a caller already on the task pool (the `http` target's routes are
+        /// async: run from a pool thread, the blocking form holds that thread until its task
+        /// gets another).
+        var runAsync: (@Sendable ([UInt8]) async throws -> Void)? = nil
     }
 
     /// Runs `data` through `target`; errors thrown by the loaders are the expected answer.
@@ -37,6 +41,12 @@ public enum FuzzTargets {
     @discardableResult
     public static func run(_ target: Target, _ data: [UInt8], why: ((Error) -> Void)? = nil) -> Bool {
         do { try target.run(data); return true } catch { why?(error); return false }
+    }
+
+    /// `run` for async callers: the same answer, without blocking a thread of the pool.
+    public static func answer(_ target: Target, _ data: [UInt8], why: ((Error) -> Void)? = nil) async -> Bool {
+        guard let runAsync = target.runAsync else { return run(target, data, why: why) }
+        do { try await runAsync(data); return true } catch { why?(error); return false }
     }
 
     public static func target(named name: String) -> Target? { all.first { $0.name == name } }
@@ -138,9 +148,9 @@ public enum FuzzTargets {
         Target(name: "filter", about: "item filters, one per line") { data in
             _ = try ItemFilter.parse(String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init))
         },
-        Target(name: "http", about: "an HTTP request (first line 'METHOD /path?query', then the body) through the API's routes") { data in
-            try Templates.shared.http(data)
-        },
+        Target(name: "http", about: "an HTTP request (first line 'METHOD /path?query', then the body) through the API's routes",
+               run: { data in try Templates.shared.http(data) },
+               runAsync: { data in try await Templates.shared.httpAsync(data) }),
     ] + ["manifest.json", "towers.fnl", "items.hnsw", "ranker.gbdt", "catalog.fnl"].map { file in
         Target(name: "bundle-" + file.split(separator: ".")[0], about: "a trained bundle with \(file) replaced, then a recommendation") { data in
             try Templates.shared.bundle(replacing: file, with: data)
@@ -352,7 +362,19 @@ final class Templates: @unchecked Sendable {
     }
 
     /// The input as a request: `METHOD /path?query` on the first line, the body after it.
+    /// `httpAsync` from a thread outside the task pool (libFuzzer's), waiting for its answer.
     func http(_ data: [UInt8]) throws {
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox()
+        Task {
+            do { try await httpAsync(data) } catch { box.error = error }
+            done.signal()
+        }
+        done.wait()
+        if let error = box.error { throw error }
+    }
+
+    func httpAsync(_ data: [UInt8]) async throws {
         let newline = data.firstIndex(of: 10) ?? data.count
         let line = String(decoding: data[0..<newline], as: UTF8.self)
         let body = newline < data.count ? Array(data[(newline + 1)...]) : []
@@ -369,21 +391,15 @@ final class Templates: @unchecked Sendable {
         let request = Request(head: HTTPRequest(method: method, scheme: "http", authority: "fuzz", path: parts[1]),
                               body: RequestBody(buffer: ByteBuffer(bytes: body)))
         let context = BasicRequestContext(source: .init(channel: channel, logger: Logger(label: "fuzz")))
-        let done = DispatchSemaphore(value: 0)
-        let box = ResultBox()
-        Task {
-            do {
-                let response = try await responder.respond(to: request, context: context)
-                box.status = response.status.code
-            } catch {
-                box.status = (error as? HTTPResponseError)?.status.code ?? 500
-            }
-            done.signal()
+        let status: Int
+        do {
+            status = try await responder.respond(to: request, context: context).status.code
+        } catch {
+            status = (error as? HTTPResponseError)?.status.code ?? 500
         }
-        done.wait()
         // The API answers every input with a status it documents; a 500 is a finding.
-        if box.status >= 500 && box.status != 503 { fatalError("fuzz: \(line) answered \(box.status)") }
+        if status >= 500 && status != 503 { fatalError("fuzz: \(line) answered \(status)") }
     }
 
-    final class ResultBox: @unchecked Sendable { var status = 0 }
+    final class ResultBox: @unchecked Sendable { var error: Error? }
 }
