@@ -21,6 +21,7 @@
 //   Engine                         the workflows joining the stages: data sources, the funnel trainer,
 //                                  model bundles, the serving engine, retraining, evaluation
 //   FunnelServer                   the HTTP API (hummingbird): /v1 queries, live writes, registry operations
+//   PostgresLog                    the change log replicas share, in PostgreSQL (postgres-nio)
 //   Funnel                         umbrella: `import Funnel` gives the whole stack
 //   funnel (FunnelCLI)             the command line
 import PackageDescription
@@ -42,6 +43,7 @@ let package = Package(
         .library(name: "Registry", targets: ["Registry"]),
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "FunnelServer", targets: ["FunnelServer"]),
+        .library(name: "PostgresLog", targets: ["PostgresLog"]),
         .executable(name: "funnel", targets: ["FunnelCLI"]),
     ],
     dependencies: [
@@ -54,6 +56,9 @@ let package = Package(
         // Hummingbird's own dependencies, named for the hardened HTTP/1 channel's handlers.
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.25.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.21.0"),
+        // postgres-nio's own, named for the TLS setting of a change-log URL.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.25.0"),
     ],
     targets: [
         // MARK: - Public API
@@ -112,7 +117,7 @@ let package = Package(
         ),
         .target(
             name: "FunnelServer",
-            dependencies: ["Engine", "Registry", "Serving",
+            dependencies: ["Engine", "Persistence", "Registry", "Serving",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HummingbirdCore", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -124,13 +129,23 @@ let package = Package(
                            .product(name: "Metrics", package: "swift-metrics")]
         ),
         .target(
+            name: "PostgresLog",
+            dependencies: ["Persistence",
+                           .product(name: "PostgresNIO", package: "postgres-nio"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "CoreMetrics", package: "swift-metrics")]
+        ),
+        .target(
             name: "Funnel",
             dependencies: ["LinearAlgebra", "Collectives", "Persistence", "Datasets", "ExactSearch", "HNSW", "GBDT", "TwoTower", "Candidates", "Rerank", "TextSearch", "Features", "Registry", "Serving", "Engine"]
         ),
         .executableTarget(
             name: "FunnelCLI",
             dependencies: [
-                "Funnel", "FunnelServer",
+                "Funnel", "FunnelServer", "PostgresLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -190,6 +205,7 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
+        .testTarget(name: "PostgresLogTests", dependencies: ["PostgresLog", "Persistence"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["_FuzzTargets"]),
         // Runs the funnel executable built beside the test runner.
         .testTarget(name: "CLITests", exclude: []),

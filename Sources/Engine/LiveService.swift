@@ -2,42 +2,42 @@ import Foundation
 import Persistence
 
 /// The engines a server answers with and the live writes they take: a fixed bundle or a
-/// registry model kept in step with the registry (`LiveModels`), and a write-ahead log.
+/// registry model kept in step with the registry (`LiveModels`), and a change log: the
+/// file write-ahead log of this process, or a log in PostgreSQL that replicas share.
 ///
 /// A write is checked against the serving engine, appended to the log and made durable
 /// (group commit), applied to every loaded version in log order, and only then
 /// acknowledged. At start the log is replayed over the bundle; a version loaded later (a
 /// promote, a canary) gets the whole log replayed before it serves. So after `kill -9`
-/// at any moment, a restart has every acknowledged write.
+/// at any moment, a restart has every acknowledged write. With a shared log, the other
+/// replicas' writes arrive through the same path, in the same order, on every replica.
 public final class LiveService: @unchecked Sendable {
     public let models: LiveModels?
     public let fixed: Engine?
-    public let log: WriteAheadLog?
+    public let log: (any ChangeLog)?
     /// The writes replayed at start, and those that failed to apply (named, then skipped).
     public private(set) var replayed = 0
     public private(set) var replayFailures: [String] = []
     private let applyLock: NSLock
-    private var records: [WriteAheadLog.Record] = []
+    private var records: [ChangeRecord] = []
     /// Why the production engine could not apply a logged write (read by the writer, then dropped).
     private var applyErrors: [UInt64: Error] = [:]
 
     /// - Parameter logPath: the write-ahead log (created when absent); nil: writes are refused.
-    public init(models: LiveModels? = nil, fixed: Engine? = nil, logPath: String?) throws {
+    public convenience init(models: LiveModels? = nil, fixed: Engine? = nil, logPath: String?) throws {
+        try self.init(models: models, fixed: fixed, changeLog: try logPath.map { try WriteAheadLog(path: $0) })
+    }
+
+    /// - Parameter changeLog: the log writes go to and come from, opened and not yet followed
+    ///   (its `recovered` records are replayed here); nil: writes are refused.
+    public init(models: LiveModels? = nil, fixed: Engine? = nil, changeLog: (any ChangeLog)?) throws {
         precondition((models == nil) != (fixed == nil), "serve a registry model or a bundle folder")
         self.models = models
         self.fixed = fixed
         applyLock = models?.swapLock ?? NSLock()
-        guard let logPath else {
-            log = nil
-            return
-        }
-        // The log calls back once each batch is durable; `self` applies it then.
-        final class Box: @unchecked Sendable { weak var service: LiveService? }
-        let box = Box()
-        let log = try WriteAheadLog(path: logPath) { batch in box.service?.durable(batch) }
-        self.log = log
-        box.service = self
-        records = log.recovered
+        log = changeLog
+        guard let changeLog else { return }
+        records = changeLog.recovered
         applyLock.withLock {
             for e in engines { replay(e) }
         }
@@ -46,6 +46,9 @@ public final class LiveService: @unchecked Sendable {
             guard let self else { return }
             for e in fresh { self.replay(e) }
         }
+        // The log calls back with each batch once it is durable (and, for a shared log, with
+        // every other replica's batches); `self` applies them then.
+        changeLog.follow { [weak self] (batch: [ChangeRecord]) in self?.durable(batch) }
     }
 
     /// Every loaded engine.
@@ -86,7 +89,7 @@ public final class LiveService: @unchecked Sendable {
     public func writeAndWait(_ change: LiveChange) throws -> UInt64 {
         guard let log else { throw EngineError.invalidRequest("this server takes no writes (started without a write-ahead log)") }
         try production.check(change)
-        return try outcome(try log.append(Array(try JSONEncoder().encode(change))))
+        return try outcome(try log.appendAndWait(Array(try JSONEncoder().encode(change))))
     }
 
     /// Writes in the log.
@@ -95,13 +98,21 @@ public final class LiveService: @unchecked Sendable {
     // MARK: - Applying
 
     /// Called by the log on its thread with each durable batch, in sequence order.
-    private func durable(_ batch: [WriteAheadLog.Record]) {
+    private func durable(_ batch: [ChangeRecord]) {
         applyLock.withLock {
             records.append(contentsOf: batch)
             let p = production
             for e in engines { replay(e, errors: e === p) }
+            // A shared log delivers other replicas' writes too: nobody here reads why those
+            // failed, so errors older than the newest records are dropped.
+            if let last = batch.last?.sequence, last > Self.errorsKept {
+                applyErrors = applyErrors.filter { $0.key > last - Self.errorsKept }
+            }
         }
     }
+
+    /// How many records back a failed write's error waits for its writer.
+    static let errorsKept: UInt64 = 4096
 
     /// Applies to `engine` the records it has not seen (under `applyLock`). A record that
     /// fails (checked when written, it can only fail if the catalog changed since, e.g. an

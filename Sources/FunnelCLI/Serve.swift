@@ -5,6 +5,7 @@ import FunnelServer
 import Logging
 import Hummingbird
 import Metrics
+import PostgresLog
 import Prometheus
 
 /// `funnel serve`: the whole funnel of a model bundle over HTTP (hummingbird).
@@ -33,6 +34,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The write-ahead log of live writes (default: <registry root>/<model>.wal, or <folder>.wal for a bundle folder).")
     var wal: String?
     @Flag(help: "Take no live writes (no write-ahead log).") var readOnly = false
+    @Option(help: "A change log in PostgreSQL that replicas share, instead of the file log: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (?host=/socket/dir for a Unix socket, ?sslmode=require). Any replica takes writes; every replica applies every write in order.")
+    var changeLog: String?
+    @Option(help: "The change log's table (default: funnel_changes_ + the model's name).") var changeLogTable: String?
+    @Option(help: "This replica's name in the change log's table of positions (default: HOST:PORT).") var replica: String?
     @Option(help: "Largest request body in bytes (default 1 MiB).") var maxBodyBytes: Int?
     @Option(help: "Write and admin routes need this key (Authorization: Bearer KEY); default: the FUNNEL_API_KEY environment variable.")
     var apiKey: String?
@@ -54,7 +59,11 @@ struct Serve: AsyncParsableCommand {
         if let apiKey { c.settings.apiKey = apiKey }
         if let cacheEntries { c.settings.cacheEntries = cacheEntries }
         if let cacheTtl { c.settings.cacheTTL = cacheTtl }
-        if let wal { c.wal = wal }
+        if let wal { c.wal = wal; c.changeLog = nil }
+        if let changeLog { c.changeLog = changeLog; c.wal = nil }
+        if let changeLogTable { c.changeLogTable = changeLogTable }
+        if let replica { c.replica = replica }
+        if wal != nil, changeLog != nil { throw ValidationError("--wal and --change-log are two logs; give one") }
         if readOnly { c.readOnly = true }
         do { try c.settings.check() } catch { throw ValidationError("\(error)") }
         return c
@@ -80,12 +89,13 @@ struct Serve: AsyncParsableCommand {
         // canary, shadow or rollback takes effect while serving (see `LiveModels`).
         let service: LiveService
         let resolved = try resolved()
-        let walPath = resolved.readOnly ? nil : (resolved.wal ?? (modelOptions.isFolder ? "\(model.hasSuffix("/") ? String(model.dropLast()) : model).wal" : "\(root)/\(model).wal"))
+        let name = modelOptions.isFolder ? ((model as NSString).lastPathComponent) : model
+        let log = try await changeLog(resolved, name: name)
         if modelOptions.isFolder {
-            service = try LiveService(fixed: try Engine(folder: model, version: model, writable: walPath != nil, serving: resolved.serving), logPath: walPath)
+            service = try LiveService(fixed: try Engine(folder: model, version: model, writable: log != nil, serving: resolved.serving), changeLog: log)
         } else {
-            let live = try LiveModels(root: root, name: model, writable: walPath != nil, serving: resolved.serving)
-            service = try LiveService(models: live, logPath: walPath)
+            let live = try LiveModels(root: root, name: model, writable: log != nil, serving: resolved.serving)
+            service = try LiveService(models: live, changeLog: log)
             live.startPolling(every: 1) { models, changed in
                 if changed {
                     logger.info("registry changed: now serving \(models.snapshot.versions.keys.sorted().joined(separator: ", "))")
@@ -94,19 +104,34 @@ struct Serve: AsyncParsableCommand {
                 }
             }
         }
-        if let log = service.log {
+        if let log = service.log as? WriteAheadLog {
             var line = "write-ahead log \(log.path): \(service.replayed) writes replayed"
             if let r = log.repaired { line += "; cut a torn tail of \(r.bytes) bytes at offset \(r.offset) (a write that was never acknowledged)" }
             print(line)
             for f in service.replayFailures.prefix(10) { print("  skipped: \(f)") }
+        } else if let log = service.log as? PostgresChangeLog {
+            print("change log \(log.table) at \(log.location) (replica \(log.replica)): \(service.replayed) writes replayed")
+            for f in service.replayFailures.prefix(10) { print("  skipped: \(f)") }
         }
         let settings = resolved.settings
-        let name = modelOptions.isFolder ? ((model as NSString).lastPathComponent) : model
         let server = FunnelServer(service: service, name: name, registryRoot: modelOptions.isFolder ? nil : root, settings: settings,
                                   metrics: { prometheus.emitToString() }, logger: logger)
         let versions = service.engines.compactMap(\.version).sorted().joined(separator: ", ")
         print("serving \(name) (\(versions)) on http://\(settings.host):\(settings.port)  (API under /v1/models/\(name), document at /openapi.json)")
         try await server.run()
+    }
+
+    /// The log live writes go to: none (read-only), the PostgreSQL change log replicas share, or
+    /// the file write-ahead log (default: <registry root>/<model>.wal, or <folder>.wal).
+    func changeLog(_ c: ServerConfig, name: String) async throws -> (any ChangeLog)? {
+        if c.readOnly { return nil }
+        if let url = c.changeLog {
+            let table = c.changeLogTable ?? "funnel_changes_" + String(name.lowercased().map { $0.isLetter && $0.isASCII || $0.isNumber && $0.isASCII ? $0 : "_" }).prefix(35)
+            return try await PostgresChangeLog.open(url: url, table: table, replica: c.replica ?? "\(c.settings.host):\(c.settings.port)",
+                                                    logger: Logger(label: "funnel.changelog"))
+        }
+        let model = modelOptions.model
+        return try WriteAheadLog(path: c.wal ?? (modelOptions.isFolder ? "\(model.hasSuffix("/") ? String(model.dropLast()) : model).wal" : "\(modelOptions.root)/\(model).wal"))
     }
 
     /// An index bundle over HTTP:

@@ -1,4 +1,5 @@
 import Engine
+import Persistence
 import Foundation
 
 import HTTPTypes
@@ -71,6 +72,8 @@ public struct APIError: Error, Sendable {
             case .invalidTransition: return APIError(.conflict, "conflict", "\(e)")
             case .corrupt: return APIError(.internalServerError, "internal", "\(e)")
             }
+        case let e as ChangeLogFailure:
+            return e.nothingWritten ? APIError(.serviceUnavailable, "unavailable", "\(e)") : APIError(.internalServerError, "unknown_outcome", "\(e)")
         case let e as DecodingError: return .badRequest("the body is not the JSON this route takes: \(Self.describe(e))")
         case let e as HTTPError:
             if e.status == .contentTooLarge { return APIError(.contentTooLarge, "too_large", e.body ?? "the request body is too large") }

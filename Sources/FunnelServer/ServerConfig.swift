@@ -7,6 +7,7 @@ import Foundation
 ///     {"host": "0.0.0.0", "port": 8080, "max_k": 100, "workers": 4, "max_body_bytes": 1048576,
 ///      "max_batch": 10000, "api_key": "...", "cache_entries": 10000, "cache_ttl": 10,
 ///      "wal": "/var/lib/funnel/shop.wal", "read_only": false, "idle_timeout": 30, "max_connections": 4096,
+///      "change_log": "postgres://funnel@db:5432/funnel", "change_log_table": "shop_changes", "replica": "r1",
 ///      "serving": {"candidates": 300, "ef": 128, "mmr_lambda": 0.7, "mmr_pool": 150,
 ///                  "freshness_half_life_days": 30, "freshness_weight": 0.1, "max_per_category": 3,
 ///                  "explanations": 3, "retrieval_budget_ms": 50, "ranking_budget_ms": 50, "deadline_ms": 150}}
@@ -17,10 +18,15 @@ public struct ServerConfig: Sendable {
     public var settings = ServerSettings()
     public var wal: String?
     public var readOnly = false
+    /// A PostgreSQL change log shared by replicas (`postgres://...`) instead of the file log,
+    /// its table (default: `funnel_changes_` + the model's name) and this replica's name in it.
+    public var changeLog: String?
+    public var changeLogTable: String?
+    public var replica: String?
     /// Serving settings laid over every served version's own (JSON object), nil: none.
     public var serving: Data?
 
-    static let keys = ["host", "port", "max_k", "workers", "max_body_bytes", "max_batch", "api_key", "cache_entries", "cache_ttl", "wal", "read_only",
+    static let keys = ["host", "port", "max_k", "workers", "max_body_bytes", "max_batch", "api_key", "cache_entries", "cache_ttl", "wal", "read_only", "change_log", "change_log_table", "replica",
                        "idle_timeout", "read_timeout", "max_header_bytes", "max_connections", "serving"]
     static let servingKeys = ["candidates", "ef", "explanations", "mmr_lambda", "mmr_pool", "freshness_half_life_days", "freshness_weight",
                               "max_per_category", "retrieval_budget_ms", "ranking_budget_ms", "deadline_ms"]
@@ -86,6 +92,10 @@ public struct ServerConfig: Sendable {
         if let v = try double("read_timeout") { c.settings.readTimeout = v }
         if let v = try int("max_header_bytes") { c.settings.maxHeaderBytes = v }
         c.wal = try string("wal")
+        c.changeLog = try string("change_log")
+        c.changeLogTable = try string("change_log_table")
+        c.replica = try string("replica")
+        if c.changeLog != nil, c.wal != nil { throw EngineError.invalidRequest("config: 'wal' and 'change_log' are two logs; give one") }
         if let v = values["read_only"] {
             switch "\(v)".lowercased() {
             case "true", "1": c.readOnly = true

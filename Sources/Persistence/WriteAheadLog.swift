@@ -20,11 +20,8 @@ import Glibc
 /// After a sync, `onDurable` runs on the flush thread with the records of that sync, in
 /// sequence order, before their writers are answered: state applied there is applied in log
 /// order, as a replay applies it.
-public final class WriteAheadLog: @unchecked Sendable {
-    public struct Record: Sendable {
-        public var sequence: UInt64
-        public var payload: [UInt8]
-    }
+public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
+    public typealias Record = ChangeRecord
 
     public static let magic = Array("FNLWALOG".utf8)
     public static let formatVersion: UInt32 = 1
@@ -49,7 +46,7 @@ public final class WriteAheadLog: @unchecked Sendable {
     private var failure: Error?
     private var closed = false
     private var thread: Thread?
-    private let onDurable: @Sendable ([Record]) -> Void
+    private var onDurable: @Sendable ([Record]) -> Void
 
     /// Opens (or creates) the log at `path`.
     /// - Throws: `PersistenceError` for a file that is not a log, a newer format, or
@@ -123,6 +120,15 @@ public final class WriteAheadLog: @unchecked Sendable {
         wake.signal()
         wake.unlock()
     }
+
+    public var location: String { path }
+
+    /// Replaces the consumer given at `init` (records flushed before this call went to that one).
+    public func follow(_ consumer: @escaping @Sendable ([Record]) -> Void) {
+        lock.withLock { onDurable = consumer }
+    }
+
+    public func appendAndWait(_ payload: [UInt8]) throws -> UInt64 { try append(payload) }
 
     /// Appends a record and waits until it is durable.
     @discardableResult
@@ -201,7 +207,7 @@ public final class WriteAheadLog: @unchecked Sendable {
                 failure = e
                 wake.unlock()
             }
-            if error == nil { onDurable(batch.map(\.record)) }
+            if error == nil { lock.withLock { onDurable }(batch.map(\.record)) }
             for (r, done) in batch { done(error.map { .failure($0) } ?? .success(r.sequence)) }
             lock.withLock { flushing = false }
         }

@@ -1,0 +1,42 @@
+/// A record of a change log: a sequence number (from 1, gapless, in commit order) and its payload.
+public struct ChangeRecord: Sendable, Equatable {
+    public var sequence: UInt64
+    public var payload: [UInt8]
+
+    public init(sequence: UInt64, payload: [UInt8]) {
+        self.sequence = sequence
+        self.payload = payload
+    }
+}
+
+/// An ordered, durable log of changes that a server applies in sequence order: the file
+/// write-ahead log of one process (`WriteAheadLog`), or a log that several replicas share
+/// (the PostgreSQL backend), where `follow`'s consumer also gets the other replicas' records.
+///
+/// The contract both keep:
+/// - `recovered` holds every record there was when the log was opened, in order;
+/// - once `follow` is called, the consumer gets every later record exactly once, in
+///   sequence order, on one thread at a time, with no gap after `recovered`;
+/// - `append` returns a record's sequence only once it is durable *and* the consumer has
+///   had it, so a writer reads its own write from the state the consumer keeps.
+public protocol ChangeLog: AnyObject, Sendable {
+    /// Where the log is, for messages (a path, or a database URL without its password).
+    var location: String { get }
+    /// The records found at open, in order.
+    var recovered: [ChangeRecord] { get }
+    /// Starts delivering the records after `recovered` (call once).
+    func follow(_ consumer: @escaping @Sendable ([ChangeRecord]) -> Void)
+    /// Appends a record and suspends until it is durable and delivered; returns its sequence.
+    func append(_ payload: [UInt8]) async throws -> UInt64
+    /// The same, blocking the calling thread (never call it from a task of the cooperative pool
+    /// for a log whose work runs on that pool).
+    func appendAndWait(_ payload: [UInt8]) throws -> UInt64
+}
+
+/// An error of a change log that says whether the write may have happened: a server answers
+/// `unavailable` (503: nothing was written, retry) or `unknown_outcome` (the write may be in
+/// the log; retry only what is idempotent).
+public protocol ChangeLogFailure: Error, CustomStringConvertible {
+    /// True when nothing was written.
+    var nothingWritten: Bool { get }
+}
