@@ -40,7 +40,24 @@ public struct ServerSettings: Sendable {
     /// Recommendation answers cached (0: no cache), and for how long at most (seconds).
     public var cacheEntries = 10_000
     public var cacheTTL = 10.0
+    /// Fault injection, for measuring what clients and load balancers do with a slow
+    /// replica: this fraction of `/v1` requests waits this long before it is served. Off
+    /// (nil) unless set; health, readiness and metrics routes are never delayed.
+    public var faultDelay: FaultDelay?
     public init() {}
+}
+
+/// A delay added to a random fraction of requests (see `ServerSettings.faultDelay`).
+public struct FaultDelay: Sendable, Equatable {
+    public var seconds: Double
+    public var fraction: Double
+    public init(seconds: Double, fraction: Double = 1) {
+        self.seconds = seconds
+        self.fraction = fraction
+    }
+
+    /// Whether the next request is delayed, from a uniform draw in [0, 1).
+    func applies(draw: Double) -> Bool { seconds > 0 && draw < fraction }
 }
 
 /// The errors the API answers with: `{"error": {"code", "message"}}` and a status.
@@ -154,6 +171,10 @@ public final class FunnelServer: @unchecked Sendable {
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: APIMiddleware(logger: logger))
+        if let fault = settings.faultDelay {
+            logger.warning("fault injection is on", metadata: ["delay_ms": "\(fault.seconds * 1_000)", "fraction": "\(fault.fraction)"])
+            router.add(middleware: FaultMiddleware(fault: fault))
+        }
         router.get("livez") { _, _ in Self.json(["status": "ok"]) }
         router.get("health") { [self] _, _ -> String in "ok \(versions().joined(separator: " "))\n" }
         router.get("readyz") { [self] _, _ -> Response in
@@ -569,6 +590,21 @@ struct WriteAnswer: Encodable {
 }
 
 /// Request ids, JSON errors for everything thrown, HTTP metrics and access logs.
+/// Delays a fraction of the API's requests (`ServerSettings.faultDelay`) on the request's
+/// task, so the delayed request holds no thread and the others run as they would.
+struct FaultMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let fault: FaultDelay
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.uri.path.hasPrefix("/v1/"), fault.applies(draw: Double.random(in: 0..<1)) {
+            Counter(label: "funnel_fault_delays_total").increment()
+            try await Task.sleep(nanoseconds: UInt64(fault.seconds * 1e9))
+        }
+        return try await next(request, context)
+    }
+}
+
 struct APIMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     let logger: Logger

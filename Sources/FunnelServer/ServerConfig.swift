@@ -8,6 +8,7 @@ import Foundation
 ///      "max_batch": 10000, "api_key": "...", "cache_entries": 10000, "cache_ttl": 10,
 ///      "wal": "/var/lib/funnel/shop.wal", "read_only": false, "idle_timeout": 30, "max_connections": 4096,
 ///      "change_log": "postgres://funnel@db:5432/funnel", "change_log_table": "shop_changes", "replica": "r1",
+///      "fault_delay_ms": 100, "fault_delay_fraction": 0.1,
 ///      "serving": {"candidates": 300, "ef": 128, "mmr_lambda": 0.7, "mmr_pool": 150,
 ///                  "freshness_half_life_days": 30, "freshness_weight": 0.1, "max_per_category": 3,
 ///                  "explanations": 3, "retrieval_budget_ms": 50, "ranking_budget_ms": 50, "deadline_ms": 150}}
@@ -27,7 +28,7 @@ public struct ServerConfig: Sendable {
     public var serving: Data?
 
     static let keys = ["host", "port", "max_k", "workers", "max_body_bytes", "max_batch", "api_key", "cache_entries", "cache_ttl", "wal", "read_only", "change_log", "change_log_table", "replica",
-                       "idle_timeout", "read_timeout", "max_header_bytes", "max_connections", "serving"]
+                       "idle_timeout", "read_timeout", "max_header_bytes", "max_connections", "fault_delay_ms", "fault_delay_fraction", "serving"]
     static let servingKeys = ["candidates", "ef", "explanations", "mmr_lambda", "mmr_pool", "freshness_half_life_days", "freshness_weight",
                               "max_per_category", "retrieval_budget_ms", "ranking_budget_ms", "deadline_ms"]
 
@@ -91,6 +92,12 @@ public struct ServerConfig: Sendable {
         if let v = try int("max_connections") { c.settings.maxConnections = v }
         if let v = try double("read_timeout") { c.settings.readTimeout = v }
         if let v = try int("max_header_bytes") { c.settings.maxHeaderBytes = v }
+        let delay = try double("fault_delay_ms"), fraction = try double("fault_delay_fraction")
+        if let delay {
+            c.settings.faultDelay = FaultDelay(seconds: delay / 1_000, fraction: fraction ?? 1)
+        } else if fraction != nil {
+            throw EngineError.invalidRequest("config 'fault_delay_fraction' needs 'fault_delay_ms' (the delay it applies)")
+        }
         c.wal = try string("wal")
         c.changeLog = try string("change_log")
         c.changeLogTable = try string("change_log_table")
@@ -128,5 +135,9 @@ extension ServerSettings {
         guard readTimeout > 0, readTimeout <= 3_600 else { throw bad("read_timeout must be in (0, 3600] seconds, got \(readTimeout)") }
         guard (1_024...(1 << 20)).contains(maxHeaderBytes) else { throw bad("max_header_bytes must be in 1024...\(1 << 20), got \(maxHeaderBytes)") }
         guard (1...1_000_000).contains(maxConnections) else { throw bad("max_connections must be in 1...1000000, got \(maxConnections)") }
+        if let f = faultDelay {
+            guard f.seconds > 0, f.seconds <= 60 else { throw bad("fault_delay_ms must be in (0, 60000], got \(f.seconds * 1_000)") }
+            guard f.fraction > 0, f.fraction <= 1 else { throw bad("fault_delay_fraction must be in (0, 1], got \(f.fraction)") }
+        }
     }
 }

@@ -18,7 +18,7 @@ import _TestSupport
         let server: FunnelServer
         let app: Application<RouterResponder<BasicRequestContext>>
 
-        init(apiKey: String? = nil, maxBody: Int = 1 << 20) throws {
+        init(apiKey: String? = nil, maxBody: Int = 1 << 20, fault: FaultDelay? = nil) throws {
             world = try TrainedWorld()
             root = "\(world.cat.folder)/registry"
             let registry = ModelRegistry(root: root)
@@ -37,6 +37,7 @@ import _TestSupport
             var settings = ServerSettings()
             settings.apiKey = apiKey
             settings.maxBodyBytes = maxBody
+            settings.faultDelay = fault
             server = FunnelServer(service: service, name: "shop", registryRoot: root, settings: settings, metrics: { "" })
             app = Application(router: server.router())
         }
@@ -51,6 +52,29 @@ import _TestSupport
     }
 
     static func errorCode(_ r: TestResponse) -> String? { (json(r)["error"] as? [String: Any])?["code"] as? String }
+
+    @Test("fault injection delays the API's routes by the set delay, never health, readiness or metrics")
+    func faultDelay() async throws {
+        let delay = 1.5
+        let f = try Fixture(fault: FaultDelay(seconds: delay))
+        defer { f.world.cat.remove() }
+        func timed(_ uri: String) async throws -> Double {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try await f.app.test(.router) { client in
+                try await client.execute(uri: uri, method: .get) { r in #expect(r.status == .ok, "\(uri)") }
+            }
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        }
+        for uri in ["/v1/models/shop", "/v1/models/shop/recommend?user=u5&k=3"] {
+            let t = try await timed(uri)
+            #expect(t >= delay, "\(uri) answered in \(t) s")
+        }
+        // Each would take at least the delay if it were delayed.
+        for uri in ["/livez", "/readyz", "/metrics"] {
+            let t = try await timed(uri)
+            #expect(t < delay, "\(uri) answered in \(t) s")
+        }
+    }
 
     @Test("queries answer as the engine does in-process; every error is JSON with the right status")
     func queriesAndErrors() async throws {

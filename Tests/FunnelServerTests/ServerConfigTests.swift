@@ -15,9 +15,16 @@ import _TestSupport
         let serving = try ServingSettings().overlaid(with: try #require(c.serving))
         #expect(serving.candidates == 321 && serving.ef == 77 && serving.deadlineMs == 90)
         #expect(serving.mmrPool == ServingSettings().mmrPool)  // untouched keys keep the bundle's value
+        #expect(c.settings.faultDelay == nil)
+        let slow = try ServerConfig.load(file: nil, environment: ["FUNNEL_FAULT_DELAY_MS": "250", "FUNNEL_FAULT_DELAY_FRACTION": "0.1"])
+        #expect(slow.settings.faultDelay == FaultDelay(seconds: 0.25, fraction: 0.1))
+        #expect(try ServerConfig.load(file: nil, environment: ["FUNNEL_FAULT_DELAY_MS": "40"]).settings.faultDelay == FaultDelay(seconds: 0.04, fraction: 1))
         for (text, env, named) in [(#"{"prot": 1}"#, [String: String](), "prot"), (#"{"serving": {"candidate": 3}}"#, [:], "candidate"),
                                    (#"{"port": "x"}"#, [:], "port"), ("{}", ["FUNNEL_SERVING_EF": "wide"], "FUNNEL_SERVING_EF"),
-                                   (#"{"serving": {"mmr_lambda": 3}}"#, [:], "mmr_lambda"), (#"{"port": 70000}"#, [:], "port")] {
+                                   (#"{"serving": {"mmr_lambda": 3}}"#, [:], "mmr_lambda"), (#"{"port": 70000}"#, [:], "port"),
+                                   (#"{"fault_delay_fraction": 0.5}"#, [:], "fault_delay_ms"), (#"{"fault_delay_ms": 0}"#, [:], "fault_delay_ms"),
+                                   (#"{"fault_delay_ms": 10, "fault_delay_fraction": 1.5}"#, [:], "fault_delay_fraction"),
+                                   ("{}", ["FUNNEL_FAULT_DELAY_MS": "slow"], "fault_delay_ms")] {
             let f = dir.write("bad.json", text)
             do {
                 _ = try ServerConfig.load(file: f, environment: env)
