@@ -70,9 +70,10 @@ public enum BLASCore {
 
 /// Which bodies Funnel's own C kernels run (chosen once at load from the CPU).
 public enum Kernels {
-    /// "avx512" (float distances; the rest AVX2+FMA), "avx2+fma" or "scalar".
-    /// `FUNNEL_SIMD=scalar|avx2|avx512` caps it at load.
-    public static var simdLevel: String { ["scalar", "avx2+fma", "avx512"][Int(max(0, min(2, fk_simd_level())))] }
+    /// "avx512+vnni" (as avx512, with vpdpwssd in the int8 distances), "avx512" (float,
+    /// half and int8 distances; the rest AVX2+FMA), "avx2+fma" or "scalar".
+    /// `FUNNEL_SIMD=scalar|avx2|avx512|avx512vnni` caps it at load.
+    public static var simdLevel: String { ["scalar", "avx2+fma", "avx512", "avx512+vnni"][Int(max(0, min(3, fk_simd_level())))] }
 }
 
 /// What a measurement ran on, recorded beside every benchmark figure: OpenBLAS's core and

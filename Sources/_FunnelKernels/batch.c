@@ -283,11 +283,78 @@ FK_AVX2 static void adc_batch_avx2(const int16_t *q, const void *base, size_t st
         for (size_t p = 0; i + p < count; p++) out[i + p] = tmp[p];
     }
 }
+
+// AVX-512: 32 dimensions per step, the tail by masked loads (never past the row). Without
+// VNNI, vpmaddwd then vpaddd; with it, vpdpwssd does both. The sums are the same integers
+// at every level (each lane adds pairs of products, as AVX2's do).
+#define FK_ADC512(NAME, TARGET, MAC)                                                              \
+    TARGET static inline __m512i NAME##_widen(const uint8_t *p) {                                 \
+        return _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p));                      \
+    }                                                                                             \
+    TARGET static inline __m512i NAME##_widen_masked(__mmask32 m, const uint8_t *p) {             \
+        return _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, p));                               \
+    }                                                                                             \
+    TARGET static int32_t NAME(const int16_t *q, const uint8_t *c, size_t n) {                    \
+        __m512i s = _mm512_setzero_si512();                                                       \
+        size_t j = 0;                                                                             \
+        for (; j + 32 <= n; j += 32) s = MAC(s, _mm512_loadu_si512((const void *)(q + j)), NAME##_widen(c + j)); \
+        if (j < n) {                                                                              \
+            const __mmask32 m = (__mmask32)((1ull << (n - j)) - 1);                               \
+            s = MAC(s, _mm512_maskz_loadu_epi16(m, q + j), NAME##_widen_masked(m, c + j));        \
+        }                                                                                         \
+        return _mm512_reduce_add_epi32(s);                                                        \
+    }                                                                                             \
+    TARGET static void NAME##_4(const int16_t *q, const uint8_t *a, const uint8_t *b, const uint8_t *c, \
+                                const uint8_t *d, size_t n, float *out) {                         \
+        __m512i sa = _mm512_setzero_si512(), sb = sa, sc = sa, sd = sa;                           \
+        size_t j = 0;                                                                             \
+        for (; j + 32 <= n; j += 32) {                                                            \
+            const __m512i qv = _mm512_loadu_si512((const void *)(q + j));                         \
+            sa = MAC(sa, qv, NAME##_widen(a + j)); sb = MAC(sb, qv, NAME##_widen(b + j));         \
+            sc = MAC(sc, qv, NAME##_widen(c + j)); sd = MAC(sd, qv, NAME##_widen(d + j));         \
+        }                                                                                         \
+        if (j < n) {                                                                              \
+            const __mmask32 m = (__mmask32)((1ull << (n - j)) - 1);                               \
+            const __m512i qv = _mm512_maskz_loadu_epi16(m, q + j);                                \
+            sa = MAC(sa, qv, NAME##_widen_masked(m, a + j)); sb = MAC(sb, qv, NAME##_widen_masked(m, b + j)); \
+            sc = MAC(sc, qv, NAME##_widen_masked(m, c + j)); sd = MAC(sd, qv, NAME##_widen_masked(m, d + j)); \
+        }                                                                                         \
+        out[0] = (float)_mm512_reduce_add_epi32(sa); out[1] = (float)_mm512_reduce_add_epi32(sb); \
+        out[2] = (float)_mm512_reduce_add_epi32(sc); out[3] = (float)_mm512_reduce_add_epi32(sd); \
+    }                                                                                             \
+    TARGET static void NAME##_batch(const int16_t *q, const void *base, size_t stride, size_t offset, \
+                                        const uint32_t *ids, size_t count, size_t dim, float *out) { \
+        for (size_t i = 0; i < count && i < 4; i++) prefetch_row(ROW(i), dim);                   \
+        size_t i = 0;                                                                             \
+        for (; i + 4 <= count; i += 4) {                                                          \
+            for (size_t p = i + 4; p < count && p < i + 8; p++) prefetch_row(ROW(p), dim);        \
+            NAME##_4(q, (const uint8_t *)ROW(i), (const uint8_t *)ROW(i + 1), (const uint8_t *)ROW(i + 2), \
+                     (const uint8_t *)ROW(i + 3), dim, out + i);                                  \
+        }                                                                                         \
+        if (i < count) {                                                                          \
+            const uint8_t *r[4];                                                                  \
+            float tmp[4];                                                                         \
+            for (size_t p = 0; p < 4; p++) r[p] = (const uint8_t *)ROW(i + p < count ? i + p : count - 1); \
+            NAME##_4(q, r[0], r[1], r[2], r[3], dim, tmp);                                        \
+            for (size_t p = 0; i + p < count; p++) out[i + p] = tmp[p];                           \
+        }                                                                                         \
+    }
+
+#define FK_MADD_ADD(s, x, y) _mm512_add_epi32((s), _mm512_madd_epi16((x), (y)))
+#define FK_DPWSSD(s, x, y) _mm512_dpwssd_epi32((s), (x), (y))
+FK_ADC512(adc_avx512, FK_AVX512, FK_MADD_ADD)
+FK_ADC512(adc_vnni, FK_AVX512VNNI, FK_DPWSSD)
+#undef FK_MADD_ADD
+#undef FK_DPWSSD
+#undef FK_ADC512
 #endif
 
 int32_t fk_adc_dot_u8(const int16_t *q, const uint8_t *codes, size_t n) {
 #if FK_X86
-    if (fk_simd_level()) return adc_avx2(q, codes, n);
+    const int level = fk_simd_level();
+    if (level >= 3) return adc_vnni(q, codes, n);
+    if (level == 2) return adc_avx512(q, codes, n);
+    if (level) return adc_avx2(q, codes, n);
 #endif
     return adc_scalar(q, codes, n);
 }
@@ -295,7 +362,10 @@ int32_t fk_adc_dot_u8(const int16_t *q, const uint8_t *codes, size_t n) {
 void fk_adc_batch_u8(const int16_t *q, const void *base, size_t stride, size_t offset,
                      const uint32_t *ids, size_t count, size_t dim, float *out) {
 #if FK_X86
-    if (fk_simd_level()) { adc_batch_avx2(q, base, stride, offset, ids, count, dim, out); return; }
+    const int level = fk_simd_level();
+    if (level >= 3) { adc_vnni_batch(q, base, stride, offset, ids, count, dim, out); return; }
+    if (level == 2) { adc_avx512_batch(q, base, stride, offset, ids, count, dim, out); return; }
+    if (level) { adc_batch_avx2(q, base, stride, offset, ids, count, dim, out); return; }
 #endif
     for (size_t i = 0; i < count; i++) out[i] = (float)adc_scalar(q, (const uint8_t *)ROW(i), dim);
 }

@@ -21,14 +21,15 @@ __attribute__((constructor)) static void fk_detect(void) {
     fk_detected = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
     if (fk_detected && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) fk_detected = 2;
+    if (fk_detected == 2 && __builtin_cpu_supports("avx512vnni")) fk_detected = 3;
 #else
     fk_detected = 0;
 #endif
     fk_level = fk_detected;
-    // FUNNEL_SIMD=scalar|avx2|avx512 caps the level (never above what the CPU has).
+    // FUNNEL_SIMD=scalar|avx2|avx512|avx512vnni caps the level (never above what the CPU has).
     const char *want = getenv("FUNNEL_SIMD");
     if (want) {
-        int cap = strcmp(want, "scalar") == 0 ? 0 : strcmp(want, "avx2") == 0 ? 1 : 2;
+        int cap = strcmp(want, "scalar") == 0 ? 0 : strcmp(want, "avx2") == 0 ? 1 : strcmp(want, "avx512") == 0 ? 2 : 3;
         if (cap < fk_level) fk_level = cap;
     }
 }

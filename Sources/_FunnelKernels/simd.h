@@ -13,6 +13,8 @@
 #if FK_X86
 #define FK_AVX2 __attribute__((target("avx2,fma")))
 #define FK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
+/// AVX-512 with VNNI (level 3): only the integer dot products use it.
+#define FK_AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma")))
 
 /// The mask of the first n (< 16) lanes.
 static inline __mmask16 fk_tail_mask16(size_t n) { return (__mmask16)((1u << n) - 1u); }

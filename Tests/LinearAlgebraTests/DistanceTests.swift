@@ -205,8 +205,40 @@ struct DistanceTests {
 
 @Suite("Kernel levels against the naive oracle", .serialized)
 struct KernelLevelTests {
-    /// Every level this CPU runs (scalar, AVX2+FMA, AVX-512), forced on this thread.
+    /// Every level this CPU runs (scalar, AVX2+FMA, AVX-512, AVX-512 with VNNI), forced on this thread.
     static let levels = Array(0...Int(fk_simd_detected()))
+
+    @Test("asymmetric int8 (int16 query, uint8 codes) at every level, exact, for dimensions that are not multiples of any width",
+          arguments: levels, DistanceTests.dims + [5, 47, 111, 383])
+    func asymmetricInt8AtEveryLevel(level: Int, dim: Int) {
+        fk_force_level(Int32(level))
+        defer { fk_force_level(-1) }
+        #expect(fk_simd_level() == Int32(level))
+        var rng = SeededGenerator(seed: UInt64(dim * 131 + level))
+        // The kernel's contract: |q| small enough that no int32 partial sum overflows.
+        let limit = Int16(min(32767, Int(Int32.max) / (255 * max(1, dim)) - 1))
+        let q = (0..<dim).map { j in j % 7 == 0 ? (j % 2 == 0 ? limit : -limit) : Int16(truncatingIfNeeded: rng.next()) % max(1, limit) }
+        let n = 9, stride = dim + 3, offset = 2
+        var base = [UInt8](repeating: 0, count: n * stride)
+        for i in 0..<(n * stride) { base[i] = i % 11 == 0 ? 255 : UInt8(truncatingIfNeeded: rng.next()) }
+        func want(_ row: Int) -> Int64 {
+            var s: Int64 = 0
+            for j in 0..<dim { s += Int64(q[j]) * Int64(base[row * stride + offset + j]) }
+            return s
+        }
+        for row in 0..<n {
+            let got = base.withUnsafeBufferPointer { fk_adc_dot_u8(q, $0.baseAddress! + row * stride + offset, dim) }
+            #expect(Int64(got) == want(row), "level \(level) dim \(dim) row \(row)")
+        }
+        for count in 1...n {
+            let ids = (0..<count).map { UInt32((count - 1 - $0 * 2 + 2 * n) % n) }
+            var out = [Float](repeating: .nan, count: count)
+            fk_adc_batch_u8(q, base, stride, offset, ids, count, dim, &out)
+            for (i, id) in ids.enumerated() {
+                #expect(Double(out[i]) == Double(Float(want(Int(id)))), "level \(level) dim \(dim) count \(count)")
+            }
+        }
+    }
 
     @Test("float and half dot and squared L2 at every level, for dimensions that are not multiples of any width",
           arguments: levels, DistanceTests.dims + [5, 47, 111, 383])

@@ -13,7 +13,8 @@
 extern "C" {
 #endif
 
-/// The kernel level in use: 2 AVX-512 (F, BW, VL, DQ) float bodies, 1 AVX2+FMA, 0 scalar.
+/// The kernel level in use: 3 AVX-512 with VNNI (the integer dot products' vpdpwssd),
+/// 2 AVX-512 (F, BW, VL, DQ), 1 AVX2+FMA, 0 scalar.
 /// `FUNNEL_SIMD=scalar|avx2|avx512` in the environment caps it when the library loads.
 int fk_simd_level(void);
 /// The best level this CPU runs.
