@@ -95,6 +95,18 @@ public final class LiveService: @unchecked Sendable {
     /// Writes in the log.
     public var logged: Int { applyLock.withLock { records.count } }
 
+    /// The log's records as this service holds them (for compaction).
+    func lockedRecords() -> [ChangeRecord] { applyLock.withLock { records } }
+
+    /// After a compaction: `kept` is what the log holds through its last record; records
+    /// delivered since stay after it.
+    func replaceRecords(_ kept: [ChangeRecord]) {
+        applyLock.withLock {
+            let last = kept.last?.sequence ?? 0
+            records = kept + records.filter { $0.sequence > last }
+        }
+    }
+
     // MARK: - Applying
 
     /// Called by the log on its thread with each durable batch, in sequence order.

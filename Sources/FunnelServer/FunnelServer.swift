@@ -276,6 +276,12 @@ public final class FunnelServer: @unchecked Sendable {
             _ = try registry().rollback(name)
             return try await afterRegistryChange()
         }
+        model.post("log/compact") { [self] request, context -> Response in
+            try check(context, write: request)
+            let retire = try await decodeOptional(CompactBody.self, request, context)?.retire ?? false
+            // Blocks while the log is rewritten (appends wait): off the cooperative pool.
+            return Self.jsonResponse(try await answerBody { try self.service.compact(retire: retire) })
+        }
         return router
     }
 
@@ -565,6 +571,10 @@ struct QueryBody: Codable, Sendable {
     var k: Int?
     var exclude: [String]?
     var filter: [String]?
+}
+
+struct CompactBody: Codable, Sendable {
+    var retire: Bool?
 }
 
 struct PromoteBody: Codable, Sendable {

@@ -69,6 +69,41 @@ public enum OpenAPIDocument {
           }
         ]
       },
+      "CompactRequest": {
+        "properties": {
+          "retire": {
+            "description": "Archive for good the versions that folded less of the log, instead of refusing",
+            "type": "boolean"
+          }
+        },
+        "type": "object"
+      },
+      "CompactionReport": {
+        "properties": {
+          "records_after": {
+            "type": "integer"
+          },
+          "records_before": {
+            "type": "integer"
+          },
+          "retired": {
+            "items": {
+              "type": "string"
+            },
+            "type": "array"
+          },
+          "through": {
+            "type": "integer"
+          }
+        },
+        "required": [
+          "through",
+          "records_before",
+          "records_after",
+          "retired"
+        ],
+        "type": "object"
+      },
       "Contribution": {
         "properties": {
           "feature": {
@@ -1351,6 +1386,96 @@ public enum OpenAPIDocument {
           }
         }
       ]
+    },
+    "/v1/models/{name}/log/compact": {
+      "parameters": [
+        {
+          "description": "The served model's name",
+          "in": "path",
+          "name": "name",
+          "required": true,
+          "schema": {
+            "minLength": 1,
+            "type": "string"
+          }
+        }
+      ],
+      "post": {
+        "operationId": "compactLog",
+        "requestBody": {
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/CompactRequest"
+              }
+            }
+          },
+          "required": false
+        },
+        "responses": {
+          "200": {
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/CompactionReport"
+                }
+              }
+            },
+            "description": "What was compacted"
+          },
+          "400": {
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            },
+            "description": "A malformed parameter or body"
+          },
+          "401": {
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            },
+            "description": "The route needs the API key"
+          },
+          "404": {
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            },
+            "description": "Unknown model, version, user, item or route"
+          },
+          "409": {
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            },
+            "description": "A version that may still serve folded less of the log (retire it, or promote past it)"
+          },
+          "503": {
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            },
+            "description": "Not ready"
+          }
+        },
+        "summary": "Compact the write-ahead log through what production has folded (after a retrain from the log and its promote)"
+      }
     },
     "/v1/models/{name}/query": {
       "parameters": [

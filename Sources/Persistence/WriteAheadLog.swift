@@ -10,7 +10,9 @@ import Glibc
 ///
 /// File: a 16-byte header ("FNLWALOG", format version, CRC-32C of both), then records of
 /// `length: u32 | sequence: u64 | crc: u32 | payload`, the CRC-32C covering length,
-/// sequence and payload. Sequences start at 1 and grow by one.
+/// sequence and payload. Sequences start at 1 and grow by one, except where a compaction
+/// (`rewrite(through:prefix:)`) dropped records: a reader refuses any sequence that does not
+/// grow.
 ///
 /// Opening reads every record. A record cut short or failing its checksum at the end (a
 /// crash during a write) is a torn tail: it was never acknowledged, so it is cut off and
@@ -145,12 +147,27 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
         try await withCheckedThrowingContinuation { c in append(payload) { c.resume(with: $0) } }
     }
 
-    /// Replaces the log's contents by `records` (compaction): written to a new file, synced,
-    /// renamed over the log. Appends wait meanwhile; later sequences continue from the old ones.
-    public func rewrite(keeping records: [Record]) throws {
+    /// Compaction: replaces the records up to sequence `through` by `prefix` (sequences at
+    /// most `through`, increasing), keeping every later record, appended meanwhile or not.
+    /// Written to a new file, synced, renamed over the log. Appends wait meanwhile; later
+    /// sequences continue from the old ones.
+    /// - Returns: the records the log holds now.
+    @discardableResult
+    public func rewrite(through: UInt64, prefix: [Record]) throws -> [Record] {
+        var last: UInt64 = 0
+        for r in prefix {
+            guard r.sequence > last, r.sequence <= through else {
+                throw PersistenceError.corrupt(path: path, reason: "compaction prefix: sequence \(r.sequence) after \(last), through \(through)")
+            }
+            last = r.sequence
+        }
         wake.lock()
         defer { wake.unlock() }
+        if let failure { throw failure }
         while lock.withLock({ flushing || !pending.isEmpty }) { wake.unlock(); usleep(500); wake.lock() }
+        // Nothing is being written now: the file holds every durable record.
+        let (current, _, _) = try Self.scan(fd: fd, path: path)
+        let kept = prefix + current.filter { $0.sequence > through }
         let tmp = path + ".compact"
         let out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard out >= 0 else { throw PersistenceError.io(path: tmp, operation: "open", errno: errno) }
@@ -160,15 +177,17 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
         withUnsafeBytes(of: Self.formatVersion.littleEndian) { bytes.append(contentsOf: $0) }
         let crc = bytes.withUnsafeBytes { fk_crc32c(0, $0.baseAddress, $0.count) }
         withUnsafeBytes(of: crc.littleEndian) { bytes.append(contentsOf: $0) }
-        for r in records { Self.encode(r, into: &bytes) }
+        for r in kept { Self.encode(r, into: &bytes) }
         try Self.writeAll(fd: out, bytes, path: tmp)
-        guard fsync(out) == 0, rename(tmp, path) == 0 else { throw PersistenceError.io(path: path, operation: "open", errno: errno) }
+        guard fsync(out) == 0 else { throw PersistenceError.io(path: tmp, operation: "fsync", errno: errno) }
+        guard rename(tmp, path) == 0 else { throw PersistenceError.io(path: path, operation: "rename", errno: errno) }
         Self.syncDirectory(of: path)
         // The descriptor still points at the old inode: reopen by path.
         let fresh = open(path, O_RDWR | O_CLOEXEC)
-        guard fresh >= 0, dup2(fresh, fd) >= 0 else { throw PersistenceError.io(path: path, operation: "open", errno: errno) }
+        guard fresh >= 0, dup2(fresh, fd) >= 0 else { throw PersistenceError.io(path: path, operation: "reopen", errno: errno) }
         close(fresh)
         lseek(fd, 0, SEEK_END)
+        return kept
     }
 
     /// The records of the log at `path`, read without changing it (a server may be
@@ -259,8 +278,8 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
             }
             guard crc == u32(at + 12) else { break }
             let sequence = u64(at + 4)
-            if let e = expected, sequence != e {
-                throw PersistenceError.corrupt(path: path, reason: "record at offset \(at) has sequence \(sequence), expected \(e)")
+            if let e = expected, sequence < e {
+                throw PersistenceError.corrupt(path: path, reason: "record at offset \(at) has sequence \(sequence), after \(e - 1)")
             }
             expected = sequence + 1
             records.append(Record(sequence: sequence, payload: Array(bytes[(at + recordHeader)..<(at + recordHeader + length)])))

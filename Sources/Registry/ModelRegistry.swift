@@ -271,6 +271,30 @@ public struct ModelRegistry: Sendable {
         }
     }
 
+    /// Archives `versions` for good: they stop serving (canary, shadow, staging) and are no
+    /// longer rollback targets. Production cannot be retired.
+    /// - Returns: the versions changed.
+    @discardableResult
+    public func retire(_ name: String, versions: [Int]) throws -> [ModelVersion] {
+        try update { m in
+            guard var all = m.models[name] else { throw RegistryError.unknownModel(name) }
+            var changed = [ModelVersion]()
+            for v in versions {
+                guard let i = all.firstIndex(where: { $0.version == v }) else { throw RegistryError.unknownVersion(name, v) }
+                guard all[i].state != .production else {
+                    throw RegistryError.invalidTransition("\(name) v\(v) is production: promote another version before retiring it")
+                }
+                all[i].state = .archived
+                all[i].promoted = nil
+                all[i].promotionOrder = nil
+                all[i].canaryFraction = nil
+                changed.append(all[i])
+            }
+            m.models[name] = all
+            return changed
+        }
+    }
+
     /// Read-modify-write of the manifest under the registry's lock.
     /// Removes what killed writers left in the registry: temporaries whose owner process is
     /// gone (see `Leftovers`) in the root and in each model's folder, and version folders

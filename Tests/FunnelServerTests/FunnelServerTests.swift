@@ -148,6 +148,15 @@ import _TestSupport
                 #expect((Self.json(r)["item"] as? [String: Any])?["live"] as? Bool == true)
             }
             try await client.execute(uri: "/v1/models/shop/items/twin", method: .get) { r in #expect(r.status == .ok) }
+            // Neither version folded any of the log: compaction keeps every record.
+            try await client.execute(uri: "/v1/models/shop/log/compact", method: .post) { r in
+                #expect(r.status == .ok)
+                let j = Self.json(r)
+                #expect(j["through"] as? Int == 0 && j["records_before"] as? Int == 1 && j["records_after"] as? Int == 1, "\(j)")
+            }
+            try await client.execute(uri: "/v1/models/shop/log/compact", method: .post, body: ByteBuffer(string: #"{"retire": "yes"}"#)) { r in
+                #expect(r.status == .badRequest)
+            }
             // Similar items of the items whose nearest neighbour it is (brute force) lead with it.
             let e = f.server.service.production
             let twin = e.item("twin")!

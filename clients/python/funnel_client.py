@@ -366,6 +366,12 @@ class Funnel:
     def rollback(self):
         return self._call("POST", self._m("/rollback"))
 
+    def compact_log(self, retire=False):
+        """Compacts the server's write-ahead log through what production has folded (after a
+        retrain from the log and its promote); `retire` archives for good the versions that
+        folded less, instead of refusing (409)."""
+        return self._call("POST", self._m("/log/compact"), body={"retire": True} if retire else None)
+
     def ready(self):
         try:
             return self._call("GET", "/readyz")["status"] == "ready"
