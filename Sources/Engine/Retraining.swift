@@ -194,7 +194,12 @@ extension Retraining {
 
     /// - Parameter engine: the bundle the changes apply to, loaded without them.
     public static func changes(inLog path: String, over engine: Engine) throws -> LoggedChanges {
-        let records = try WriteAheadLog.read(path)
+        try changes(in: try WriteAheadLog.read(path), over: engine)
+    }
+
+    /// As `changes(inLog:over:)`, from records read from any change log (the PostgreSQL one
+    /// replicas share, for example).
+    public static func changes(in records: [ChangeRecord], over engine: Engine) throws -> LoggedChanges {
         let decoder = JSONDecoder()
         var users = Vocabulary(engine.catalog.userIDs), items = Vocabulary(engine.catalog.itemIDs)
         var given = [String: [String: AttributeValue]]()

@@ -1,10 +1,11 @@
 import ArgumentParser
 import Foundation
 import Funnel
+import PostgresLog
 
 /// `funnel retrain`: incremental retraining of a bundle on new interactions (see
 /// `Retraining`), registered as the next version: the old version stays loadable for a rollback.
-struct Retrain: ParsableCommand {
+struct Retrain: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Retrain a model incrementally on new interactions; update its index in place; register a new version.")
 
@@ -14,6 +15,9 @@ struct Retrain: ParsableCommand {
     @Flag(help: "Fold in what a running server logged instead: the interactions and new items of its write-ahead log (see --log).")
     var fromLog = false
     @Option(help: "The write-ahead log for --from-log (default: <registry root>/<model>.wal, or <folder>.wal).") var log: String?
+    @Option(help: "For --from-log: the PostgreSQL change log replicas share (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE) instead of a file log; read only.")
+    var changeLog: String?
+    @Option(help: "The change log's table (default: funnel_changes_ + the model's name, as funnel serve).") var changeLogTable: String?
     @Option(help: "Attributes of new items: CSV with a key column and the columns the item features read (coded as at training).")
     var items: String?
     @Option(help: "Attributes of new users, likewise.") var users: String?
@@ -28,7 +32,8 @@ struct Retrain: ParsableCommand {
     @Option(name: .customLong("movielens"), help: .hidden) var movielens: String?
     @Option(name: .customLong("base-interactions"), help: .hidden) var baseInteractions: String?
 
-    func run() throws {
+    func run() async throws {
+        guard changeLog == nil || (fromLog && log == nil) else { throw ValidationError("--change-log goes with --from-log, instead of --log") }
         guard separator.count == 1 else { throw ValidationError("--separator must be one character") }
         guard epochs >= 1, replay >= 0, replay.isFinite, tolerance >= 0 else { throw ValidationError("--epochs >= 1, --replay >= 0, --tolerance >= 0") }
         try checkDestination(out: out, registry: modelOptions.root, name: nil)
@@ -42,10 +47,17 @@ struct Retrain: ParsableCommand {
         let new: InteractionLog, itemTable: AttributeTable?, userTable: AttributeTable?
         if fromLog {
             let model = modelOptions.model
-            let path = log ?? (modelOptions.isFolder ? "\(model.hasSuffix("/") ? String(model.dropLast()) : model).wal" : "\(modelOptions.root)/\(model).wal")
-            let c = try Retraining.changes(inLog: path, over: engine)
+            let path: String, c: Retraining.LoggedChanges
+            if let changeLog {
+                let table = changeLogTable ?? Serve.defaultChangeLogTable(modelOptions.isFolder ? (model as NSString).lastPathComponent : model)
+                path = "change log \(table)"
+                c = try Retraining.changes(in: try await PostgresChangeLog.read(url: changeLog, table: table), over: engine)
+            } else {
+                path = log ?? (modelOptions.isFolder ? "\(model.hasSuffix("/") ? String(model.dropLast()) : model).wal" : "\(modelOptions.root)/\(model).wal")
+                c = try Retraining.changes(inLog: path, over: engine)
+            }
             guard c.interactions.count > 0 else { throw ValidationError("\(path) holds no interactions to retrain on (\(c.records) records)") }
-            print("write-ahead log \(path): \(c.records) records through \(c.through): \(c.interactions.count) interactions, \(c.newItems) new items"
+            print("\(changeLog == nil ? "write-ahead log " : "")\(path): \(c.records) records through \(c.through): \(c.interactions.count) interactions, \(c.newItems) new items"
                   + (c.skipped > 0 ? ", \(c.skipped) skipped (unreadable, or on items never written)" : ""))
             (new, itemTable, userTable) = (c.interactions, c.items, nil)
             options.changeLogThrough = c.through

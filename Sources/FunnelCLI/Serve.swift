@@ -121,12 +121,17 @@ struct Serve: AsyncParsableCommand {
         try await server.run()
     }
 
+    /// The change log's table for a model name: funnel_changes_ and the name in [a-z0-9_].
+    static func defaultChangeLogTable(_ name: String) -> String {
+        "funnel_changes_" + String(name.lowercased().map { $0.isLetter && $0.isASCII || $0.isNumber && $0.isASCII ? $0 : "_" }).prefix(35)
+    }
+
     /// The log live writes go to: none (read-only), the PostgreSQL change log replicas share, or
     /// the file write-ahead log (default: <registry root>/<model>.wal, or <folder>.wal).
     func changeLog(_ c: ServerConfig, name: String) async throws -> (any ChangeLog)? {
         if c.readOnly { return nil }
         if let url = c.changeLog {
-            let table = c.changeLogTable ?? "funnel_changes_" + String(name.lowercased().map { $0.isLetter && $0.isASCII || $0.isNumber && $0.isASCII ? $0 : "_" }).prefix(35)
+            let table = c.changeLogTable ?? Self.defaultChangeLogTable(name)
             return try await PostgresChangeLog.open(url: url, table: table, replica: c.replica ?? "\(c.settings.host):\(c.settings.port)",
                                                     logger: Logger(label: "funnel.changelog"))
         }

@@ -76,10 +76,7 @@ public final class PostgresChangeLog: ChangeLog, @unchecked Sendable {
     public static func open(url: String, table: String, replica: String, poll: Duration = .seconds(1),
                             applyTimeout: Duration = .seconds(10), logger: Logger = Logger(label: "funnel.changelog")) async throws -> PostgresChangeLog {
         let (configuration, location) = try Self.configuration(url)
-        guard table.count <= 50, let first = table.unicodeScalars.first, first == "_" || ("a"..."z").contains(first),
-              table.unicodeScalars.allSatisfy({ $0 == "_" || ("a"..."z").contains($0) || ("0"..."9").contains($0) }) else {
-            throw PostgresChangeLogError.invalid("table name '\(table)' must match [a-z_][a-z0-9_]* and have at most 50 characters")
-        }
+        try Self.check(table: table)
         let key = Self.lockKey(table)
         let connection = try await Self.connect(configuration, logger: logger, location: location)
         do {
@@ -95,17 +92,48 @@ public final class PostgresChangeLog: ChangeLog, @unchecked Sendable {
                   name text PRIMARY KEY, applied bigint NOT NULL, updated_at timestamptz NOT NULL)
                 """), logger: logger)
             try await connection.query("SELECT pg_advisory_unlock(\(key))", logger: logger)
-            var records = [ChangeRecord]()
-            let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT seq, payload FROM \(table) ORDER BY seq"), logger: logger)
-            for try await (seq, payload) in rows.decode((Int64, ByteBuffer).self) {
-                records.append(try Self.record(seq, payload, after: records.last?.sequence ?? 0, table: table))
-            }
+            let records = try await Self.records(of: table, on: connection, logger: logger)
             return PostgresChangeLog(location: location, table: table, replica: replica, configuration: configuration, poll: poll,
                                      applyTimeout: applyTimeout, logger: logger, key: key, recovered: records, writer: connection)
         } catch {
             try? await connection.close()
             throw PostgresChangeLogError.wrap(error, doing: "opening the change log \(table) at \(location)")
         }
+    }
+
+    /// Every record of the log, read without creating, following or writing anything (for
+    /// `funnel retrain --from-log`: a reader is no replica).
+    /// - Throws: `PostgresChangeLogError` for a bad URL or table name, an unreachable
+    ///   database, a missing table, or a gap in its sequences.
+    public static func read(url: String, table: String, logger: Logger = Logger(label: "funnel.changelog")) async throws -> [ChangeRecord] {
+        let (configuration, location) = try Self.configuration(url)
+        try Self.check(table: table)
+        let connection = try await Self.connect(configuration, logger: logger, location: location)
+        do {
+            let records = try await Self.records(of: table, on: connection, logger: logger)
+            try await connection.close()
+            return records
+        } catch {
+            try? await connection.close()
+            throw PostgresChangeLogError.wrap(error, doing: "reading the change log \(table) at \(location)")
+        }
+    }
+
+    static func check(table: String) throws {
+        guard table.count <= 50, let first = table.unicodeScalars.first, first == "_" || ("a"..."z").contains(first),
+              table.unicodeScalars.allSatisfy({ $0 == "_" || ("a"..."z").contains($0) || ("0"..."9").contains($0) }) else {
+            throw PostgresChangeLogError.invalid("table name '\(table)' must match [a-z_][a-z0-9_]* and have at most 50 characters")
+        }
+    }
+
+    /// The table's records in order, checked for gaps.
+    private static func records(of table: String, on connection: PostgresConnection, logger: Logger) async throws -> [ChangeRecord] {
+        var records = [ChangeRecord]()
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT seq, payload FROM \(table) ORDER BY seq"), logger: logger)
+        for try await (seq, payload) in rows.decode((Int64, ByteBuffer).self) {
+            records.append(try Self.record(seq, payload, after: records.last?.sequence ?? 0, table: table))
+        }
+        return records
     }
 
     private init(location: String, table: String, replica: String, configuration: PostgresConnection.Configuration, poll: Duration,

@@ -104,6 +104,17 @@ struct PostgresChangeLogTests {
         try await Self.settle(seen, count: 1)
         #expect(seen.all.map(\.sequence) == [13])
         #expect(seen.all.first?.payload == Array("after".utf8))
+        // A reader (funnel retrain --from-log) gets the same records, and is no replica.
+        let url = try #require(Self.url)
+        let read = try await PostgresChangeLog.read(url: url, table: table)
+        #expect(read.map(\.sequence) == Array(1...13) && read.prefix(12) == again.recovered[...])
+        let missing = Self.table("missing")
+        do {
+            _ = try await PostgresChangeLog.read(url: url, table: missing)
+            Issue.record("a missing table was read")
+        } catch {
+            #expect("\(error)".contains(missing), "\(error)")
+        }
     }
 
     @Test("A table with a hole in its sequences is refused at open, naming the table and the sequence")
