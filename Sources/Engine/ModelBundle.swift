@@ -102,7 +102,7 @@ public struct ServingSettings: Codable, Sendable, Equatable {
         guard candidates >= 1, candidates <= 100_000, ef >= 1, ef <= 100_000, mmrPool >= 1, (0...1).contains(mmrLambda),
               freshnessWeight.isFinite, freshnessHalfLifeDays.map({ $0 > 0 && $0.isFinite }) ?? true,
               maxPerCategory.map({ $0 >= 1 }) ?? true, (0...64).contains(explanations),
-              [retrievalBudgetMs, rankingBudgetMs, deadlineMs].allSatisfy({ $0 > 0 && $0.isFinite }) else {
+              [retrievalBudgetMs, rankingBudgetMs, deadlineMs].allSatisfy({ $0 > 0 && $0 <= 3_600_000 }) else {  // at most an hour
             throw EngineError.invalidData("serving settings out of range: \(self)")
         }
     }

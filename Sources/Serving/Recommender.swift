@@ -241,7 +241,7 @@ public final class Recommender<Request: Sendable>: @unchecked Sendable {
         var rankingSeconds = 0.0
 
         var elapsed: Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
-        func end(_ deadline: Double) -> UInt64 { start + UInt64(max(0, deadline) * 1e9) }
+        func end(_ deadline: Double) -> UInt64 { start + UInt64(min(max(0, deadline), 1e6) * 1e9) }  // NaN and past 11 days: bounded
 
         mutating func retrieved(_ list: [RankedItem]) {
             candidates = list
