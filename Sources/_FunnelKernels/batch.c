@@ -266,22 +266,27 @@ FK_AVX2 static void adc_4(const int16_t *q, const uint8_t *a, const uint8_t *b, 
     out[0] = (float)ra; out[1] = (float)rb; out[2] = (float)rc; out[3] = (float)rd;
 }
 
+// The codes' batch loop of every level: prefetch the next rows, four rows per call of the
+// level's four-row kernel ADC4, the one to three left with the last row repeated.
+#define FK_ADC_BATCH_LOOP(ADC4)                                                                   \
+    for (size_t i = 0; i < count && i < 4; i++) prefetch_row(ROW(i), dim);                       \
+    size_t i = 0;                                                                                 \
+    for (; i + 4 <= count; i += 4) {                                                              \
+        for (size_t p = i + 4; p < count && p < i + 8; p++) prefetch_row(ROW(p), dim);            \
+        ADC4(q, (const uint8_t *)ROW(i), (const uint8_t *)ROW(i + 1), (const uint8_t *)ROW(i + 2), \
+             (const uint8_t *)ROW(i + 3), dim, out + i);                                          \
+    }                                                                                             \
+    if (i < count) {                                                                              \
+        const uint8_t *r[4];                                                                      \
+        float tmp[4];                                                                             \
+        for (size_t p = 0; p < 4; p++) r[p] = (const uint8_t *)ROW(i + p < count ? i + p : count - 1); \
+        ADC4(q, r[0], r[1], r[2], r[3], dim, tmp);                                                \
+        for (size_t p = 0; i + p < count; p++) out[i + p] = tmp[p];                               \
+    }
+
 FK_AVX2 static void adc_batch_avx2(const int16_t *q, const void *base, size_t stride, size_t offset,
                                    const uint32_t *ids, size_t count, size_t dim, float *out) {
-    for (size_t i = 0; i < count && i < 4; i++) prefetch_row(ROW(i), dim);
-    size_t i = 0;
-    for (; i + 4 <= count; i += 4) {
-        for (size_t p = i + 4; p < count && p < i + 8; p++) prefetch_row(ROW(p), dim);
-        adc_4(q, (const uint8_t *)ROW(i), (const uint8_t *)ROW(i + 1), (const uint8_t *)ROW(i + 2),
-              (const uint8_t *)ROW(i + 3), dim, out + i);
-    }
-    if (i < count) {
-        const uint8_t *r[4];
-        float tmp[4];
-        for (size_t p = 0; p < 4; p++) r[p] = (const uint8_t *)ROW(i + p < count ? i + p : count - 1);
-        adc_4(q, r[0], r[1], r[2], r[3], dim, tmp);
-        for (size_t p = 0; i + p < count; p++) out[i + p] = tmp[p];
-    }
+    FK_ADC_BATCH_LOOP(adc_4)
 }
 
 // AVX-512: 32 dimensions per step, the tail by masked loads (never past the row). Without
@@ -323,21 +328,8 @@ FK_AVX2 static void adc_batch_avx2(const int16_t *q, const void *base, size_t st
         out[2] = (float)_mm512_reduce_add_epi32(sc); out[3] = (float)_mm512_reduce_add_epi32(sd); \
     }                                                                                             \
     TARGET static void NAME##_batch(const int16_t *q, const void *base, size_t stride, size_t offset, \
-                                        const uint32_t *ids, size_t count, size_t dim, float *out) { \
-        for (size_t i = 0; i < count && i < 4; i++) prefetch_row(ROW(i), dim);                   \
-        size_t i = 0;                                                                             \
-        for (; i + 4 <= count; i += 4) {                                                          \
-            for (size_t p = i + 4; p < count && p < i + 8; p++) prefetch_row(ROW(p), dim);        \
-            NAME##_4(q, (const uint8_t *)ROW(i), (const uint8_t *)ROW(i + 1), (const uint8_t *)ROW(i + 2), \
-                     (const uint8_t *)ROW(i + 3), dim, out + i);                                  \
-        }                                                                                         \
-        if (i < count) {                                                                          \
-            const uint8_t *r[4];                                                                  \
-            float tmp[4];                                                                         \
-            for (size_t p = 0; p < 4; p++) r[p] = (const uint8_t *)ROW(i + p < count ? i + p : count - 1); \
-            NAME##_4(q, r[0], r[1], r[2], r[3], dim, tmp);                                        \
-            for (size_t p = 0; i + p < count; p++) out[i + p] = tmp[p];                           \
-        }                                                                                         \
+                                    const uint32_t *ids, size_t count, size_t dim, float *out) { \
+        FK_ADC_BATCH_LOOP(NAME##_4)                                                               \
     }
 
 #define FK_MADD_ADD(s, x, y) _mm512_add_epi32((s), _mm512_madd_epi16((x), (y)))
@@ -347,6 +339,7 @@ FK_ADC512(adc_vnni, FK_AVX512VNNI, FK_DPWSSD)
 #undef FK_MADD_ADD
 #undef FK_DPWSSD
 #undef FK_ADC512
+#undef FK_ADC_BATCH_LOOP
 #endif
 
 int32_t fk_adc_dot_u8(const int16_t *q, const uint8_t *codes, size_t n) {

@@ -184,16 +184,9 @@ import _TestSupport
 
     @Test("the retrain loop: a server's logged writes folded into the next version, which then serves them once")
     func retrainFromLog() throws {
-        let w = try TrainedWorld()
+        let f = try LiveRegistryFixture()
+        let (w, live, models) = (f.world, f.live, f.models)
         defer { w.cat.remove() }
-        let root = "\(w.cat.folder)/registry"
-        let registry = ModelRegistry(root: root)
-        let copy = "\(w.cat.folder)/copy"
-        try FileManager.default.copyItem(atPath: w.folder, toPath: copy)
-        try registry.promote("shop", version: try registry.register("shop", from: copy, dataFingerprint: "x").version)
-        let models = try LiveModels(root: root, name: "shop", writable: true)
-        let wal = "\(root)/shop.wal"
-        let live = try LiveService(models: models, logPath: wal)
         try live.writeAndWait(.upsert(item: "n1", attributes: w.rows["i5"]!))
         try live.writeAndWait(.upsert(item: "n2", attributes: w.rows["i6"]!))
         try live.writeAndWait(.interactions([LiveInteraction(user: "u1", item: "n1", timestamp: 2_000_000_000),
@@ -203,17 +196,9 @@ import _TestSupport
         try live.writeAndWait(.delete(item: "i7"))
 
         // Retrain on the log over the bundle as it was trained, register, promote.
-        let base = try Engine(folder: registry.folder("shop", try registry.current("shop")))
-        let changes = try Retraining.changes(inLog: wal, over: base)
+        let (base, changes, _, result) = try f.retrainFromLogAndPromote()
         #expect(changes.records == 4 && changes.newItems == 2 && changes.interactions.count == 4 && changes.through == 4)
-        var options = Retraining.Options()
-        options.epochs = 1
-        options.changeLogThrough = changes.through
-        let (bundle, result) = try Retraining.retrain(base, interactions: changes.interactions, items: changes.items,
-                                                      options: options, to: "\(w.cat.folder)/v2")
         #expect(result.newItems == 2 && result.newUsers == 1)
-        let v2 = try registry.register("shop", from: bundle.folder, dataFingerprint: bundle.manifest.dataFingerprint)
-        try registry.promote("shop", version: v2.version)
         #expect(models.refresh())
         let e = try live.engine(for: "u9")
         #expect(e.version == "v2" && e.bundle.changeLogThrough == 4)

@@ -64,31 +64,16 @@ import _TestSupport
 
     @Test("the retrain loop ends compacted: refused while a rollback target folded less, then retired; the replay answers as the full log's")
     func afterRetrain() throws {
-        let w = try TrainedWorld()
+        let f = try LiveRegistryFixture()
+        let (w, root, registry, wal, models, live) = (f.world, f.root, f.registry, f.wal, f.models, f.live)
         defer { w.cat.remove() }
-        let root = "\(w.cat.folder)/registry"
-        let registry = ModelRegistry(root: root)
-        let copy = "\(w.cat.folder)/copy"
-        try FileManager.default.copyItem(atPath: w.folder, toPath: copy)
-        try registry.promote("shop", version: try registry.register("shop", from: copy, dataFingerprint: "x").version)
-        let wal = "\(root)/shop.wal"
-        let models = try LiveModels(root: root, name: "shop", writable: true)
-        let live = try LiveService(models: models, logPath: wal)
         try live.writeAndWait(.upsert(item: "n1", attributes: w.rows["i5"]!))
         try live.writeAndWait(.upsert(item: "n2", attributes: w.rows["i6"]!))
         try live.writeAndWait(.interactions([LiveInteraction(user: "u1", item: "n1", timestamp: 2_000_000_000),
                                              LiveInteraction(user: "newbie", item: "n2", timestamp: 2_000_000_000)]))
         try live.writeAndWait(.delete(item: "i7"))
         // Retrained from the log through 4, promoted; then more writes.
-        let base = try Engine(folder: registry.folder("shop", try registry.current("shop")))
-        let changes = try Retraining.changes(inLog: wal, over: base)
-        var options = Retraining.Options()
-        options.epochs = 1
-        options.changeLogThrough = changes.through
-        let (bundle, _) = try Retraining.retrain(base, interactions: changes.interactions, items: changes.items,
-                                                 options: options, to: "\(w.cat.folder)/v2")
-        let v2 = try registry.register("shop", from: bundle.folder, dataFingerprint: bundle.manifest.dataFingerprint)
-        try registry.promote("shop", version: v2.version)
+        try f.retrainFromLogAndPromote()
         #expect(models.refresh())
         try live.writeAndWait(.upsert(item: "n1", attributes: w.rows["i9"]!))
         try live.writeAndWait(.interactions([LiveInteraction(user: "u4", item: "n2"), LiveInteraction(user: "u4", item: "i3")]))
