@@ -229,7 +229,7 @@ public final class FunnelServer: @unchecked Sendable {
         model.put("items/:item") { [self] request, context -> Response in
             try check(context, write: request)
             let id = try context.parameters.require("item")
-            let attributes = try await decode([String: AttributeValue].self, request, context)
+            let attributes = try await decode([String: AttributeValue].self, request, context, nullable: true)
             let sequence = try await service.write(.upsert(item: id, attributes: attributes))
             return Self.encode(WriteAnswer(sequence: sequence, item: try service.production.itemRecord(id)))
         }
@@ -463,19 +463,26 @@ public final class FunnelServer: @unchecked Sendable {
         request.uri.queryParameters.getAll(name).flatMap { $0.split(separator: ",").map(String.init) }
     }
 
-    func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext) async throws -> T {
-        guard let value = try await decodeOptional(type, request, context) else { throw APIError.badRequest("this route takes a JSON body") }
+    func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext, nullable: Bool = false) async throws -> T {
+        guard let value = try await decodeOptional(type, request, context, nullable: nullable) else { throw APIError.badRequest("this route takes a JSON body") }
         return value
     }
 
-    func decodeOptional<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext) async throws -> T? {
+    /// Decodes a JSON body. `null` is refused wherever it appears unless `nullable` (an item's
+    /// attributes, where null means "no value"): an optional field is left out, never null, so
+    /// `{"k": null}` is a 400 rather than a silent default.
+    func decodeOptional<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext, nullable: Bool = false) async throws -> T? {
         var request = request
         let buffer: ByteBuffer
         do { buffer = try await request.collectBody(upTo: settings.maxBodyBytes) } catch {
             throw APIError(.contentTooLarge, "too_large", "the request body is over the \(settings.maxBodyBytes)-byte limit")
         }
         guard buffer.readableBytes > 0 else { return nil }
-        do { return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView)) } catch let e as DecodingError {
+        let data = Data(buffer.readableBytesView)
+        if !nullable, data.range(of: Data("null".utf8)) != nil, let path = Self.firstNull(in: data) {
+            throw APIError.badRequest("\(path) is null; leave an optional field out instead")
+        }
+        do { return try JSONDecoder().decode(T.self, from: data) } catch let e as DecodingError {
             throw APIError.badRequest("the body is not the JSON this route takes: \(APIError.describe(e))")
         } catch let e as EngineError {
             throw APIError.badRequest("\(e)")
@@ -484,6 +491,23 @@ public final class FunnelServer: @unchecked Sendable {
         } catch {
             throw APIError.badRequest("the body is not JSON: \(error)")
         }
+    }
+
+    /// The path of the first JSON null in `data` ("body.k", "body[2].weight"), or nil when there is
+    /// none or the body is not JSON (the decoder then names that). Runs only on bodies that hold
+    /// the bytes "null", so the hot routes never pay for it.
+    static func firstNull(in data: Data) -> String? {
+        guard let root = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else { return nil }
+        func walk(_ value: Any, _ path: String) -> String? {
+            if value is NSNull { return path }
+            if let object = value as? [String: Any] {
+                for key in object.keys.sorted() { if let p = walk(object[key]!, path + "." + key) { return p } }
+            } else if let array = value as? [Any] {
+                for (i, element) in array.enumerated() { if let p = walk(element, path + "[\(i)]") { return p } }
+            }
+            return nil
+        }
+        return walk(root, "body")
     }
 
     // MARK: - Answers
@@ -579,17 +603,6 @@ struct CompactBody: Codable, Sendable {
 
 struct PromoteBody: Codable, Sendable {
     var canary: Double?
-
-    enum CodingKeys: String, CodingKey { case canary }
-
-    init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        // Absent: a full promote. Present, it must be a number (null is no fraction).
-        if c.contains(.canary), try c.decodeNil(forKey: .canary) {
-            throw APIError.badRequest("canary must be a number in (0, 1), got null")
-        }
-        canary = try c.decodeIfPresent(Double.self, forKey: .canary)
-    }
 }
 
 struct WriteAnswer: Encodable {

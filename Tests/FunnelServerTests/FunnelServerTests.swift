@@ -125,6 +125,10 @@ import _TestSupport
                 ("/v1/models/shop/versions/7/promote", .post, nil, .notFound, "not_found"),
                 ("/v1/models/shop/versions/abc/promote", .post, nil, .badRequest, "invalid_argument"),
                 ("/v1/models/shop/versions/2/promote", .post, #"{"canary": 1.5}"#, .badRequest, "invalid_argument"),
+                ("/v1/models/shop/versions/2/promote", .post, #"{"canary": null}"#, .badRequest, "invalid_argument"),
+                ("/v1/models/shop/log/compact", .post, #"{"retire": null}"#, .badRequest, "invalid_argument"),
+                ("/v1/models/shop/recommend", .post, #"{"user": "u5", "k": null}"#, .badRequest, "invalid_argument"),
+                ("/v1/models/shop/interactions", .post, #"[{"user": "u5", "item": "i1", "weight": null}]"#, .badRequest, "invalid_argument"),
                 ("/no/such/route", .get, nil, .notFound, "no_route"),
                 ("/v1/models/shop/interactions", .get, nil, .methodNotAllowed, "method_not_allowed"),
             ]
