@@ -8,11 +8,14 @@ import Glibc
 /// with group commit: records appended while a flush is under way go to disk together in
 /// the next write and `fdatasync`, so many writers share one sync.
 ///
-/// File: a 16-byte header ("FNLWALOG", format version, CRC-32C of both), then records of
-/// `length: u32 | sequence: u64 | crc: u32 | payload`, the CRC-32C covering length,
-/// sequence and payload. Sequences start at 1 and grow by one, except where a compaction
+/// File: a header, then records of `length: u32 | sequence: u64 | crc: u32 | payload`, the
+/// CRC-32C covering length, sequence and payload. The header is "FNLWALOG" and a format
+/// version; version 1 (16 bytes) adds the CRC-32C of both; version 2 (24 bytes, written by a
+/// compaction) adds `floor: u64`, the last sequence issued before the compaction, and the
+/// CRC-32C of all three. Sequences start at 1 and grow by one, except where a compaction
 /// (`rewrite(through:prefix:)`) dropped records: a reader refuses any sequence that does not
-/// grow.
+/// grow, and the next append continues after both the last record and the floor (so a
+/// compaction that dropped the last records never hands out their sequences again).
 ///
 /// Opening reads every record. A record cut short or failing its checksum at the end (a
 /// crash during a write) is a torn tail: it was never acknowledged, so it is cut off and
@@ -26,7 +29,7 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
     public typealias Record = ChangeRecord
 
     public static let magic = Array("FNLWALOG".utf8)
-    public static let formatVersion: UInt32 = 1
+    public static let formatVersion: UInt32 = 2
     /// The largest payload a record may hold (checked before reading one).
     public static let maxPayload = 64 << 20
     static let headerSize = 16, recordHeader = 16
@@ -64,12 +67,12 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
         guard fd >= 0 else { throw PersistenceError.io(path: path, operation: "open", errno: errno) }
         self.fd = fd
         do {
-            let (records, good, size) = try Self.scan(fd: fd, path: path)
+            let (records, good, size, floor) = try Self.scan(fd: fd, path: path)
             recovered = records
-            next = (records.last?.sequence ?? 0) + 1
+            next = max(records.last?.sequence ?? 0, floor) + 1
             if size == 0 {
                 var header = Self.magic
-                withUnsafeBytes(of: Self.formatVersion.littleEndian) { header.append(contentsOf: $0) }
+                withUnsafeBytes(of: UInt32(1).littleEndian) { header.append(contentsOf: $0) }  // version 1: no floor yet
                 let crc = header.withUnsafeBytes { fk_crc32c(0, $0.baseAddress, $0.count) }
                 withUnsafeBytes(of: crc.littleEndian) { header.append(contentsOf: $0) }
                 try Self.writeAll(fd: fd, header, path: path)
@@ -166,15 +169,17 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
         if let failure { throw failure }
         while lock.withLock({ flushing || !pending.isEmpty }) { wake.unlock(); usleep(500); wake.lock() }
         // Nothing is being written now: the file holds every durable record.
-        let (current, _, _) = try Self.scan(fd: fd, path: path)
+        let (current, _, _, _) = try Self.scan(fd: fd, path: path)
         let kept = prefix + current.filter { $0.sequence > through }
+        let floor = lock.withLock { next - 1 }
         let tmp = path + ".compact"
         let out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard out >= 0 else { throw PersistenceError.io(path: tmp, operation: "open", errno: errno) }
         defer { close(out) }
         var bytes = [UInt8]()
         bytes.append(contentsOf: Self.magic)
-        withUnsafeBytes(of: Self.formatVersion.littleEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(2).littleEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: floor.littleEndian) { bytes.append(contentsOf: $0) }
         let crc = bytes.withUnsafeBytes { fk_crc32c(0, $0.baseAddress, $0.count) }
         withUnsafeBytes(of: crc.littleEndian) { bytes.append(contentsOf: $0) }
         for r in kept { Self.encode(r, into: &bytes) }
@@ -246,11 +251,12 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
     }
 
     /// Reads every record: (records, end of the last good one, file size).
-    static func scan(fd: Int32, path: String) throws -> ([Record], Int, Int) {
+    /// The good records, where they end, the file's size, and the header's floor (0 for version 1).
+    static func scan(fd: Int32, path: String) throws -> ([Record], Int, Int, UInt64) {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw PersistenceError.io(path: path, operation: "open", errno: errno) }
         let size = Int(st.st_size)
-        if size == 0 { return ([], 0, 0) }
+        if size == 0 { return ([], 0, 0, 0) }
         var bytes = [UInt8](repeating: 0, count: size)
         let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, size, 0) }
         guard got == size else { throw PersistenceError.corrupt(path: path, reason: "read \(got) of \(size) bytes") }
@@ -259,13 +265,16 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
         }
         func u32(_ at: Int) -> UInt32 { bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt32.self) }.littleEndian }
         func u64(_ at: Int) -> UInt64 { bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt64.self) }.littleEndian }
-        let headCRC = bytes.withUnsafeBytes { fk_crc32c(0, $0.baseAddress, 12) }
-        guard u32(12) == headCRC else { throw PersistenceError.corrupt(path: path, reason: "header checksum mismatch") }
         let version = u32(8)
         guard version >= 1, version <= formatVersion else {
             throw PersistenceError.corrupt(path: path, reason: "format version \(version); this build reads 1...\(formatVersion)")
         }
-        var records = [Record](), at = headerSize
+        let header = version == 1 ? headerSize : headerSize + 8
+        guard size >= header else { throw PersistenceError.corrupt(path: path, reason: "a \(size)-byte file is shorter than its \(header)-byte header") }
+        let headCRC = bytes.withUnsafeBytes { fk_crc32c(0, $0.baseAddress, header - 4) }
+        guard u32(header - 4) == headCRC else { throw PersistenceError.corrupt(path: path, reason: "header checksum mismatch") }
+        let floor = version == 1 ? 0 : u64(12)
+        var records = [Record](), at = header
         var expected: UInt64? = nil
         while at < size {
             // A record that does not fit, or fails its checksum, ends the good part.
@@ -303,7 +312,7 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
                 probe += 1
             }
         }
-        return (records, at, size)
+        return (records, at, size, floor)
     }
 
     static func writeAll(fd: Int32, _ bytes: [UInt8], path: String) throws {

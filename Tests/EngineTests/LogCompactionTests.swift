@@ -62,6 +62,35 @@ import _TestSupport
         #expect(try reopened.append(Array("next".utf8)) == 251)
     }
 
+    @Test("a compaction that drops the last records never hands their sequences out again, after a restart as well")
+    func floorSurvivesRestart() throws {
+        let dir = TempDir("funnel-compact")
+        defer { dir.cleanup() }
+        let path = dir.file("x.wal")
+        do {
+            let wal = try WriteAheadLog(path: path)
+            for i in 1...20 { try wal.append(Array("r\(i)".utf8)) }
+            // Keep 5 of the 20: 6...20 go (a retrained version folded them all).
+            try wal.rewrite(through: 20, prefix: [ChangeRecord(sequence: 5, payload: Array("r5".utf8))])
+            #expect(try wal.append(Array("a".utf8)) == 21)
+        }
+        do {
+            let wal = try WriteAheadLog(path: path)
+            #expect(wal.recovered.map(\.sequence) == [5, 21])
+            #expect(try wal.append(Array("b".utf8)) == 22)
+            // Compacted again, down to nothing: the floor is what had been issued.
+            try wal.rewrite(through: 22, prefix: [])
+        }
+        let wal = try WriteAheadLog(path: path)
+        #expect(wal.recovered.isEmpty && wal.lastSequence == 22)
+        #expect(try wal.append(Array("c".utf8)) == 23)
+        // The header is checksummed with its floor: a flipped floor byte is refused.
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[13] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        #expect(throws: PersistenceError.self) { try WriteAheadLog(path: path) }
+    }
+
     @Test("the retrain loop ends compacted: refused while a rollback target folded less, then retired; the replay answers as the full log's")
     func afterRetrain() throws {
         let f = try LiveRegistryFixture()
