@@ -184,12 +184,17 @@ extension Retraining {
     /// interactions (new users and items grow the vocabularies) and the attributes of the
     /// items written while serving (the last write of each), read with the bundle's columns.
     /// Deletes are not folded: the server applies them again over the new version.
+    /// Interactions the bundle already folded (sequences up to its `changeLogThrough`, when it
+    /// was itself retrained from the log) are skipped and counted in `alreadyFolded`: they are
+    /// in its interaction log, and a second retrain must not count them twice.
     public struct LoggedChanges: Sendable {
         public var interactions: InteractionLog
         public var items: AttributeTable?
         /// The last record read.
         public var through: UInt64
         public var records = 0, newItems = 0, skipped = 0
+        /// Interaction records at or before the bundle's `changeLogThrough`, left out.
+        public var alreadyFolded = 0
     }
 
     /// - Parameter engine: the bundle the changes apply to, loaded without them.
@@ -204,10 +209,12 @@ extension Retraining {
         var users = Vocabulary(engine.catalog.userIDs), items = Vocabulary(engine.catalog.itemIDs)
         var given = [String: [String: AttributeValue]]()
         var events = [(String, String, Int64, Double?)]()
-        var out = LoggedChanges(interactions: InteractionLog(), items: nil, through: records.last?.sequence ?? 0, records: records.count)
+        let folded = engine.bundle.changeLogThrough
+        var out = LoggedChanges(interactions: InteractionLog(), items: nil, through: max(records.last?.sequence ?? 0, folded), records: records.count)
         let now = Int64(Date().timeIntervalSince1970)
         for r in records {
             guard let change = try? decoder.decode(LiveChange.self, from: Data(r.payload)) else { out.skipped += 1; continue }
+            if case .interactions = change, r.sequence <= folded { out.alreadyFolded += 1; continue }
             switch change {
             case .upsert(let id, let attributes):
                 given[id] = attributes  // the last write of an item wins

@@ -58,6 +58,7 @@ struct Retrain: AsyncParsableCommand {
             }
             guard c.interactions.count > 0 else { throw ValidationError("\(path) holds no interactions to retrain on (\(c.records) records)") }
             print("\(changeLog == nil ? "write-ahead log " : "")\(path): \(c.records) records through \(c.through): \(c.interactions.count) interactions, \(c.newItems) new items"
+                  + (c.alreadyFolded > 0 ? ", \(c.alreadyFolded) interaction records left out (the model folded them already)" : "")
                   + (c.skipped > 0 ? ", \(c.skipped) skipped (unreadable, or on items never written)" : ""))
             (new, itemTable, userTable) = (c.interactions, c.items, nil)
             options.changeLogThrough = c.through

@@ -214,6 +214,18 @@ import _TestSupport
         #expect(count == before + 2)
         #expect(abs(e.features.logPopularity[i5] - Float(log1p(Double(count)))) < 1e-6)
         #expect(!(try e.recommend(user: "u2", k: 50).items.contains { $0.item == "i5" }))
+
+        // A second retrain over v2 from the same log folds only what came after 4.
+        try live.writeAndWait(.interactions([LiveInteraction(user: "u4", item: "i5", timestamp: 2_000_000_002)]))
+        let again = try Retraining.changes(inLog: f.wal, over: e)
+        #expect(again.records == 5 && again.alreadyFolded == 1 && again.interactions.count == 1 && again.through == 5)
+        var options = Retraining.Options()
+        options.epochs = 1
+        options.changeLogThrough = again.through
+        let (v3, _) = try Retraining.retrain(e, interactions: again.interactions, items: again.items, options: options, to: "\(w.cat.folder)/v3")
+        let e3 = try Engine(folder: v3.folder)
+        let log3 = e3.catalog.log, i5v3 = e3.item("i5")!
+        #expect((0..<log3.count).filter { log3.itemIndex[$0] == Int32(i5v3) }.count == before + 3)
     }
 
     @Test("Concurrency: requests answer while items are written and deleted and interactions recorded")
