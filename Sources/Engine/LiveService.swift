@@ -98,13 +98,10 @@ public final class LiveService: @unchecked Sendable {
     /// The log's records as this service holds them (for compaction).
     func lockedRecords() -> [ChangeRecord] { applyLock.withLock { records } }
 
-    /// After a compaction: `kept` is what the log holds through its last record; records
-    /// delivered since stay after it.
-    func replaceRecords(_ kept: [ChangeRecord]) {
-        applyLock.withLock {
-            let last = kept.last?.sequence ?? 0
-            records = kept + records.filter { $0.sequence > last }
-        }
+    /// After a compaction through `through`: `prefix` is what the log keeps up to it; the
+    /// records after it stay.
+    func replaceRecords(_ prefix: [ChangeRecord], through: UInt64) {
+        applyLock.withLock { records = prefix + records.filter { $0.sequence > through } }
     }
 
     // MARK: - Applying

@@ -66,52 +66,67 @@ public enum LogCompaction {
 }
 
 extension LiveService {
-    /// Compacts the write-ahead log through what the production version has folded.
+    /// Compacts the change log through what the production version has folded.
     ///
     /// Every other version that may still serve (staging, canary, shadow, rollback targets)
     /// must have folded at least as much: compacting would take from it writes it needs.
     /// Such versions are refused by name (409), or, with `retire`, archived for good first.
-    /// Appends wait while the log is rewritten; later records are kept.
-    /// - Throws: `EngineError.invalidRequest` without a file write-ahead log (a shared
-    ///   PostgreSQL log is not compacted here); `RegistryError.invalidTransition` naming the
-    ///   versions in the way.
-    public func compact(retire: Bool = false) throws -> LogCompactionReport {
+    /// The file write-ahead log is rewritten while appends wait; a log replicas share
+    /// (`CompactingChangeLog`) compacts in its database, atomically with every replica's
+    /// appends. Later records are kept. Other replicas keep the records they hold in memory
+    /// until they restart; they read the compacted log without complaint.
+    /// - Throws: `EngineError.invalidRequest` without a log, or for a log that cannot be
+    ///   compacted; `RegistryError.invalidTransition` naming the versions in the way.
+    public func compact(retire: Bool = false) async throws -> LogCompactionReport {
         guard let log else { throw EngineError.invalidRequest("this server takes no writes: there is no log to compact") }
-        guard let wal = log as? WriteAheadLog else {
-            throw EngineError.invalidRequest("compaction is built for the file write-ahead log; \(log.location) is a log replicas share")
+        guard log is WriteAheadLog || log is CompactingChangeLog else {
+            throw EngineError.invalidRequest("the change log at \(log.location) cannot be compacted")
         }
-        var retired = [String]()
-        let through: UInt64
-        if let models {
-            let registry = ModelRegistry(root: models.root)
-            let versions = try registry.versions(of: models.name)
-            func folded(_ v: ModelVersion) throws -> UInt64 {
-                let manifest = try ModelBundle.manifest(of: registry.folder(models.name, v))
-                return manifest.parameters[ModelBundle.changeLogThroughKey].flatMap { UInt64($0) } ?? 0
-            }
-            guard let production = versions.first(where: { $0.state == .production }) else {
-                throw RegistryError.invalidTransition("\(models.name) has no production version: nothing says how far the log is folded")
-            }
-            through = try folded(production)
-            let servable = versions.filter { $0.version != production.version && !($0.state == .archived && $0.promoted == nil) }
-            let behind = try servable.filter { try folded($0) < through }
-            if !behind.isEmpty {
-                let names = behind.map { "v\($0.version) (\($0.state.rawValue)\($0.state == .archived ? ", a rollback target" : ""))" }
-                guard retire else {
-                    throw RegistryError.invalidTransition("compacting \(models.name)'s log through \(through) would take writes from "
-                        + names.joined(separator: ", ") + ", which folded less of it; retire them (retire: true) or promote past them")
-                }
-                try registry.retire(models.name, versions: behind.map(\.version))
-                _ = models.refresh()
-                retired = behind.map { "v\($0.version)" }
-            }
-        } else {
-            through = fixed!.bundle.changeLogThrough
+        let (through, retired) = try compactionPoint(retire: retire)
+        if let shared = log as? CompactingChangeLog {
+            let done = try await shared.compact(through: through) { LogCompaction.compacted($0, through: through) }
+            replaceRecords(done.prefix, through: through)
+            return LogCompactionReport(through: through, recordsBefore: done.recordsBefore, recordsAfter: done.recordsAfter, retired: retired)
         }
-        let snapshot = lockedRecords()
-        let prefix = LogCompaction.compacted(snapshot.filter { $0.sequence <= through }, through: through)
-        let kept = try wal.rewrite(through: through, prefix: prefix)
-        replaceRecords(kept)
-        return LogCompactionReport(through: through, recordsBefore: snapshot.count, recordsAfter: kept.count, retired: retired)
+        // The rewrite blocks while appends drain: off the cooperative pool.
+        let wal = log as! WriteAheadLog
+        return try await withCheckedThrowingContinuation { c in
+            DispatchQueue.global().async {
+                c.resume(with: Result {
+                    let snapshot = self.lockedRecords()
+                    let prefix = LogCompaction.compacted(snapshot.filter { $0.sequence <= through }, through: through)
+                    let kept = try wal.rewrite(through: through, prefix: prefix)
+                    self.replaceRecords(prefix, through: through)
+                    return LogCompactionReport(through: through, recordsBefore: snapshot.count, recordsAfter: kept.count, retired: retired)
+                })
+            }
+        }
+    }
+
+    /// How far the log may be compacted (what production folded), after retiring the versions
+    /// that folded less when `retire` allows it.
+    private func compactionPoint(retire: Bool) throws -> (through: UInt64, retired: [String]) {
+        guard let models else { return (fixed!.bundle.changeLogThrough, []) }
+        let registry = ModelRegistry(root: models.root)
+        let versions = try registry.versions(of: models.name)
+        func folded(_ v: ModelVersion) throws -> UInt64 {
+            let manifest = try ModelBundle.manifest(of: registry.folder(models.name, v))
+            return manifest.parameters[ModelBundle.changeLogThroughKey].flatMap { UInt64($0) } ?? 0
+        }
+        guard let production = versions.first(where: { $0.state == .production }) else {
+            throw RegistryError.invalidTransition("\(models.name) has no production version: nothing says how far the log is folded")
+        }
+        let through = try folded(production)
+        let servable = versions.filter { $0.version != production.version && !($0.state == .archived && $0.promoted == nil) }
+        let behind = try servable.filter { try folded($0) < through }
+        guard !behind.isEmpty else { return (through, []) }
+        let names = behind.map { "v\($0.version) (\($0.state.rawValue)\($0.state == .archived ? ", a rollback target" : ""))" }
+        guard retire else {
+            throw RegistryError.invalidTransition("compacting \(models.name)'s log through \(through) would take writes from "
+                + names.joined(separator: ", ") + ", which folded less of it; retire them (retire: true) or promote past them")
+        }
+        try registry.retire(models.name, versions: behind.map(\.version))
+        _ = models.refresh()
+        return (through, behind.map { "v\($0.version)" })
     }
 }

@@ -279,8 +279,8 @@ public final class FunnelServer: @unchecked Sendable {
         model.post("log/compact") { [self] request, context -> Response in
             try check(context, write: request)
             let retire = try await decodeOptional(CompactBody.self, request, context)?.retire ?? false
-            // Blocks while the log is rewritten (appends wait): off the cooperative pool.
-            return Self.jsonResponse(try await answerBody { try self.service.compact(retire: retire) })
+            let report = try await service.compact(retire: retire)
+            return Self.jsonResponse(try Self.jsonBody(report))
         }
         return router
     }

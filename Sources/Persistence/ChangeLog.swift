@@ -33,6 +33,28 @@ public protocol ChangeLog: AnyObject, Sendable {
     func appendAndWait(_ payload: [UInt8]) throws -> UInt64
 }
 
+/// What a compaction did: the records before and after, and those it kept up to its end.
+public struct ChangeLogCompaction: Sendable, Equatable {
+    public var recordsBefore: Int, recordsAfter: Int
+    public var prefix: [ChangeRecord]
+
+    public init(recordsBefore: Int, recordsAfter: Int, prefix: [ChangeRecord]) {
+        self.recordsBefore = recordsBefore
+        self.recordsAfter = recordsAfter
+        self.prefix = prefix
+    }
+}
+
+/// A change log that compacts itself where it is stored, atomically with the appends of every
+/// process that shares it (the PostgreSQL log of replicas). The file `WriteAheadLog` is
+/// compacted by its one owner with `rewrite(through:prefix:)`.
+public protocol CompactingChangeLog: ChangeLog {
+    /// Replaces the records up to `through` by what `compacting` keeps of them (given in
+    /// order; a subset, in order); later records stay. Readers then accept the gaps left up to
+    /// `through`, and later sequences continue after it.
+    func compact(through: UInt64, _ compacting: @escaping @Sendable ([ChangeRecord]) -> [ChangeRecord]) async throws -> ChangeLogCompaction
+}
+
 /// An error of a change log that says whether the write may have happened: a server answers
 /// `unavailable` (503: nothing was written, retry) or `unknown_outcome` (the write may be in
 /// the log; retry only what is idempotent).

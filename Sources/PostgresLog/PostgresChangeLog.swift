@@ -10,7 +10,8 @@ import PostgresNIO
 /// A change log that replicas share, in a PostgreSQL table (postgres-nio).
 ///
 /// Table `T` (created when missing): `seq bigint primary key, payload bytea, replica text,
-/// committed_at timestamptz`; and `T_replicas`: how far each replica has applied.
+/// committed_at timestamptz`; `T_replicas`: how far each replica has applied; and
+/// `T_compactions`: each compaction's `through` sequence and record counts.
 ///
 /// - **Writes** (any replica): a batch of pending appends goes in one transaction that first
 ///   takes an advisory lock on the table, reads `max(seq)` and inserts the batch after it, then
@@ -34,7 +35,14 @@ import PostgresNIO
 /// A commit whose answer was lost (the connection dropped during `COMMIT`) is reported as
 /// unknown: the write may be in the log. Item upserts and deletes are idempotent; a retried
 /// interaction batch may count twice.
-public final class PostgresChangeLog: ChangeLog, @unchecked Sendable {
+///
+/// - **Compaction** (`compact(through:_:)`): in one transaction under the writers' lock, the
+///   rows up to `through` that the caller does not keep are deleted and `through` is recorded
+///   in `T_compactions`. Readers accept gaps at or below the highest `through` recorded (read
+///   in the same statement as the rows, so they see both or neither) and nowhere else; new
+///   sequences continue after both `max(seq)` and that `through`, so a sequence is never
+///   handed out twice.
+public final class PostgresChangeLog: CompactingChangeLog, @unchecked Sendable {
     public let location: String
     public let recovered: [ChangeRecord]
     /// The table and this replica's name in `T_replicas`.
@@ -91,6 +99,11 @@ public final class PostgresChangeLog: ChangeLog, @unchecked Sendable {
                 CREATE TABLE IF NOT EXISTS \(table)_replicas (
                   name text PRIMARY KEY, applied bigint NOT NULL, updated_at timestamptz NOT NULL)
                 """), logger: logger)
+            try await connection.query(PostgresQuery(unsafeSQL: """
+                CREATE TABLE IF NOT EXISTS \(table)_compactions (
+                  through bigint PRIMARY KEY, records_before bigint NOT NULL, records_after bigint NOT NULL,
+                  compacted_at timestamptz NOT NULL DEFAULT clock_timestamp())
+                """), logger: logger)
             try await connection.query("SELECT pg_advisory_unlock(\(key))", logger: logger)
             let records = try await Self.records(of: table, on: connection, logger: logger)
             return PostgresChangeLog(location: location, table: table, replica: replica, configuration: configuration, poll: poll,
@@ -110,7 +123,11 @@ public final class PostgresChangeLog: ChangeLog, @unchecked Sendable {
         try Self.check(table: table)
         let connection = try await Self.connect(configuration, logger: logger, location: location)
         do {
-            let records = try await Self.records(of: table, on: connection, logger: logger)
+            // A table written by a build without compaction has no T_compactions: no gaps allowed.
+            var compacted = false
+            for try await known in try await connection.query(PostgresQuery(unsafeSQL: "SELECT to_regclass('\(table)_compactions') IS NOT NULL"),
+                                                                 logger: logger).decode(Bool.self) { compacted = known }
+            let records = try await Self.records(of: table, on: connection, logger: logger, compactions: compacted)
             try await connection.close()
             return records
         } catch {
@@ -126,14 +143,20 @@ public final class PostgresChangeLog: ChangeLog, @unchecked Sendable {
         }
     }
 
-    /// The table's records in order, checked for gaps.
-    private static func records(of table: String, on connection: PostgresConnection, logger: Logger) async throws -> [ChangeRecord] {
+    /// The table's records in order, checked for gaps (allowed at or below the compactions'
+    /// highest `through`).
+    private static func records(of table: String, on connection: PostgresConnection, logger: Logger, compactions: Bool = true) async throws -> [ChangeRecord] {
         var records = [ChangeRecord]()
-        let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT seq, payload FROM \(table) ORDER BY seq"), logger: logger)
-        for try await (seq, payload) in rows.decode((Int64, ByteBuffer).self) {
-            records.append(try Self.record(seq, payload, after: records.last?.sequence ?? 0, table: table))
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT seq, payload, \(compactions ? compactedSQL(table) : "0::bigint") FROM \(table) ORDER BY seq"), logger: logger)
+        for try await (seq, payload, compacted) in rows.decode((Int64, ByteBuffer, Int64).self) {
+            records.append(try Self.record(seq, payload, after: records.last?.sequence ?? 0, compacted: compacted, table: table))
         }
         return records
+    }
+
+    /// The highest sequence a compaction went through (0: none), as a scalar subquery.
+    static func compactedSQL(_ table: String) -> String {
+        "(SELECT coalesce(max(through), 0) FROM \(table)_compactions)"
     }
 
     private init(location: String, table: String, replica: String, configuration: PostgresConnection.Configuration, poll: Duration,
@@ -209,12 +232,12 @@ public final class PostgresChangeLog: ChangeLog, @unchecked Sendable {
         while true {
             let after = applied
             let rows = try await connection.query(PostgresQuery(unsafeSQL: """
-                SELECT seq, payload, extract(epoch FROM clock_timestamp() - committed_at)::float8
+                SELECT seq, payload, extract(epoch FROM clock_timestamp() - committed_at)::float8, \(Self.compactedSQL(table))
                 FROM \(table) WHERE seq > \(after) ORDER BY seq LIMIT \(Self.fetchBatch)
                 """), logger: logger)
             var batch = [ChangeRecord](), lag = 0.0
-            for try await (seq, payload, age) in rows.decode((Int64, ByteBuffer, Double).self) {
-                batch.append(try Self.record(seq, payload, after: batch.last?.sequence ?? after, table: table))
+            for try await (seq, payload, age, compacted) in rows.decode((Int64, ByteBuffer, Double, Int64).self) {
+                batch.append(try Self.record(seq, payload, after: batch.last?.sequence ?? after, compacted: compacted, table: table))
                 lag = max(lag, age)
             }
             guard let last = batch.last?.sequence else {
@@ -347,7 +370,9 @@ public final class PostgresChangeLog: ChangeLog, @unchecked Sendable {
             began = true
             try await c.query("SELECT pg_advisory_xact_lock(\(key))", logger: logger)
             var last: Int64 = 0
-            for try await m in try await c.query(PostgresQuery(unsafeSQL: "SELECT coalesce(max(seq), 0) FROM \(table)"), logger: logger).decode(Int64.self) { last = m }
+            // After a compaction the last rows may be gone: continue after what it went through.
+            for try await m in try await c.query(PostgresQuery(unsafeSQL: "SELECT greatest(coalesce(max(seq), 0), \(Self.compactedSQL(table))) FROM \(table)"),
+                                                 logger: logger).decode(Int64.self) { last = m }
             first = last + 1
             var binds = PostgresBindings()
             binds.append(payloads.indices.map { first + Int64($0) })
@@ -372,11 +397,71 @@ public final class PostgresChangeLog: ChangeLog, @unchecked Sendable {
         return UInt64(first)
     }
 
+    // MARK: - Compaction
+
+    /// Replaces the rows up to `through` by those `compacting` keeps of them (given in order;
+    /// it returns a subset, in order), in one transaction that appends wait for, and records
+    /// the compaction. Later rows stay.
+    /// - Returns: the rows before and after, and the kept rows up to `through`.
+    /// - Throws: `PostgresChangeLogError` when the database is unreachable (nothing changed),
+    ///   `through` is past the last sequence, or `compacting` returned a row it was not given.
+    public func compact(through: UInt64, _ compacting: @escaping @Sendable ([ChangeRecord]) -> [ChangeRecord]) async throws -> ChangeLogCompaction {
+        let connection = try await Self.connect(configuration, logger: logger, location: location)
+        defer { connection.close().whenComplete { _ in withExtendedLifetime(connection) {} } }
+        let table = table, logger = logger
+        var began = false
+        do {
+            try await connection.query("BEGIN", logger: logger)
+            began = true
+            try await connection.query("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger)
+            var before = 0, last: Int64 = 0
+            for try await (n, m) in try await connection.query(PostgresQuery(unsafeSQL: """
+                SELECT count(*), greatest(coalesce(max(seq), 0), \(Self.compactedSQL(table))) FROM \(table)
+                """), logger: logger).decode((Int64, Int64).self) { (before, last) = (Int(n), m) }
+            guard through <= UInt64(max(0, last)) else {
+                throw PostgresChangeLogError.invalid("cannot compact \(table) through \(through): its last sequence is \(last)")
+            }
+            var upTo = [ChangeRecord]()
+            for try await (seq, payload, compacted) in try await connection.query(PostgresQuery(unsafeSQL: """
+                SELECT seq, payload, \(Self.compactedSQL(table)) FROM \(table) WHERE seq <= \(through) ORDER BY seq
+                """), logger: logger).decode((Int64, ByteBuffer, Int64).self) {
+                upTo.append(try Self.record(seq, payload, after: upTo.last?.sequence ?? 0, compacted: compacted, table: table))
+            }
+            let kept = compacting(upTo)
+            var given = Set(upTo.map(\.sequence)), previous: UInt64 = 0
+            for r in kept {
+                guard r.sequence > previous, given.remove(r.sequence) != nil else {
+                    throw PostgresChangeLogError.invalid("compaction of \(table) kept sequence \(r.sequence), which is not one of the rows through \(through) in order")
+                }
+                previous = r.sequence
+            }
+            var binds = PostgresBindings()
+            binds.append(given.sorted().map { Int64($0) })
+            try await connection.query(PostgresQuery(unsafeSQL: "DELETE FROM \(table) WHERE seq = ANY($1::bigint[])", binds: binds), logger: logger)
+            let after = before - given.count
+            try await connection.query(PostgresQuery(unsafeSQL: """
+                INSERT INTO \(table)_compactions (through, records_before, records_after) VALUES (\(through), \(before), \(after))
+                ON CONFLICT (through) DO UPDATE SET records_before = EXCLUDED.records_before,
+                  records_after = EXCLUDED.records_after, compacted_at = clock_timestamp()
+                """), logger: logger)
+            try await connection.query("COMMIT", logger: logger)
+            logger.info("change log \(table): compacted through \(through), \(before) records to \(after)")
+            return ChangeLogCompaction(recordsBefore: before, recordsAfter: after, prefix: kept)
+        } catch {
+            if began { _ = try? await connection.query("ROLLBACK", logger: logger) }
+            throw PostgresChangeLogError.wrap(error, doing: "compacting the change log \(table) at \(location)")
+        }
+    }
+
     // MARK: - Helpers
 
-    private static func record(_ seq: Int64, _ payload: ByteBuffer, after: UInt64, table: String) throws -> ChangeRecord {
-        guard seq > 0, UInt64(seq) == after + 1 else {
-            throw PostgresChangeLogError.corrupt("table \(table) holds sequence \(seq) after \(after): its sequences must run 1, 2, 3, ... without a gap (were rows deleted by hand?)")
+    /// A row read after sequence `after`: sequences grow by one, except at or below
+    /// `compacted` (the highest compaction's `through`), where they only grow.
+    private static func record(_ seq: Int64, _ payload: ByteBuffer, after: UInt64, compacted: Int64, table: String) throws -> ChangeRecord {
+        let floor = UInt64(max(0, compacted))
+        guard seq > 0, UInt64(seq) > after, UInt64(seq) <= floor || UInt64(seq) == max(after, floor) + 1 else {
+            throw PostgresChangeLogError.corrupt("table \(table) holds sequence \(seq) after \(after): its sequences must run 1, 2, 3, ... without a gap"
+                + (floor > 0 ? " after \(floor), the last compaction's end" : "") + " (were rows deleted by hand?)")
         }
         guard payload.readableBytes <= WriteAheadLog.maxPayload else {
             throw PostgresChangeLogError.corrupt("table \(table), sequence \(seq): a payload of \(payload.readableBytes) bytes is over the \(WriteAheadLog.maxPayload)-byte limit")

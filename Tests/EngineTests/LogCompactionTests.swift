@@ -92,7 +92,7 @@ import _TestSupport
     }
 
     @Test("the retrain loop ends compacted: refused while a rollback target folded less, then retired; the replay answers as the full log's")
-    func afterRetrain() throws {
+    func afterRetrain() async throws {
         let f = try LiveRegistryFixture()
         let (w, root, registry, wal, models, live) = (f.world, f.root, f.registry, f.wal, f.models, f.live)
         defer { w.cat.remove() }
@@ -111,13 +111,13 @@ import _TestSupport
 
         // v1, the rollback target, folded nothing: compacting would take its interactions.
         do {
-            _ = try live.compact()
+            _ = try await live.compact()
             Issue.record("compaction went ahead past a rollback target that needs the log")
         } catch let e as RegistryError {
             #expect("\(e)".contains("v1") && "\(e)".contains("rollback target"), "\(e)")
         }
         #expect(try WriteAheadLog.read(wal).count == 7)
-        let report = try live.compact(retire: true)
+        let report = try await live.compact(retire: true)
         #expect(report == LogCompactionReport(through: 4, recordsBefore: 7, recordsAfter: 6, retired: ["v1"]))
         #expect(try WriteAheadLog.read(wal).map(\.sequence) == [1, 2, 4, 5, 6, 7])
         #expect(throws: RegistryError.self) { try registry.rollback("shop") }  // v1 is no rollback target now

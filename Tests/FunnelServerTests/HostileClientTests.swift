@@ -124,7 +124,7 @@ import Glibc
 
     @Test("a half-sent head or body gets a 408 at the read deadline; other clients are answered meanwhile")
     func readDeadline() async throws {
-        try await Self.app(readTimeout: 0.5).test(.live) { client in
+        try await Self.app(readTimeout: 2).test(.live) { client in
             let port = try #require(client.port)
             let head = try RawClient(port: port)
             defer { head.close() }
@@ -133,22 +133,23 @@ import Glibc
             let started = Date()
             head.send("GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             body.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
-            // Well before the deadline, a complete request on its own connection is answered.
+            // Well before the deadline, a complete request on its own connection is answered (the
+            // margin is wide: a loaded machine running the suite in parallel is slow to answer).
             let other = try RawClient(port: port)
             defer { other.close() }
             other.send("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
-            #expect(await other.readAll(seconds: 0.4, until: { $0.hasSuffix("pong") }).text.hasSuffix("pong"))
+            #expect(await other.readAll(seconds: 1.5, until: { $0.hasSuffix("pong") }).text.hasSuffix("pong"))
             for c in [head, body] {
                 let r = await c.readAll(seconds: 4)
                 #expect(r.closed && Self.status(r.text) == 408 && Self.errorCode(r.text) == "request_timeout", "\(r.text.prefix(200))")
             }
-            #expect(Date().timeIntervalSince(started) >= 0.5)
+            #expect(Date().timeIntervalSince(started) >= 2)
             // A connection that finished its request in time is not cut by the deadline.
             let ok = try RawClient(port: port)
             defer { ok.close() }
             ok.send("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(await ok.readAll(seconds: 2, until: { $0.hasSuffix("pong") }).text.hasSuffix("pong"))
-            try await Task.sleep(for: .milliseconds(700))
+            try await Task.sleep(for: .milliseconds(2_300))  // idle past the read deadline
             ok.send("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
             let r = await ok.readAll(seconds: 2, until: { $0.hasSuffix("pong") })
             #expect(!r.closed && r.text.hasSuffix("pong"), "\(r.text.prefix(200))")

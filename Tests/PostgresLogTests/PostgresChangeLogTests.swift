@@ -117,6 +117,64 @@ struct PostgresChangeLogTests {
         }
     }
 
+    @Test("Compaction deletes what it does not keep, in one step; replicas, late followers and readers take the gaps; no sequence is handed out twice")
+    func compaction() async throws {
+        let table = Self.table("compact")
+        let a = try await Self.open(table, replica: "a")
+        defer { a.close() }
+        let seenA = Seen()
+        a.follow { seenA.add($0) }
+        _ = try await a.append(Array("r1".utf8))
+        // A replica that has applied only 1 and follows after the compaction.
+        let late = try await Self.open(table, replica: "late")
+        defer { late.close() }
+        #expect(late.recovered.map(\.sequence) == [1])
+        for i in 2...10 { _ = try await a.append(Array("r\(i)".utf8)) }
+        let b = try await Self.open(table, replica: "b")
+        defer { b.close() }
+        let seenB = Seen()
+        b.follow { seenB.add($0) }
+
+        // Keeping a row it was not given is refused, and nothing changes.
+        do {
+            _ = try await a.compact(through: 8) { _ in [ChangeRecord(sequence: 9, payload: [])] }
+            Issue.record("a compaction kept a row past its end")
+        } catch let e as PostgresChangeLogError { #expect("\(e)".contains("sequence 9"), "\(e)") }
+        let url = try #require(Self.url)
+        #expect(try await PostgresChangeLog.read(url: url, table: table).count == 10)
+        do {
+            _ = try await a.compact(through: 11) { $0 }
+            Issue.record("a compaction went past the last sequence")
+        } catch let e as PostgresChangeLogError { #expect("\(e)".contains("last sequence is 10"), "\(e)") }
+
+        // Through 8, keeping 2 and 5 (the closure sees exactly the rows 1...8, in order).
+        let given = Seen()
+        let done = try await a.compact(through: 8) { rows in given.add(rows); return rows.filter { $0.sequence == 2 || $0.sequence == 5 } }
+        #expect(given.all.map(\.sequence) == Array(1...8) && given.all.allSatisfy { $0.payload == Array("r\($0.sequence)".utf8) })
+        #expect(done.recordsBefore == 10 && done.recordsAfter == 4 && done.prefix.map(\.sequence) == [2, 5])
+        #expect(try await PostgresChangeLog.read(url: url, table: table).map(\.sequence) == [2, 5, 9, 10])
+        // Both replicas go on, and agree.
+        #expect(try await b.append(Array("r11".utf8)) == 11)
+        try await Self.settle(seenA, count: 11)
+        #expect(seenA.all.map(\.sequence) == Array(1...11) && seenB.all.map(\.sequence) == [11])
+        // The late follower reads the gaps below the compaction's end.
+        let seenLate = Seen()
+        late.follow { seenLate.add($0) }
+        try await Self.settle(seenLate, count: 5)
+        #expect(seenLate.all.map(\.sequence) == [2, 5, 9, 10, 11])
+
+        // Compacted down to nothing: the next sequence continues after the end, not after what is left.
+        for i in 12...13 { _ = try await a.append(Array("r\(i)".utf8)) }
+        let all = try await a.compact(through: 13) { _ in [] }
+        #expect(all.recordsBefore == 7 && all.recordsAfter == 0)
+        #expect(try await b.append(Array("r14".utf8)) == 14)
+        let fresh = try await Self.open(table, replica: "c")
+        defer { fresh.close() }
+        #expect(fresh.recovered.map(\.sequence) == [14])
+        try await Self.settle(seenA, count: 14)
+        #expect(seenA.all.map(\.sequence) == Array(1...14))
+    }
+
     @Test("A table with a hole in its sequences is refused at open, naming the table and the sequence")
     func gapRefused() async throws {
         let table = Self.table("gap")
