@@ -1474,7 +1474,7 @@ public enum OpenAPIDocument {
             "description": "Not ready"
           }
         },
-        "summary": "Compact the write-ahead log through what production has folded (after a retrain from the log and its promote)"
+        "summary": "Compact the change log (the file write-ahead log, or the PostgreSQL log replicas share) through what production has folded (after a retrain from the log and its promote)"
       }
     },
     "/v1/models/{name}/query": {
