@@ -10,9 +10,13 @@ import Darwin
 public enum PersistenceError: Error, CustomStringConvertible, Equatable {
     case io(path: String, operation: String, errno: Int32)
     case corrupt(path: String, reason: String)
+    /// Another process (or another open of the same file here) holds the file's lock.
+    case inUse(path: String, reason: String)
 
     public var description: String {
         switch self {
+        case .inUse(let path, let reason):
+            return "\(path): \(reason)"
         case .io(let path, let op, let e):
             return "\(op) failed for \(path): \(String(cString: strerror(e)))"
         case .corrupt(let path, let reason):

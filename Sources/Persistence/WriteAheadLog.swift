@@ -22,6 +22,11 @@ import Glibc
 /// reported in `repaired`. A bad record followed by good ones is corruption, not a torn
 /// tail: opening refuses the file rather than drop acknowledged writes.
 ///
+/// One writer at a time: opening takes an exclusive `flock` on the file, held until the log
+/// is freed, so a second server (or a second open in this process) on the same log is refused
+/// with `PersistenceError.inUse` instead of interleaving its sequences. Readers
+/// (`read(_:)`) take no lock.
+///
 /// After a sync, `onDurable` runs on the flush thread with the records of that sync, in
 /// sequence order, before their writers are answered: state applied there is applied in log
 /// order, as a replay applies it.
@@ -43,22 +48,18 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
     public var lastSequence: UInt64 { lock.withLock { next - 1 } }
 
     private let fd: Int32
-    private let lock = NSLock()
-    private let wake = NSCondition()
     private var next: UInt64
-    private var pending: [(record: Record, done: (Result<UInt64, Error>) -> Void)] = []
-    private var flushing = false
-    private var failure: Error?
-    private var closed = false
-    private var thread: Thread?
-    private var onDurable: @Sendable ([Record]) -> Void
+    /// What the flush thread shares with the log. The thread holds it, never the log, so the
+    /// log is freed (its file flushed, closed and unlocked) once its last user lets go.
+    private let state: FlushState
+    private var lock: NSLock { state.lock }
+    private var wake: NSCondition { state.wake }
 
     /// Opens (or creates) the log at `path`.
     /// - Throws: `PersistenceError` for a file that is not a log, a newer format, or
     ///   corruption before the last record.
     public init(path: String, onDurable: @escaping @Sendable ([Record]) -> Void = { _ in }) throws {
         self.path = path
-        self.onDurable = onDurable
         var st = stat()
         if stat(path, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
             throw PersistenceError.corrupt(path: path, reason: "not a regular file")
@@ -66,7 +67,9 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw PersistenceError.io(path: path, operation: "open", errno: errno) }
         self.fd = fd
+        state = FlushState(fd: fd, path: path, onDurable: onDurable)
         do {
+            try Self.lock(fd, path: path)
             let (records, good, size, floor) = try Self.scan(fd: fd, path: path)
             recovered = records
             next = max(records.last?.sequence ?? 0, floor) + 1
@@ -92,22 +95,24 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
             close(fd)
             throw error
         }
-        let t = Thread { [unowned self] in self.flushLoop() }
+        let t = Thread { [state] in state.loop() }
         t.name = "funnel-wal"
-        thread = t
+        state.started = true
         t.start()
     }
 
+    /// Flushes what is pending, stops the flush thread, closes the file (its lock with it).
     deinit {
+        guard state.started else { return }  // init failed: it closed the file itself
         wake.lock()
-        closed = true
+        state.closed = true
         wake.signal()
         wake.unlock()
-        while lock.withLock({ flushing || !pending.isEmpty }) { usleep(1000) }
+        state.stopped.wait()
         close(fd)
     }
 
-    /// Appends a record; `done` gets its sequence once it is on disk (and `onDurable` ran),
+    /// Appends a record; `done` gets its sequence once it is on disk (and `state.onDurable` ran),
     /// or the error that stopped the log (after which every append fails).
     public func append(_ payload: [UInt8], done: @escaping (Result<UInt64, Error>) -> Void) {
         guard payload.count <= Self.maxPayload else {
@@ -115,13 +120,13 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
             return
         }
         wake.lock()
-        if let failure {
+        if let failure = state.failure {
             wake.unlock()
             done(.failure(failure))
             return
         }
         let record = Record(sequence: lock.withLock { defer { next += 1 }; return next }, payload: payload)
-        lock.withLock { pending.append((record, done)) }
+        lock.withLock { state.pending.append((record, done)) }
         wake.signal()
         wake.unlock()
     }
@@ -130,7 +135,7 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
 
     /// Replaces the consumer given at `init` (records flushed before this call went to that one).
     public func follow(_ consumer: @escaping @Sendable ([Record]) -> Void) {
-        lock.withLock { onDurable = consumer }
+        lock.withLock { state.onDurable = consumer }
     }
 
     public func appendAndWait(_ payload: [UInt8]) throws -> UInt64 { try append(payload) }
@@ -166,16 +171,22 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
         }
         wake.lock()
         defer { wake.unlock() }
-        if let failure { throw failure }
-        while lock.withLock({ flushing || !pending.isEmpty }) { wake.unlock(); usleep(500); wake.lock() }
+        if let failure = state.failure { throw failure }
+        while lock.withLock({ state.flushing || !state.pending.isEmpty }) { wake.unlock(); usleep(500); wake.lock() }
         // Nothing is being written now: the file holds every durable record.
         let (current, _, _, _) = try Self.scan(fd: fd, path: path)
         let kept = prefix + current.filter { $0.sequence > through }
-        let floor = lock.withLock { next - 1 }
+        // Sequences go on after both what was issued and what the file now holds.
+        let floor = lock.withLock { () -> UInt64 in
+            next = max(next, (kept.last?.sequence ?? 0) + 1)
+            return next - 1
+        }
         let tmp = path + ".compact"
-        let out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let out = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard out >= 0 else { throw PersistenceError.io(path: tmp, operation: "open", errno: errno) }
         defer { close(out) }
+        // The new file is locked before it takes the log's name: no moment without the lock.
+        try Self.lock(out, path: tmp)
         var bytes = [UInt8]()
         bytes.append(contentsOf: Self.magic)
         withUnsafeBytes(of: UInt32(2).littleEndian) { bytes.append(contentsOf: $0) }
@@ -187,10 +198,9 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
         guard fsync(out) == 0 else { throw PersistenceError.io(path: tmp, operation: "fsync", errno: errno) }
         guard rename(tmp, path) == 0 else { throw PersistenceError.io(path: path, operation: "rename", errno: errno) }
         Self.syncDirectory(of: path)
-        // The descriptor still points at the old inode: reopen by path.
-        let fresh = open(path, O_RDWR | O_CLOEXEC)
-        guard fresh >= 0, dup2(fresh, fd) >= 0 else { throw PersistenceError.io(path: path, operation: "reopen", errno: errno) }
-        close(fresh)
+        // The descriptor still points at the old inode: point it at the new one (with its
+        // lock; the old file's lock goes with its last descriptor).
+        guard dup2(out, fd) >= 0 else { throw PersistenceError.io(path: path, operation: "reopen", errno: errno) }
         lseek(fd, 0, SEEK_END)
         return kept
     }
@@ -204,37 +214,6 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw PersistenceError.corrupt(path: path, reason: "not a regular file") }
         return try scan(fd: fd, path: path).0
-    }
-
-    // MARK: - Flushing
-
-    private func flushLoop() {
-        while true {
-            wake.lock()
-            while lock.withLock({ pending.isEmpty }) && !closed { wake.wait() }
-            if closed && lock.withLock({ pending.isEmpty }) { wake.unlock(); return }
-            let batch = lock.withLock { () -> [(record: Record, done: (Result<UInt64, Error>) -> Void)] in
-                flushing = true
-                defer { pending.removeAll(keepingCapacity: true) }
-                return pending
-            }
-            wake.unlock()
-            var bytes = [UInt8]()
-            for (r, _) in batch { Self.encode(r, into: &bytes) }
-            var error: Error? = nil
-            do {
-                try Self.writeAll(fd: fd, bytes, path: path)
-                if fdatasync(fd) != 0 { throw PersistenceError.io(path: path, operation: "fdatasync", errno: errno) }
-            } catch let e {
-                error = e
-                wake.lock()
-                failure = e
-                wake.unlock()
-            }
-            if error == nil { lock.withLock { onDurable }(batch.map(\.record)) }
-            for (r, done) in batch { done(error.map { .failure($0) } ?? .success(r.sequence)) }
-            lock.withLock { flushing = false }
-        }
     }
 
     // MARK: - Format
@@ -251,6 +230,16 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
     }
 
     /// Reads every record: (records, end of the last good one, file size).
+    /// Takes the exclusive lock on an open log, or names who might hold it.
+    static func lock(_ fd: Int32, path: String) throws {
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            if errno == EWOULDBLOCK {
+                throw PersistenceError.inUse(path: path, reason: "the write-ahead log is open in another process (or already open here): one server writes a log at a time")
+            }
+            throw PersistenceError.io(path: path, operation: "lock", errno: errno)
+        }
+    }
+
     /// The good records, where they end, the file's size, and the header's floor (0 for version 1).
     static func scan(fd: Int32, path: String) throws -> ([Record], Int, Int, UInt64) {
         var st = stat()
@@ -333,5 +322,54 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
         let dir = (path as NSString).deletingLastPathComponent
         let d = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if d >= 0 { fsync(d); close(d) }
+    }
+}
+
+/// The flush thread's side of a `WriteAheadLog` (see `WriteAheadLog.state`).
+private final class FlushState: @unchecked Sendable {
+    typealias Record = ChangeRecord
+    let fd: Int32, path: String
+    let lock = NSLock(), wake = NSCondition()
+    var pending: [(record: Record, done: (Result<UInt64, Error>) -> Void)] = []
+    var flushing = false, closed = false, started = false
+    var failure: Error?
+    var onDurable: @Sendable ([Record]) -> Void
+    /// Signalled when the loop has flushed the last pending record after `closed`.
+    let stopped = DispatchSemaphore(value: 0)
+
+    init(fd: Int32, path: String, onDurable: @escaping @Sendable ([Record]) -> Void) {
+        self.fd = fd
+        self.path = path
+        self.onDurable = onDurable
+    }
+
+    func loop() {
+        defer { stopped.signal() }
+        while true {
+            wake.lock()
+            while lock.withLock({ pending.isEmpty }) && !closed { wake.wait() }
+            if closed && lock.withLock({ pending.isEmpty }) { wake.unlock(); return }
+            let batch = lock.withLock { () -> [(record: Record, done: (Result<UInt64, Error>) -> Void)] in
+                flushing = true
+                defer { pending.removeAll(keepingCapacity: true) }
+                return pending
+            }
+            wake.unlock()
+            var bytes = [UInt8]()
+            for (r, _) in batch { WriteAheadLog.encode(r, into: &bytes) }
+            var error: Error? = nil
+            do {
+                try WriteAheadLog.writeAll(fd: fd, bytes, path: path)
+                if fdatasync(fd) != 0 { throw PersistenceError.io(path: path, operation: "fdatasync", errno: errno) }
+            } catch let e {
+                error = e
+                wake.lock()
+                failure = e
+                wake.unlock()
+            }
+            if error == nil { lock.withLock { onDurable }(batch.map(\.record)) }
+            for (r, done) in batch { done(error.map { .failure($0) } ?? .success(r.sequence)) }
+            lock.withLock { flushing = false }
+        }
     }
 }

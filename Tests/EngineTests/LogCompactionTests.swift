@@ -38,25 +38,30 @@ import _TestSupport
         let dir = TempDir("funnel-compact")
         defer { dir.cleanup() }
         let path = dir.file("x.wal")
+        var onDisk = [ChangeRecord]()
+        do {
         let wal = try WriteAheadLog(path: path)
         for i in 1...50 { try wal.append(Array("r\(i)".utf8)) }
         let appended = Mutex<[UInt64]>([])
-        let writer = Thread {
+        let finished = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
             for i in 51...250 { if let s = try? wal.append(Array("r\(i)".utf8)) { appended.withLock { $0.append(s) } } }
+            finished.signal()
         }
-        writer.start()
         // Keep 10, 20, ..., 50 of the first 50.
         let prefix = stride(from: 10, through: 50, by: 10).map { ChangeRecord(sequence: UInt64($0), payload: Array("r\($0)".utf8)) }
         let kept = try wal.rewrite(through: 50, prefix: prefix)
-        while appended.withLock({ $0.count }) < 200 { usleep(1_000) }
+        finished.wait()
         #expect(Array(kept.prefix(5)) == prefix)
-        let onDisk = try WriteAheadLog.read(path)
+        onDisk = try WriteAheadLog.read(path)
         #expect(onDisk.map(\.sequence) == [10, 20, 30, 40, 50] + (51...250).map { UInt64($0) })
         #expect(onDisk.allSatisfy { $0.payload == Array("r\($0.sequence)".utf8) })
         #expect(Set(appended.withLock { $0 }) == Set((51...250).map { UInt64($0) }))
         // A prefix that is not increasing, or past `through`, is refused before anything changes.
         #expect(throws: PersistenceError.self) { try wal.rewrite(through: 5, prefix: [ChangeRecord(sequence: 6, payload: [])]) }
         #expect(try WriteAheadLog.read(path).count == onDisk.count)
+        }
+        // Freed (its writer done), the log opens again.
         let reopened = try WriteAheadLog(path: path)
         #expect(reopened.recovered == onDisk)
         #expect(try reopened.append(Array("next".utf8)) == 251)
@@ -81,14 +86,21 @@ import _TestSupport
             // Compacted again, down to nothing: the floor is what had been issued.
             try wal.rewrite(through: 22, prefix: [])
         }
-        let wal = try WriteAheadLog(path: path)
-        #expect(wal.recovered.isEmpty && wal.lastSequence == 22)
-        #expect(try wal.append(Array("c".utf8)) == 23)
+        do {
+            let wal = try WriteAheadLog(path: path)
+            #expect(wal.recovered.isEmpty && wal.lastSequence == 22)
+            #expect(try wal.append(Array("c".utf8)) == 23)
+        }
         // The header is checksummed with its floor: a flipped floor byte is refused.
         var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
         bytes[13] ^= 0x01
         try Data(bytes).write(to: URL(fileURLWithPath: path))
-        #expect(throws: PersistenceError.self) { try WriteAheadLog(path: path) }
+        do {
+            _ = try WriteAheadLog(path: path)
+            Issue.record("a header with a flipped floor byte was read")
+        } catch let e as PersistenceError {
+            #expect("\(e)".contains("header checksum"), "\(e)")
+        }
     }
 
     @Test("the retrain loop ends compacted: refused while a rollback target folded less, then retired; the replay answers as the full log's")
@@ -127,9 +139,10 @@ import _TestSupport
         // plus the write after it) and the compacted one.
         let full = try WriteAheadLog.read("\(root)/full.wal") + [try WriteAheadLog.read(wal).last!]
         let fullPath = "\(w.cat.folder)/full-again.wal"
-        let fullLog = try WriteAheadLog(path: fullPath)
-        try fullLog.rewrite(through: UInt64.max - 1, prefix: full)
-        let a = try LiveService(models: try LiveModels(root: root, name: "shop", writable: true), logPath: wal)
+        do { try WriteAheadLog(path: fullPath).rewrite(through: UInt64.max - 1, prefix: full) }  // freed at once
+        // A second server on a log is refused (the lock): `a` replays a copy of the compacted one.
+        try FileManager.default.copyItem(atPath: wal, toPath: "\(root)/compacted-copy.wal")
+        let a = try LiveService(models: try LiveModels(root: root, name: "shop", writable: true), logPath: "\(root)/compacted-copy.wal")
         let b = try LiveService(models: try LiveModels(root: root, name: "shop", writable: true), changeLog: try WriteAheadLog(path: fullPath))
         #expect(a.replayed == 7 && b.replayed == 8 && a.replayFailures.isEmpty && b.replayFailures.isEmpty)
         let (x, y) = (a.production, b.production)

@@ -27,6 +27,36 @@ struct WriteAheadLogTests {
         #expect(try reopened.append(Array("next".utf8)) == 201)
     }
 
+    @Test("a second writer on the same log is refused while the first holds it, after a compaction too; freed, the log opens again")
+    func oneWriter() throws {
+        let path = temp()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        func refused() -> Bool {
+            do { _ = try WriteAheadLog(path: path); return false } catch let e as PersistenceError {
+                if case .inUse = e { return "\(e)".contains(path) }
+                return false
+            } catch { return false }
+        }
+        do {
+            let log = try WriteAheadLog(path: path)
+            try log.append(Array("a".utf8))
+            #expect(refused())
+            try log.rewrite(through: 1, prefix: [])
+            #expect(refused())  // the rewritten file took the lock with it
+            #expect(try log.append(Array("b".utf8)) == 2)
+            #expect(try WriteAheadLog.read(path).map(\.sequence) == [2])  // a reader takes no lock
+        }
+        let again = try WriteAheadLog(path: path)
+        #expect(again.recovered.map(\.sequence) == [2])
+        // Another process is refused too (flock is per open file, not per process).
+        let other = Process()
+        other.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+        other.arguments = ["-n", path, "true"]
+        try other.run()
+        other.waitUntilExit()
+        #expect(other.terminationStatus != 0)
+    }
+
     @Test("a torn tail (a record cut anywhere inside) is cut off and reported; earlier records stay")
     func tornTail() throws {
         let path = temp()
