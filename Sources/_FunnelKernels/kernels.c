@@ -387,6 +387,60 @@ __attribute__((target("avx2,fma"))) static void gram_avx2(const float *x, const 
         }
     }
 }
+
+/// Blocks of 4 rows x 32 columns in eight 16-lane registers; the last columns of a block row
+/// go through masked loads and stores (no scalar column tail), the last rows (n % 4) one at a
+/// time the same way.
+FK_AVX512 static void gram_avx512(const float *x, const float *xt, size_t n, size_t dim, float *out) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float *x0 = x + i * dim, *x1 = x0 + dim, *x2 = x1 + dim, *x3 = x2 + dim;
+        size_t j = 0;
+        for (; j + 32 <= n; j += 32) {
+            __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps(), a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();
+            __m512 a20 = _mm512_setzero_ps(), a21 = _mm512_setzero_ps(), a30 = _mm512_setzero_ps(), a31 = _mm512_setzero_ps();
+            for (size_t k = 0; k < dim; k++) {
+                const __m512 t0 = _mm512_loadu_ps(xt + k * n + j), t1 = _mm512_loadu_ps(xt + k * n + j + 16);
+                __m512 b = _mm512_set1_ps(x0[k]);
+                a00 = _mm512_fmadd_ps(b, t0, a00); a01 = _mm512_fmadd_ps(b, t1, a01);
+                b = _mm512_set1_ps(x1[k]);
+                a10 = _mm512_fmadd_ps(b, t0, a10); a11 = _mm512_fmadd_ps(b, t1, a11);
+                b = _mm512_set1_ps(x2[k]);
+                a20 = _mm512_fmadd_ps(b, t0, a20); a21 = _mm512_fmadd_ps(b, t1, a21);
+                b = _mm512_set1_ps(x3[k]);
+                a30 = _mm512_fmadd_ps(b, t0, a30); a31 = _mm512_fmadd_ps(b, t1, a31);
+            }
+            float *o = out + i * n + j;
+            _mm512_storeu_ps(o, a00); _mm512_storeu_ps(o + 16, a01);
+            _mm512_storeu_ps(o + n, a10); _mm512_storeu_ps(o + n + 16, a11);
+            _mm512_storeu_ps(o + 2 * n, a20); _mm512_storeu_ps(o + 2 * n + 16, a21);
+            _mm512_storeu_ps(o + 3 * n, a30); _mm512_storeu_ps(o + 3 * n + 16, a31);
+        }
+        for (; j < n; j += 16) {
+            const __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : fk_tail_mask16(n - j);
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+            for (size_t k = 0; k < dim; k++) {
+                const __m512 t = _mm512_maskz_loadu_ps(m, xt + k * n + j);
+                a0 = _mm512_fmadd_ps(_mm512_set1_ps(x0[k]), t, a0);
+                a1 = _mm512_fmadd_ps(_mm512_set1_ps(x1[k]), t, a1);
+                a2 = _mm512_fmadd_ps(_mm512_set1_ps(x2[k]), t, a2);
+                a3 = _mm512_fmadd_ps(_mm512_set1_ps(x3[k]), t, a3);
+            }
+            float *o = out + i * n + j;
+            _mm512_mask_storeu_ps(o, m, a0); _mm512_mask_storeu_ps(o + n, m, a1);
+            _mm512_mask_storeu_ps(o + 2 * n, m, a2); _mm512_mask_storeu_ps(o + 3 * n, m, a3);
+        }
+    }
+    for (; i < n; i++) {
+        const float *xi = x + i * dim;
+        for (size_t j = 0; j < n; j += 16) {
+            const __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : fk_tail_mask16(n - j);
+            __m512 a = _mm512_setzero_ps();
+            for (size_t k = 0; k < dim; k++) a = _mm512_fmadd_ps(_mm512_set1_ps(xi[k]), _mm512_maskz_loadu_ps(m, xt + k * n + j), a);
+            _mm512_mask_storeu_ps(out + i * n + j, m, a);
+        }
+    }
+}
 #endif
 
 void fk_gram_f32(const float *x, size_t n, size_t dim, float *out) {
@@ -399,7 +453,10 @@ void fk_gram_f32(const float *x, size_t n, size_t dim, float *out) {
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < dim; k++) xt[k * n + i] = x[i * dim + k];
 #if FK_X86
-    if (fk_simd_level()) gram_avx2(x, xt, n, dim, out); else gram_scalar(x, xt, n, dim, out);
+    const int level = fk_simd_level();
+    if (level >= 2) gram_avx512(x, xt, n, dim, out);
+    else if (level) gram_avx2(x, xt, n, dim, out);
+    else gram_scalar(x, xt, n, dim, out);
 #else
     gram_scalar(x, xt, n, dim, out);
 #endif

@@ -117,11 +117,12 @@ struct DistanceTests {
         }
     }
 
-    @Test("Gram matrix equals pairwise dot products, every block and tail shape",
-          arguments: [1, 3, 4, 5, 15, 16, 17, 21, 100], [false, true])
-    func gram(n: Int, scalar: Bool) {
-        fk_force_scalar(scalar ? 1 : 0)
-        defer { fk_force_scalar(0) }
+    @Test("Gram matrix equals pairwise dot products at every kernel level, every block and tail shape",
+          arguments: [1, 3, 4, 5, 15, 16, 17, 21, 33, 47, 100], KernelLevelTests.levels)
+    func gram(n: Int, level: Int) {
+        fk_force_level(Int32(level))
+        defer { fk_force_level(-1) }
+        #expect(fk_simd_level() == Int32(level))
         var rng = SeededGenerator(seed: 5 &+ UInt64(n))
         for dim in [1, 7, 64] {
             let x = randomVector(n * dim, &rng)
@@ -131,7 +132,7 @@ struct DistanceTests {
                 for j in 0..<n {
                     let a = Array(x[(i * dim)..<((i + 1) * dim)]), b = Array(x[(j * dim)..<((j + 1) * dim)])
                     let want = naiveDot(a, b)
-                    #expect(abs(Double(g[i * n + j]) - want) <= 1e-4 * max(1, sqrt(naiveDot(a, a) * naiveDot(b, b))), "n \(n) dim \(dim) (\(i), \(j))")
+                    #expect(abs(Double(g[i * n + j]) - want) <= 1e-4 * max(1, sqrt(naiveDot(a, a) * naiveDot(b, b))), "level \(level) n \(n) dim \(dim) (\(i), \(j))")
                 }
             }
         }

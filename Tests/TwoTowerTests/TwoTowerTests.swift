@@ -139,9 +139,9 @@ struct TwoTowerTests {
         #expect(abs(Double(model.computeGradients(users: users, items: items, rng: &rng2)) - expected) > 1e-3)
     }
 
-    @Test("the in-batch softmax kernel matches a direct computation in doubles, with and without AVX2")
-    func softmaxKernel() {
-        let n = 37  // not a multiple of 8: the vector loop's tails run too
+    @Test("the in-batch softmax kernel matches a direct computation in doubles at every kernel level (scalar, AVX2, AVX-512)",
+          arguments: [37, 16, 51])  // 37 and 51: not multiples of 8 or 16, the tails run too
+    func softmaxKernel(n: Int) {
         var rng = SeededGenerator(seed: 11)
         let logits = (0..<(n * n)).map { _ in rng.nextGaussian() * 8 }
         let items = (0..<n).map { _ in Int32(rng.nextInt(below: 25)) }  // repeats: accidental hits
@@ -158,20 +158,21 @@ struct TwoTowerTests {
             expectedLoss -= log(e[i] / sum)
             for j in 0..<n { expected[i * n + j] = Double(scale) * (e[j] / sum - (j == i ? 1 : 0)) }
         }
-        for scalar in [false, true] {
-            fk_force_scalar(scalar ? 1 : 0)
-            defer { fk_force_scalar(0) }
+        for level in 0...Int(fk_simd_detected()) {
+            fk_force_level(Int32(level))
+            defer { fk_force_level(-1) }
+            #expect(fk_simd_level() == Int32(level))
             var s = logits
             // Two calls over row ranges, as the blocks of a step make them.
             let loss = s.withUnsafeMutableBufferPointer { sp in
                 items.withUnsafeBufferPointer { ip in logQ.withUnsafeBufferPointer { qp in
-                    fk_inbatch_softmax_rows(sp.baseAddress!, n, 0, 20, ip.baseAddress!, qp.baseAddress!, scale)
-                        + fk_inbatch_softmax_rows(sp.baseAddress!, n, 20, n, ip.baseAddress!, qp.baseAddress!, scale)
+                    fk_inbatch_softmax_rows(sp.baseAddress!, n, 0, n / 2, ip.baseAddress!, qp.baseAddress!, scale)
+                        + fk_inbatch_softmax_rows(sp.baseAddress!, n, n / 2, n, ip.baseAddress!, qp.baseAddress!, scale)
                 } }
             }
-            #expect(abs(Double(loss) - expectedLoss) < 1e-4 * expectedLoss, "scalar \(scalar): loss \(loss) vs \(expectedLoss)")
+            #expect(abs(Double(loss) - expectedLoss) < 1e-4 * expectedLoss, "n \(n) level \(level): loss \(loss) vs \(expectedLoss)")
             let worst = zip(s, expected).map { abs(Double($0) - $1) }.max()!
-            #expect(worst < 1e-6, "scalar \(scalar): largest gradient error \(worst)")
+            #expect(worst < 1e-6, "n \(n) level \(level): largest gradient error \(worst)")
             // Masked columns get exactly zero.
             for i in 0..<n { for j in 0..<n where j != i && items[j] == items[i] { #expect(s[i * n + j] == 0) } }
         }
