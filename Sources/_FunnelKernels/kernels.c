@@ -272,6 +272,30 @@ FK_AVX2 static size_t affine_select_avx2(const float *x, const float *bias, floa
     }
     return c;
 }
+
+/// Sixteen lanes per compare; the lanes kept are packed in registers (vcompressps without a
+/// memory operand: its store form is microcoded on some cores) and written with a mask of
+/// their count, so nothing is written past the last kept entry. The tail is masked.
+FK_AVX512 static size_t affine_select_avx512(const float *x, const float *bias, float scale,
+                                             size_t n, float threshold, uint32_t *idx, float *val) {
+    size_t c = 0;
+    const __m512 vs = _mm512_set1_ps(scale), vt = _mm512_set1_ps(threshold);
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : fk_tail_mask16(n - i);
+        const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+        const __m512 v = bias ? _mm512_fmadd_ps(vs, xv, _mm512_maskz_loadu_ps(m, bias + i)) : _mm512_mul_ps(vs, xv);
+        const __mmask16 keep = _mm512_mask_cmp_ps_mask(m, v, vt, _CMP_LT_OQ);
+        if (!keep) continue;
+        const unsigned kept = (unsigned)__builtin_popcount(keep);
+        const __mmask16 out = fk_tail_mask16(kept) | (kept == 16 ? (__mmask16)0xFFFF : 0);
+        const __m512i at = _mm512_add_epi32(lanes, _mm512_set1_epi32((int)i));
+        _mm512_mask_storeu_ps(val + c, out, _mm512_maskz_compress_ps(keep, v));
+        _mm512_mask_storeu_epi32(idx + c, out, _mm512_maskz_compress_epi32(keep, at));
+        c += kept;
+    }
+    return c;
+}
 #endif
 
 // MARK: - Dispatch
@@ -322,7 +346,11 @@ int64_t fk_l2sq_u8(const uint8_t *a, const uint8_t *b, size_t n) { return FK_DIS
 
 size_t fk_affine_select_below(const float *x, const float *bias, float scale, size_t n,
                               float threshold, uint32_t *idx, float *val) {
+#if FK_X86
+    return FK_DISPATCH3(affine_select, x, bias, scale, n, threshold, idx, val);
+#else
     return FK_DISPATCH(affine_select, x, bias, scale, n, threshold, idx, val);
+#endif
 }
 
 // Gram matrix by rows: out[i, :] = sum_k x[i, k] * xt[k, :] with xt the transpose, so the

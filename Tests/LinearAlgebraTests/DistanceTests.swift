@@ -188,11 +188,13 @@ struct DistanceTests {
         }
     }
 
-    @Test("affine select keeps exactly the values below the threshold", arguments: [0, 1, 7, 8, 9, 100, 1000], [false, true])
-    func affineSelect(n: Int, scalar: Bool) {
-        fk_force_scalar(scalar ? 1 : 0)
-        defer { fk_force_scalar(0) }
-        var rng = SeededGenerator(seed: 3)
+    @Test("affine select keeps exactly the values below the threshold at every kernel level",
+          arguments: [0, 1, 7, 8, 9, 15, 16, 17, 100, 1000], KernelLevelTests.levels)
+    func affineSelect(n: Int, level: Int) {
+        fk_force_level(Int32(level))
+        defer { fk_force_level(-1) }
+        #expect(fk_simd_level() == Int32(level))
+        var rng = SeededGenerator(seed: 3 &+ UInt64(n))
         let x = randomVector(n, &rng), bias = randomVector(n, &rng)
         var idx = [UInt32](repeating: 0, count: n + 1), val = [Float](repeating: 0, count: n + 1)
         let count = fk_affine_select_below(x, bias, -2, n, 0.5, &idx, &val)
@@ -201,6 +203,10 @@ struct DistanceTests {
         for j in 0..<count {
             #expect(abs(val[j] - (bias[Int(idx[j])] - 2 * x[Int(idx[j])])) <= 1e-5)
         }
+        // Every lane kept (whole blocks of 16), and none.
+        #expect(fk_affine_select_below(x, nil, 1, n, .infinity, &idx, &val) == n)
+        #expect(Array(idx[0..<n].map(Int.init)) == Array(0..<n) && Array(val[0..<n]) == x)
+        #expect(fk_affine_select_below(x, bias, 1, n, -.infinity, &idx, &val) == 0)
     }
 }
 
