@@ -8,16 +8,29 @@
 /// recursion. Trees whose tables would pass the budget are explained by the recursion.
 public final class TreeExplainer: Sendable {
     public let model: GBDTModel
-    /// Per tree: its leaves' tables, or nil (explained by the recursion).
-    let tables: [[LeafTable]?]
+    /// Per tree: the range of its leaves in `leaves`, or nil (explained by the recursion).
+    let trees: [Range<Int>?]
+    /// Every tabled leaf, flat: its path's distinct features, the conditions that decide the
+    /// pattern, and the contributions of each pattern (2^d rows of d values, already times the
+    /// leaf's value), as offsets into the three arrays below (no per-leaf arrays: a row walks
+    /// every leaf of every tree, and per-leaf arrays cost reference counting on each).
+    let leaves: [Leaf]
+    let features: [Int32]
+    let conditions: [Condition]
+    let values: [Double]
+    /// The most internal nodes of a tabled tree (the per-row direction buffer's size).
+    let maxNodes: Int
 
-    /// One leaf: the distinct features on its path, the conditions that decide the pattern,
-    /// and the contributions of each pattern (2^d rows of d values, already times the
-    /// leaf's value).
-    struct LeafTable: Sendable {
-        var features: [Int]
-        var conditions: [(node: Int, left: Bool, slot: Int)]
-        var values: [Double]
+    struct Leaf: Sendable {
+        var features: Int32, dimension: Int32
+        var conditions: Int32, conditionCount: Int32
+        var values: Int
+    }
+
+    struct Condition: Sendable {
+        var node: Int32
+        var left: Bool
+        var slot: UInt8
     }
 
     /// - Parameter budget: the most table values (doubles) kept for the whole model.
@@ -25,21 +38,34 @@ public final class TreeExplainer: Sendable {
     public init(_ model: GBDTModel, budget: Int = 2_000_000) {
         self.model = model
         var left = budget
-        tables = model.trees.map { tree in
-            guard !tree.feature.isEmpty else { return [] }
+        var trees = [Range<Int>?](), leaves = [Leaf](), features = [Int32](), conditions = [Condition](), values = [Double]()
+        var maxNodes = 0
+        for tree in model.trees {
+            guard !tree.feature.isEmpty else { trees.append(leaves.count..<leaves.count); continue }
             let paths = tree.leafPaths()
             let size = paths.reduce(0) { s, p in
                 let d = Set(p.map { Int(tree.feature[$0.node]) }).count
                 return d > 16 ? Int.max / 4 : s + (1 << d) * d
             }
-            guard size <= left else { return nil }
+            guard size <= left else { trees.append(nil); continue }
             left -= size
-            return paths.enumerated().map { leaf, path in Self.table(tree, leaf: leaf, path: path) }
+            let first = leaves.count
+            for (leaf, path) in paths.enumerated() {
+                let t = Self.table(tree, leaf: leaf, path: path)
+                leaves.append(Leaf(features: Int32(features.count), dimension: Int32(t.features.count),
+                                   conditions: Int32(conditions.count), conditionCount: Int32(t.conditions.count), values: values.count))
+                features += t.features.map { Int32($0) }
+                conditions += t.conditions.map { Condition(node: Int32($0.node), left: $0.left, slot: UInt8($0.slot)) }
+                values += t.values
+            }
+            trees.append(first..<leaves.count)
+            maxNodes = max(maxNodes, tree.feature.count)
         }
+        (self.trees, self.leaves, self.features, self.conditions, self.values, self.maxNodes) = (trees, leaves, features, conditions, values, maxNodes)
     }
 
     /// The table of one leaf reached by `path` (root first).
-    static func table(_ tree: Tree, leaf: Int, path: [(node: Int, left: Bool)]) -> LeafTable {
+    static func table(_ tree: Tree, leaf: Int, path: [(node: Int, left: Bool)]) -> (features: [Int], conditions: [(node: Int, left: Bool, slot: Int)], values: [Double]) {
         var features = [Int](), zero = [Double]()
         var conditions = [(node: Int, left: Bool, slot: Int)]()
         for step in path {
@@ -70,29 +96,43 @@ public final class TreeExplainer: Sendable {
                 }
             }
         }
-        return LeafTable(features: features, conditions: conditions, values: values)
+        return (features, conditions, values)
     }
 
     /// Explains `count` rows of `stride` values each, as `GBDTModel.explain(rows:count:stride:)`
     /// does (equal up to rounding: the path's features are taken in another order).
+    /// Per row and tabled tree, each internal node's direction is found once; each leaf's
+    /// pattern is then read off its conditions, and its d contributions added.
     /// - Throws: `GBDTError.featureCountMismatch` for rows narrower than the model's features.
-    /// - Complexity: O(count * (path nodes of tabled trees + leaves * depth^2 of the others)).
+    /// - Complexity: O(count * (nodes and path conditions of tabled trees + leaves * depth^2 of the others)).
     public func explain(rows x: [Float], count: Int, stride: Int) throws -> [Explanation] {
-        try model.explaining(rows: x, count: count, stride: stride) { row, path, phi in
-            for (t, tree) in model.trees.enumerated() {
-                guard let leaves = tables[t] else {
-                    tree.shap(row, path: path, into: phi)
-                    continue
-                }
-                for leaf in leaves {
-                    var pattern = (1 << leaf.features.count) - 1
-                    for c in leaf.conditions where tree.goesLeft(row[Int(tree.feature[c.node])], c.node, tree.threshold[c.node]) != c.left {
-                        pattern &= ~(1 << c.slot)
+        var directions = [Bool](repeating: false, count: max(1, maxNodes))
+        return try leaves.withUnsafeBufferPointer { leaves in
+            try features.withUnsafeBufferPointer { features in
+            try conditions.withUnsafeBufferPointer { conditions in
+            try values.withUnsafeBufferPointer { values in
+            try directions.withUnsafeMutableBufferPointer { left in
+                try model.explaining(rows: x, count: count, stride: stride) { row, path, phi in
+                    for (t, tree) in model.trees.enumerated() {
+                        guard let range = trees[t] else {
+                            tree.shap(row, path: path, into: phi)
+                            continue
+                        }
+                        if range.isEmpty { continue }
+                        for n in 0..<tree.feature.count { left[n] = tree.goesLeft(row[Int(tree.feature[n])], n, tree.threshold[n]) }
+                        for l in range {
+                            let leaf = leaves[l], d = Int(leaf.dimension)
+                            var pattern = (1 << d) - 1
+                            for c in Int(leaf.conditions)..<Int(leaf.conditions + leaf.conditionCount) {
+                                let cond = conditions[c]
+                                if left[Int(cond.node)] != cond.left { pattern &= ~(1 << Int(cond.slot)) }
+                            }
+                            let at = leaf.values + pattern * d, f0 = Int(leaf.features)
+                            for j in 0..<d { phi[Int(features[f0 + j])] += values[at + j] }
+                        }
                     }
-                    let d = leaf.features.count
-                    for j in 0..<d { phi[leaf.features[j]] += leaf.values[pattern * d + j] }
                 }
-            }
+            }}}}
         }
     }
 }

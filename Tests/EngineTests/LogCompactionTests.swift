@@ -44,7 +44,9 @@ import _TestSupport
         for i in 1...50 { try wal.append(Array("r\(i)".utf8)) }
         let appended = Mutex<[UInt64]>([])
         let finished = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
+        // Unowned: the block may outlive its last line, and a log it held would still be open
+        // (locked) when the test opens it again below.
+        DispatchQueue.global().async { [unowned wal] in
             for i in 51...250 { if let s = try? wal.append(Array("r\(i)".utf8)) { appended.withLock { $0.append(s) } } }
             finished.signal()
         }

@@ -535,7 +535,7 @@ struct TreeExplainerTests {
         }
         let explainer = TreeExplainer(model, budget: budget)
         // The budget decides which trees get tables: all, some, none.
-        let tabled = explainer.tables.filter { $0 != nil }.count
+        let tabled = explainer.trees.filter { $0 != nil }.count
         if budget == 0 { #expect(tabled == 0) } else if budget == 2_000_000 { #expect(tabled == model.trees.count) } else { #expect(tabled > 0 && tabled < model.trees.count) }
         let rows = 200
         let x = Array(data.features.storage.prefix(rows * 4))
