@@ -95,9 +95,6 @@ public final class LiveService: @unchecked Sendable {
     /// Writes in the log.
     public var logged: Int { applyLock.withLock { records.count } }
 
-    /// The log's records as this service holds them (for compaction).
-    func lockedRecords() -> [ChangeRecord] { applyLock.withLock { records } }
-
     /// After a compaction through `through`: `prefix` is what the log keeps up to it; the
     /// records after it stay.
     func replaceRecords(_ prefix: [ChangeRecord], through: UInt64) {

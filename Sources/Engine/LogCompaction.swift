@@ -71,36 +71,21 @@ extension LiveService {
     /// Every other version that may still serve (staging, canary, shadow, rollback targets)
     /// must have folded at least as much: compacting would take from it writes it needs.
     /// Such versions are refused by name (409), or, with `retire`, archived for good first.
-    /// The file write-ahead log is rewritten while appends wait; a log replicas share
-    /// (`CompactingChangeLog`) compacts in its database, atomically with every replica's
-    /// appends. Later records are kept. Other replicas keep the records they hold in memory
+    /// The log compacts itself (`CompactingChangeLog`): the file write-ahead log is rewritten
+    /// while appends wait; the PostgreSQL log replicas share compacts in its database,
+    /// atomically with every replica's appends. Later records are kept. Other replicas keep the records they hold in memory
     /// until they restart; they read the compacted log without complaint.
     /// - Throws: `EngineError.invalidRequest` without a log, or for a log that cannot be
     ///   compacted; `RegistryError.invalidTransition` naming the versions in the way.
     public func compact(retire: Bool = false) async throws -> LogCompactionReport {
         guard let log else { throw EngineError.invalidRequest("this server takes no writes: there is no log to compact") }
-        guard log is WriteAheadLog || log is CompactingChangeLog else {
+        guard let compacting = log as? CompactingChangeLog else {
             throw EngineError.invalidRequest("the change log at \(log.location) cannot be compacted")
         }
         let (through, retired) = try compactionPoint(retire: retire)
-        if let shared = log as? CompactingChangeLog {
-            let done = try await shared.compact(through: through) { LogCompaction.compacted($0, through: through) }
-            replaceRecords(done.prefix, through: through)
-            return LogCompactionReport(through: through, recordsBefore: done.recordsBefore, recordsAfter: done.recordsAfter, retired: retired)
-        }
-        // The rewrite blocks while appends drain: off the cooperative pool.
-        let wal = log as! WriteAheadLog
-        return try await withCheckedThrowingContinuation { c in
-            DispatchQueue.global().async {
-                c.resume(with: Result {
-                    let snapshot = self.lockedRecords()
-                    let prefix = LogCompaction.compacted(snapshot.filter { $0.sequence <= through }, through: through)
-                    let kept = try wal.rewrite(through: through, prefix: prefix)
-                    self.replaceRecords(prefix, through: through)
-                    return LogCompactionReport(through: through, recordsBefore: snapshot.count, recordsAfter: kept.count, retired: retired)
-                })
-            }
-        }
+        let done = try await compacting.compact(through: through) { LogCompaction.compacted($0, through: through) }
+        replaceRecords(done.prefix, through: through)
+        return LogCompactionReport(through: through, recordsBefore: done.recordsBefore, recordsAfter: done.recordsAfter, retired: retired)
     }
 
     /// How far the log may be compacted (what production folded), after retiring the versions

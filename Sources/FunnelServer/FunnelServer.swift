@@ -279,8 +279,7 @@ public final class FunnelServer: @unchecked Sendable {
         model.post("log/compact") { [self] request, context -> Response in
             try check(context, write: request)
             let retire = try await decodeOptional(CompactBody.self, request, context)?.retire ?? false
-            let report = try await service.compact(retire: retire)
-            return Self.jsonResponse(try Self.jsonBody(report))
+            return Self.encode(try await service.compact(retire: retire))
         }
         return router
     }

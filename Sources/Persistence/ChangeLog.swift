@@ -46,8 +46,8 @@ public struct ChangeLogCompaction: Sendable, Equatable {
 }
 
 /// A change log that compacts itself where it is stored, atomically with the appends of every
-/// process that shares it (the PostgreSQL log of replicas). The file `WriteAheadLog` is
-/// compacted by its one owner with `rewrite(through:prefix:)`.
+/// process that writes it: the file `WriteAheadLog` (one process) and the PostgreSQL log
+/// replicas share.
 public protocol CompactingChangeLog: ChangeLog {
     /// Replaces the records up to `through` by what `compacting` keeps of them (given in
     /// order; a subset, in order); later records stay. Readers then accept the gaps left up to

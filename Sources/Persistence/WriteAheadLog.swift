@@ -30,7 +30,7 @@ import Glibc
 /// After a sync, `onDurable` runs on the flush thread with the records of that sync, in
 /// sequence order, before their writers are answered: state applied there is applied in log
 /// order, as a replay applies it.
-public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
+public final class WriteAheadLog: CompactingChangeLog, @unchecked Sendable {
     public typealias Record = ChangeRecord
 
     public static let magic = Array("FNLWALOG".utf8)
@@ -74,11 +74,7 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
             recovered = records
             next = max(records.last?.sequence ?? 0, floor) + 1
             if size == 0 {
-                var header = Self.magic
-                withUnsafeBytes(of: UInt32(1).littleEndian) { header.append(contentsOf: $0) }  // version 1: no floor yet
-                let crc = header.withUnsafeBytes { fk_crc32c(0, $0.baseAddress, $0.count) }
-                withUnsafeBytes(of: crc.littleEndian) { header.append(contentsOf: $0) }
-                try Self.writeAll(fd: fd, header, path: path)
+                try Self.writeAll(fd: fd, Self.header(floor: nil), path: path)
                 guard fsync(fd) == 0 else { throw PersistenceError.io(path: path, operation: "fsync", errno: errno) }
                 Self.syncDirectory(of: path)
                 repaired = nil
@@ -162,6 +158,28 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
     /// - Returns: the records the log holds now.
     @discardableResult
     public func rewrite(through: UInt64, prefix: [Record]) throws -> [Record] {
+        try check(prefix: prefix, through: through)
+        return try rewrite(through: through) { _ in prefix }.kept
+    }
+
+    /// `CompactingChangeLog`: the records up to `through` that `compacting` keeps of those the
+    /// file holds, by `rewrite`, off the caller's thread (appends wait while it runs).
+    public func compact(through: UInt64, _ compacting: @escaping @Sendable ([Record]) -> [Record]) async throws -> ChangeLogCompaction {
+        try await withCheckedThrowingContinuation { c in
+            DispatchQueue.global().async {
+                c.resume(with: Result {
+                    let done = try self.rewrite(through: through) { records in
+                        let prefix = compacting(records)
+                        try self.check(prefix: prefix, through: through)
+                        return prefix
+                    }
+                    return ChangeLogCompaction(recordsBefore: done.before, recordsAfter: done.kept.count, prefix: done.prefix)
+                })
+            }
+        }
+    }
+
+    private func check(prefix: [Record], through: UInt64) throws {
         var last: UInt64 = 0
         for r in prefix {
             guard r.sequence > last, r.sequence <= through else {
@@ -169,13 +187,18 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
             }
             last = r.sequence
         }
+    }
+
+    /// The rewrite: `prefix` gets the file's records up to `through` once appends are held.
+    private func rewrite(through: UInt64, _ prefix: ([Record]) throws -> [Record]) throws -> (before: Int, prefix: [Record], kept: [Record]) {
         wake.lock()
         defer { wake.unlock() }
         if let failure = state.failure { throw failure }
         while lock.withLock({ state.flushing || !state.pending.isEmpty }) { wake.unlock(); usleep(500); wake.lock() }
         // Nothing is being written now: the file holds every durable record.
         let (current, _, _, _) = try Self.scan(fd: fd, path: path)
-        let kept = prefix + current.filter { $0.sequence > through }
+        let head = try prefix(current.filter { $0.sequence <= through })
+        let kept = head + current.filter { $0.sequence > through }
         // Sequences go on after both what was issued and what the file now holds.
         let floor = lock.withLock { () -> UInt64 in
             next = max(next, (kept.last?.sequence ?? 0) + 1)
@@ -187,12 +210,7 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
         defer { close(out) }
         // The new file is locked before it takes the log's name: no moment without the lock.
         try Self.lock(out, path: tmp)
-        var bytes = [UInt8]()
-        bytes.append(contentsOf: Self.magic)
-        withUnsafeBytes(of: UInt32(2).littleEndian) { bytes.append(contentsOf: $0) }
-        withUnsafeBytes(of: floor.littleEndian) { bytes.append(contentsOf: $0) }
-        let crc = bytes.withUnsafeBytes { fk_crc32c(0, $0.baseAddress, $0.count) }
-        withUnsafeBytes(of: crc.littleEndian) { bytes.append(contentsOf: $0) }
+        var bytes = Self.header(floor: floor)
         for r in kept { Self.encode(r, into: &bytes) }
         try Self.writeAll(fd: out, bytes, path: tmp)
         guard fsync(out) == 0 else { throw PersistenceError.io(path: tmp, operation: "fsync", errno: errno) }
@@ -202,7 +220,7 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
         // lock; the old file's lock goes with its last descriptor).
         guard dup2(out, fd) >= 0 else { throw PersistenceError.io(path: path, operation: "reopen", errno: errno) }
         lseek(fd, 0, SEEK_END)
-        return kept
+        return (current.count, head, kept)
     }
 
     /// The records of the log at `path`, read without changing it (a server may be
@@ -230,6 +248,16 @@ public final class WriteAheadLog: ChangeLog, @unchecked Sendable {
     }
 
     /// Reads every record: (records, end of the last good one, file size).
+    /// A file header: version 1 without a floor (a new log), version 2 with one (a compacted log).
+    static func header(floor: UInt64?) -> [UInt8] {
+        var bytes = magic
+        withUnsafeBytes(of: UInt32(floor == nil ? 1 : 2).littleEndian) { bytes.append(contentsOf: $0) }
+        if let floor { withUnsafeBytes(of: floor.littleEndian) { bytes.append(contentsOf: $0) } }
+        let crc = bytes.withUnsafeBytes { fk_crc32c(0, $0.baseAddress, $0.count) }
+        withUnsafeBytes(of: crc.littleEndian) { bytes.append(contentsOf: $0) }
+        return bytes
+    }
+
     /// Takes the exclusive lock on an open log, or names who might hold it.
     static func lock(_ fd: Int32, path: String) throws {
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {

@@ -34,20 +34,34 @@ static float softmax_row_scalar(float *row, size_t n, size_t i, float mx, float 
 
 #if FK_X86
 
+/// The exp's range and reduction (ln 2 in two parts) and its degree-6 polynomial, shared by
+/// the eight- and sixteen-lane bodies.
+#define FK_EXP_LO (-87.3365447f)
+#define FK_EXP_HI (88.3762626f)
+#define FK_EXP_LOG2E (1.44269504f)
+#define FK_EXP_LN2_HI (0.693359375f)
+#define FK_EXP_LN2_LO (-2.12194440e-4f)
+#define FK_EXP_P0 (1.9875691500e-4f)
+#define FK_EXP_P1 (1.3981999507e-3f)
+#define FK_EXP_P2 (8.3334519073e-3f)
+#define FK_EXP_P3 (4.1665795894e-2f)
+#define FK_EXP_P4 (1.6666665459e-1f)
+#define FK_EXP_P5 (5.0000001201e-1f)
+
 /// e^x for eight lanes; lanes below -87.3 (including -inf) give 0.
 FK_AVX2 static inline __m256 exp8(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.3365447f), hi = _mm256_set1_ps(88.3762626f);
+    const __m256 lo = _mm256_set1_ps(FK_EXP_LO), hi = _mm256_set1_ps(FK_EXP_HI);
     __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
     x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(FK_EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(FK_EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(FK_EXP_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(FK_EXP_P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FK_EXP_P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FK_EXP_P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FK_EXP_P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FK_EXP_P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FK_EXP_P5));
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
     return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
@@ -102,18 +116,18 @@ FK_AVX2 static float row_avx2(float *row, size_t n, size_t i, const int32_t *ite
 
 /// e^x for sixteen lanes (the same reduction and polynomial as exp8).
 FK_AVX512 static inline __m512 exp16(__m512 x) {
-    const __m512 lo = _mm512_set1_ps(-87.3365447f), hi = _mm512_set1_ps(88.3762626f);
+    const __m512 lo = _mm512_set1_ps(FK_EXP_LO), hi = _mm512_set1_ps(FK_EXP_HI);
     const __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
     x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(FK_EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(FK_EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(FK_EXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(FK_EXP_P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FK_EXP_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FK_EXP_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FK_EXP_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FK_EXP_P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FK_EXP_P5));
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127)), 23);
     return _mm512_maskz_mul_ps((__mmask16)~under, p, _mm512_castsi512_ps(e));
